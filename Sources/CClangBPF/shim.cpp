@@ -1,0 +1,1 @@
+#include "clang_bpf.h"

@@ -1,0 +1,5 @@
+import ArgumentParser
+public struct KprobeRunCommand: ParsableCommand {
+    public init() {}
+    public func run() {}
+}

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The one directory that holds everything kprobe-run keeps between runs (headers, vmlinux.h,
+/// compiled objects). See DESIGN.md, "Cache layout".
+public struct CacheRoot: Sendable, Equatable {
+    public var path: String
+
+    public init(path: String) { self.path = path }
+
+    /// Where the cache lives, in order: `$KPROBE_RUN_CACHE_DIR`; for root, /var/cache/kprobe-run,
+    /// or on systems without /var (Android) `$TMPDIR/kprobe-run` or /data/local/tmp/kprobe-run;
+    /// otherwise `$XDG_CACHE_HOME/kprobe-run` or ~/.cache/kprobe-run.
+    public static func resolve(environment: [String: String] = Environment.current) -> CacheRoot {
+        if let explicit = environment["KPROBE_RUN_CACHE_DIR"], !explicit.isEmpty {
+            return CacheRoot(path: explicit)
+        }
+        if geteuid() == 0 {
+            if FileSystem.isDirectory("/var") { return CacheRoot(path: "/var/cache/kprobe-run") }
+            if let tmp = environment["TMPDIR"], !tmp.isEmpty, FileSystem.isDirectory(tmp) {
+                return CacheRoot(path: tmp + "/kprobe-run")
+            }
+            return CacheRoot(path: "/data/local/tmp/kprobe-run")
+        }
+        if let xdg = environment["XDG_CACHE_HOME"], xdg.hasPrefix("/") {
+            return CacheRoot(path: xdg + "/kprobe-run")
+        }
+        let home = environment["HOME"] ?? "/"
+        return CacheRoot(path: home + "/.cache/kprobe-run")
+    }
+
+    /// Creates (or checks) the root and the given subdirectories, every one 0700, owned by the
+    /// invoking user and reached without following a symlink; returns the innermost path.
+    @discardableResult
+    public func directory(_ components: String...) throws(Failure) -> String {
+        try SecureDirectory.ensure(root: path, components: components)
+    }
+}
+
+/// Directory creation that cannot be redirected by another user: BCC's predictable
+/// /tmp/kheaders-<release> (CVE-2024-2314) is the failure this exists to avoid.
+public enum SecureDirectory {
+    /// Makes `root` (creating missing parents as needed), then each of `components` inside it.
+    /// The root and every component must be a real directory (not a symlink), owned by the
+    /// effective user and not writable by group or others; anything else is refused.
+    public static func ensure(root: String, components: [String]) throws(Failure) -> String {
+        try createParents(of: root)
+        var fd = try openChecked(parent: AT_FDCWD, name: root, display: root)
+        var path = root
+        for component in components {
+            guard !component.isEmpty, !component.contains("/"), component != ".", component != ".." else {
+                close(fd)
+                throw Failure(.internal, "invalid cache path component '\(component)'")
+            }
+            path += "/" + component
+            let next: Int32
+            do {
+                next = try openChecked(parent: fd, name: component, display: path)
+            } catch {
+                close(fd)
+                throw error
+            }
+            close(fd)
+            fd = next
+        }
+        close(fd)
+        return path
+    }
+
+    /// Checks an existing directory the same way, without creating anything.
+    public static func check(_ path: String) throws(Failure) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            throw Failure(.internal, "cannot inspect cache directory \(path): \(Errno.current)")
+        }
+        try verify(st, path: path)
+    }
+
+    private static func createParents(of path: String) throws(Failure) {
+        var prefix = ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true).dropLast()
+        for part in parts {
+            prefix += "/" + part
+            if mkdir(prefix, 0o755) != 0, errno != EEXIST {
+                throw Failure(.internal, "cannot create directory \(prefix): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
+            }
+        }
+    }
+
+    private static func openChecked(parent: Int32, name: String, display: String) throws(Failure) -> Int32 {
+        if mkdirat(parent, name, 0o700) != 0, errno != EEXIST {
+            throw Failure(.internal, "cannot create cache directory \(display): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
+        }
+        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let err = Errno.current
+            if err.rawValue == ELOOP || err.rawValue == ENOTDIR {
+                throw Failure(.internal, "refusing cache path \(display): it is a symlink or not a directory; remove it or set KPROBE_RUN_CACHE_DIR")
+            }
+            throw Failure(.internal, "cannot open cache directory \(display): \(err)")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            close(fd)
+            throw Failure(.internal, "cannot inspect cache directory \(display): \(Errno.current)")
+        }
+        do {
+            try verify(st, path: display)
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    private static func verify(_ st: stat, path: String) throws(Failure) {
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw Failure(.internal, "refusing cache path \(path): it is a symlink or not a directory; remove it or set KPROBE_RUN_CACHE_DIR")
+        }
+        guard st.st_uid == geteuid() else {
+            throw Failure(.internal, "refusing cache directory \(path): owned by uid \(st.st_uid), not by you (uid \(geteuid())); remove it or set KPROBE_RUN_CACHE_DIR")
+        }
+        guard st.st_mode & 0o022 == 0 else {
+            throw Failure(.internal, "refusing cache directory \(path): writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8))); run chmod 700 on it")
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import KprobeRunCLI
+
+KprobeRunCommand.main()
