@@ -18,6 +18,8 @@ let package = Package(
         .systemLibrary(name: "CLibBPF", path: "Sources/CLibBPF", pkgConfig: "libbpf"),
         .systemLibrary(name: "CLibArchive", path: "Sources/CLibArchive", pkgConfig: "libarchive"),
         .systemLibrary(name: "CLibELF", path: "Sources/CLibELF", pkgConfig: "libelf"),
+        // libclang's C API, for reading probe ASTs (BCC dialect rewriting) inside the worker.
+        .systemLibrary(name: "CClang", path: "Sources/CClang"),
         // The clang/LLVM 14 shim: C++ inside, a plain C header outside.
         .target(
             name: "CClangBPF",
@@ -37,8 +39,18 @@ let package = Package(
         .target(name: "KernelHeaders", dependencies: ["KprobeSupport", "CLibArchive", "CLibELF", "CLibBPF"]),
         // Stage 2: the parent's side of compiling (requests, worker protocol). No LLVM here.
         .target(name: "ProbeCompiler", dependencies: ["KprobeSupport"]),
+        // Dialect detection and rewriting (BCC), used only inside the worker.
+        .target(
+            name: "ProbeFrontend",
+            dependencies: ["KprobeSupport", "CClang"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
+        ),
         // The compile worker: the only executable that links clang/LLVM.
-        .executableTarget(name: "kprobe-run-cc", dependencies: ["ProbeCompiler", "CClangBPF"]),
+        .executableTarget(
+            name: "kprobe-run-cc",
+            dependencies: ["ProbeCompiler", "ProbeFrontend", "CClangBPF"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
+        ),
         // Stage 3: load, attach, report, detach.
         .target(name: "ProbeRuntime", dependencies: ["KprobeSupport", "CLibBPF"]),
         // Stage 4: the commands.
@@ -54,10 +66,15 @@ let package = Package(
         .testTarget(name: "KprobeSupportTests", dependencies: ["KprobeSupport"]),
         .testTarget(name: "KernelHeadersTests", dependencies: ["KernelHeaders", "KprobeSupport"]),
         .testTarget(name: "ProbeCompilerTests", dependencies: ["ProbeCompiler", "KprobeSupport"]),
+        .testTarget(
+            name: "ProbeFrontendTests",
+            dependencies: ["ProbeFrontend", "KprobeSupport"],
+            swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
+        ),
         .testTarget(name: "ProbeRuntimeTests", dependencies: ["ProbeRuntime", "KprobeSupport"]),
         .testTarget(name: "KprobeRunCLITests", dependencies: ["KprobeRunCLI", "KprobeSupport"]),
         // Run the real binaries as root against the running kernel (and the test VM).
-        .testTarget(name: "IntegrationTests", dependencies: ["KprobeSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["KprobeSupport", "CLibBPF"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,1 +1,139 @@
+import CClangBPF
 import ProbeCompiler
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// kprobe-run-cc: one request on stdin, one response on stdout, then exit. The parent turns a
+// crash or an LLVM fatal error (stderr, status 70) into a compile error of its own.
+
+func readAll(_ fd: Int32) -> [UInt8]? {
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
+        if n == 0 { return result }
+        result.append(contentsOf: chunk[0..<n])
+    }
+}
+
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return false
+        }
+        offset += n
+    }
+    return true
+}
+
+func fail(_ message: String) -> Never {
+    _ = writeAll(2, Array("kprobe-run-cc: \(message)\n".utf8))
+    exit(2)
+}
+
+/// NUL-terminated copies of strings, alive until `release`.
+struct CStrings {
+    var pointers: [UnsafeMutablePointer<CChar>?]
+
+    init(_ strings: [String]) { pointers = strings.map { strdup($0) } }
+
+    func release() { for pointer in pointers { free(pointer) } }
+}
+
+/// The C++ shim, called with the request's strings as C strings.
+struct ShimBackend: ClangBackend {
+    var version: String { String(cString: clang_bpf_version()) }
+
+    func compile(_ request: CompileRequest, precompiledHeader: String?) -> WorkerProtocol.Response {
+        run(request, pch: precompiledHeader) { input, result in clang_bpf_compile(&input, &result) }
+    }
+
+    func buildPrecompiledHeader(_ request: CompileRequest, output: String) -> WorkerProtocol.Response {
+        output.withCString { path in
+            run(request, pch: nil) { input, result in clang_bpf_build_pch(&input, path, &result) }
+        }
+    }
+
+    private func run(_ request: CompileRequest, pch: String?,
+                     _ body: (inout clang_bpf_input, inout clang_bpf_result) -> Int32) -> WorkerProtocol.Response {
+        let arguments = CStrings(request.arguments)
+        let paths = CStrings(request.virtualFiles.map(\.path))
+        let contents = CStrings(request.virtualFiles.map(\.contents))
+        let pchPath = CStrings(pch.map { [$0] } ?? [])
+        defer {
+            arguments.release()
+            paths.release()
+            contents.release()
+            pchPath.release()
+        }
+        var files: [clang_bpf_file] = []
+        for index in request.virtualFiles.indices {
+            files.append(clang_bpf_file(path: paths.pointers[index], contents: contents.pointers[index], length: strlen(contents.pointers[index]!)))
+        }
+        var source = request.source
+        var result = clang_bpf_result()
+        let status: Int32 = source.withUTF8 { sourceBytes in
+            request.sourcePath.withCString { sourceName in
+                request.frontendTriple.withCString { triple in
+                    arguments.pointers.withUnsafeBufferPointer { argumentPointers in
+                        files.withUnsafeBufferPointer { filePointers in
+                            argumentPointers.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constArguments in
+                                sourceBytes.withMemoryRebound(to: CChar.self) { sourceChars in
+                                    var input = clang_bpf_input(
+                                        source: sourceChars.baseAddress, source_length: sourceChars.count,
+                                        source_name: sourceName, triple: triple,
+                                        arguments: constArguments.baseAddress, argument_count: constArguments.count,
+                                        files: filePointers.baseAddress, file_count: filePointers.count,
+                                        pch_path: pchPath.pointers.first.flatMap { $0 }.map { UnsafePointer($0) })
+                                    return body(&input, &result)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        defer { clang_bpf_result_dispose(&result) }
+        let elf = result.object.map { Array(UnsafeBufferPointer(start: $0, count: result.object_size)) } ?? []
+        let diagnostics = result.diagnostics.map { String(cString: $0) } ?? ""
+        var dependencies: [String] = []
+        if let list = result.dependencies {
+            let bytes = UnsafeRawBufferPointer(start: list, count: result.dependencies_size)
+            dependencies = bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        }
+        return WorkerProtocol.Response(status: status, elf: elf, diagnostics: diagnostics, dependencies: dependencies)
+    }
+}
+
+func readRequest() -> CompileRequest {
+    guard let input = readAll(0) else { fail("cannot read the request: \(String(cString: strerror(errno)))") }
+    do {
+        return try WorkerProtocol.decodeRequest(input)
+    } catch {
+        fail("malformed request (\(error)); this program is run by kprobe-run, not by hand")
+    }
+}
+
+func writeResponse(_ response: WorkerProtocol.Response) {
+    guard writeAll(1, WorkerProtocol.encode(response)) else {
+        fail("cannot write the response: \(String(cString: strerror(errno)))")
+    }
+}
+
+// Each stage takes the one before's result: a source-to-source step (such as a dialect
+// rewrite) belongs between reading the request and compiling it, so that the precompiled-
+// header decision sees the source clang will compile.
+let request = readRequest()
+clang_bpf_initialize()
+writeResponse(PrecompiledHeaders.compile(request, backend: ShimBackend()))
+exit(0)

@@ -1,0 +1,35 @@
+# kprobe-run: every target installs the Debian packages it needs first (see README, "Set-up").
+
+SWIFT ?= swift
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Build and run: libbpf, clang/LLVM 14 libraries and headers, libarchive (xz through liblzma), libelf.
+BUILD_PACKAGES := pkg-config libstdc++-12-dev libbpf-dev libelf-dev zlib1g-dev libarchive-dev liblzma-dev \
+	llvm-14-dev libclang-14-dev libclang-cpp14-dev
+# Tests also boot the 6.1 test kernel under QEMU and drive an interactive bash through a pty (script).
+TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 kmod xz-utils bsdutils bash
+
+KPROBE_RUN := .build/debug/kprobe-run
+
+.PHONY: deps test-deps build run test clean
+
+deps:
+	@./scripts/install-packages $(BUILD_PACKAGES)
+
+test-deps:
+	@./scripts/install-packages $(TEST_PACKAGES)
+
+build: deps
+	$(SWIFT) build
+
+# Runs the hello example for a few seconds while starting some programs for it to see.
+run: build
+	@( sleep 3; for i in 1 2 3; do /bin/true; sleep 0.3; done ) &
+	$(SUDO) $(KPROBE_RUN) bpf-examples/hello.c --duration 5
+
+test: test-deps
+	$(SWIFT) build
+	$(SUDO) $(SWIFT) test
+
+clean:
+	rm -rf .build

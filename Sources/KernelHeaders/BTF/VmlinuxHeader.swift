@@ -1,0 +1,151 @@
+import CLibBPF
+import KprobeSupport
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// vmlinux.h: every type of the kernel's BTF as C, written with libbpf's btf_dump in the shape
+/// libbpf-tools probes expect (include guard, preserve_access_index on every record for CO-RE).
+enum VmlinuxHeader {
+    static let systemBTF = "/sys/kernel/btf/vmlinux"
+    static let fileName = "vmlinux.h"
+    static let lockName = ".lock"
+
+    static let prologue = """
+    #ifndef __VMLINUX_H__
+    #define __VMLINUX_H__
+
+    #ifndef BPF_NO_PRESERVE_ACCESS_INDEX
+    #pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
+    #endif
+
+
+    """
+
+    static let epilogue = """
+
+    #ifndef BPF_NO_PRESERVE_ACCESS_INDEX
+    #pragma clang attribute pop
+    #endif
+
+    #endif /* __VMLINUX_H__ */
+
+    """
+
+    /// `<cache>/btf/<entry>/vmlinux.h`, generated from `btfPath` unless a complete one is there.
+    /// Returns the directory and whether it was generated now.
+    static func cached(cache: CacheRoot, entry: String, btfPath: String, showProgress: Bool,
+                       log: @Sendable (String) -> Void) throws(HeaderError) -> (directory: String, generated: Bool) {
+        let directory: String
+        do {
+            directory = try cache.directory("btf", entry)
+        } catch {
+            throw HeaderError(error)
+        }
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw HeaderError("cannot open \(directory): \(Errno.current)") }
+        defer { close(fd) }
+        if isComplete(in: fd) { return (directory, false) }
+
+        let lock = try CacheLock(lockName, in: fd, display: directory + "/" + lockName, log: log)
+        defer { withExtendedLifetime(lock) {} }
+        if isComplete(in: fd) { return (directory, false) }
+        if showProgress { Progress.line("kprobe-run: generating vmlinux.h from \(btfPath)…") }
+        defer { if showProgress { Progress.clear() } }
+        let started = Monotonic.now()
+        try generate(from: btfPath, into: fd, display: directory)
+        log("generated \(directory)/\(fileName) from \(btfPath) in \(Monotonic.milliseconds(since: started)) ms")
+        return (directory, true)
+    }
+
+    /// Written atomically, so a file that ends with the epilogue is whole.
+    static func isComplete(in dirFD: Int32) -> Bool {
+        let fd = openat(dirFD, fileName, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var st = stat()
+        let tail = Array(epilogue.utf8)
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) > tail.count else { return false }
+        var bytes = [UInt8](repeating: 0, count: tail.count)
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(Int(st.st_size) - tail.count)) }
+        return n == tail.count && bytes == tail
+    }
+
+    static func generate(from btfPath: String, into dirFD: Int32, display: String) throws(HeaderError) {
+        guard let btf = btf__parse(btfPath, nil) else {
+            let err = Errno.current
+            throw HeaderError("cannot read kernel BTF from \(btfPath): \(err); the kernel needs CONFIG_DEBUG_INFO_BTF, or pass --headers with a header tree or archive",
+                              kind: err.isPermission ? .notPermitted : .noKernelHeaders)
+        }
+        defer { btf__free(btf) }
+
+        let temporary = ".\(fileName).tmp-\(getpid())-\(TreeOps.token())"
+        let fd = openat(dirFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0, let file = fdopen(fd, "w") else {
+            let err = Errno.current
+            if fd >= 0 { close(fd) }
+            throw HeaderError("cannot create \(display)/\(temporary): \(err)")
+        }
+        var closed = false
+        defer {
+            if !closed { fclose(file) }
+        }
+        do throws(HeaderError) {
+            try write(btf, to: file, display: display)
+            guard fflush(file) == 0, ferror(file) == 0, fsync(fd) == 0 else {
+                throw HeaderError("cannot write \(display)/\(fileName): \(Errno.current)")
+            }
+            closed = true
+            guard fclose(file) == 0 else { throw HeaderError("cannot write \(display)/\(fileName): \(Errno.current)") }
+            guard renameat(dirFD, temporary, dirFD, fileName) == 0 else {
+                throw HeaderError("cannot move \(display)/\(temporary) into place: \(Errno.current)")
+            }
+            fsync(dirFD)
+        } catch {
+            unlinkat(dirFD, temporary, 0)
+            throw error
+        }
+    }
+
+    private static func write(_ btf: OpaquePointer, to file: UnsafeMutablePointer<FILE>, display: String) throws(HeaderError) {
+        var opts = btf_dump_opts()
+        opts.sz = MemoryLayout<btf_dump_opts>.size
+        guard let dump = btf_dump__new(btf, printDump, UnsafeMutableRawPointer(file), &opts) else {
+            throw HeaderError("libbpf cannot dump BTF as C: \(Errno.current)", kind: .internal)
+        }
+        defer { btf_dump__free(dump) }
+        fputs(prologue, file)
+        let count = btf__type_cnt(btf)
+        var id: UInt32 = 1
+        while id < count {
+            let status = btf_dump__dump_type(dump, id)
+            guard status >= 0 else {
+                throw HeaderError("libbpf cannot dump BTF type \(id) as C: \(Errno(-status)); write vmlinux.h with bpftool and pass its directory with --headers", kind: .internal)
+            }
+            id += 1
+        }
+        fputs(epilogue, file)
+    }
+}
+
+/// btf_dump's output callback: format straight into the stdio stream passed as context.
+private func printDump(_ context: UnsafeMutableRawPointer?, _ format: UnsafePointer<CChar>?, _ arguments: CVaListPointer?) {
+    guard let context, let format, let arguments else { return }
+    vfprintf(context.assumingMemoryBound(to: FILE.self), format, arguments)
+}
+
+/// One transient status line on stderr (only used when stderr is a terminal).
+enum Progress {
+    static func line(_ text: String) {
+        let bytes = Array(("\r\u{1B}[K" + text).utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    static func clear() {
+        let bytes = Array("\r\u{1B}[K".utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,0 +1,285 @@
+import KprobeSupport
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+import CLibELF
+
+/// The name of the running kernel's entries: `<release>-<first 12 hex of sha256(build id or release)>`.
+/// Found without reading any archive, so a second run in the same boot loads no module.
+struct KernelKey: Sendable {
+    var release: String
+    var buildID: String?
+
+    static var running: KernelKey { KernelKey(release: RunningKernel.release, buildID: RunningKernel.buildID) }
+
+    var entryName: String { "\(release)-\(String(SHA256.hex(buildID ?? release).prefix(12)))" }
+
+    var description: String {
+        buildID.map { "\(release), build id \($0.prefix(16))…" } ?? release
+    }
+}
+
+/// An unpacked, verified header tree in the cache.
+struct CacheEntry: Sendable {
+    var name: String
+    var path: String
+    var manifest: Manifest
+}
+
+/// An archive to unpack and what to record about it.
+struct ArchiveBytes: Sendable {
+    var bytes: [UInt8]
+    /// For messages: the file or member it came from.
+    var name: String
+
+    var digest: String { SHA256.hex(bytes) }
+}
+
+/// `<cache>/headers`: unpacked kheaders trees, each complete with its MANIFEST, created under
+/// `headers/.lock` so that concurrent first runs unpack once.
+struct HeaderCache {
+    static let lockName = ".lock"
+    static let temporaryPrefix = ".tmp-"
+    static let discardedPrefix = ".old-"
+    static let supportName = ".support"
+
+    var root: CacheRoot
+    var log: @Sendable (String) -> Void
+
+    func headersDirectory() throws(HeaderError) -> String {
+        do {
+            return try root.directory("headers")
+        } catch {
+            throw HeaderError(error)
+        }
+    }
+
+    private func openHeaders() throws(HeaderError) -> (path: String, fd: Int32) {
+        let path = try headersDirectory()
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw HeaderError("cannot open the header cache \(path): \(Errno.current)") }
+        return (path, fd)
+    }
+
+    /// The entry `name` if it exists and verifies.
+    func verifiedEntry(_ name: String) throws(HeaderError) -> CacheEntry? {
+        let (path, fd) = try openHeaders()
+        defer { close(fd) }
+        return verifiedEntry(name, dirPath: path, dirFD: fd)
+    }
+
+    private func verifiedEntry(_ name: String, dirPath: String, dirFD: Int32) -> CacheEntry? {
+        let entryFD = TreeOps.openDirectory(name, in: dirFD)
+        guard entryFD >= 0 else { return nil }
+        defer { close(entryFD) }
+        var st = stat()
+        guard fstat(entryFD, &st) == 0, st.st_uid == geteuid(), st.st_mode & 0o022 == 0,
+              let manifest = Manifest.verified(entryFD: entryFD) else {
+            log("cache entry \(dirPath)/\(name) is incomplete or damaged; it will be unpacked again")
+            return nil
+        }
+        return CacheEntry(name: name, path: dirPath + "/" + name, manifest: manifest)
+    }
+
+    /// An entry unpacked from an archive with this digest, whatever release it was named after.
+    private func entry(forDigest digest: String, dirPath: String, dirFD: Int32) -> CacheEntry? {
+        let suffix = "-" + digest.prefix(12)
+        for name in TreeOps.list(dirFD) where name.hasSuffix(suffix) && !name.hasPrefix(".") {
+            if let entry = verifiedEntry(name, dirPath: dirPath, dirFD: dirFD), entry.manifest.archiveDigest == digest {
+                return entry
+            }
+        }
+        return nil
+    }
+
+    func entry(forDigest digest: String) throws(HeaderError) -> CacheEntry? {
+        let (path, fd) = try openHeaders()
+        defer { close(fd) }
+        return entry(forDigest: digest, dirPath: path, dirFD: fd)
+    }
+
+    /// The running kernel's entry: reused if it verifies, otherwise unpacked from what `obtain`
+    /// returns (called only under the lock and only if no other process unpacked it meanwhile).
+    func kernelEntry(_ key: KernelKey, limits: ExtractionLimits, progress: ExtractionProgress?,
+                     obtain: () throws(HeaderError) -> ArchiveBytes) throws(HeaderError) -> CacheEntry {
+        let name = key.entryName
+        return try install(limits: limits, progress: progress, fallbackRelease: key.release, key: .kernel,
+                           lookup: { path, fd in verifiedEntry(name, dirPath: path, dirFD: fd) },
+                           obtain: obtain, name: { _, _ in name })
+    }
+
+    /// The entry for an archive given directly: named `<release from the archive>-<digest12>`,
+    /// so the same archive from a .tar.xz and a .ko lands in one entry.
+    func archiveEntry(_ archive: ArchiveBytes, limits: ExtractionLimits,
+                      progress: ExtractionProgress?) throws(HeaderError) -> CacheEntry {
+        let digest = archive.digest
+        return try install(limits: limits, progress: progress, fallbackRelease: "unknown", key: .archive,
+                           lookup: { path, fd in entry(forDigest: digest, dirPath: path, dirFD: fd) },
+                           obtain: { archive }, name: { release, _ in "\(release)-\(digest.prefix(12))" })
+    }
+
+    private func install(limits: ExtractionLimits, progress: ExtractionProgress?, fallbackRelease: String,
+                         key: Manifest.Key,
+                         lookup: (String, Int32) -> CacheEntry?,
+                         obtain: () throws(HeaderError) -> ArchiveBytes,
+                         name: (String, String) -> String) throws(HeaderError) -> CacheEntry {
+        let (dirPath, dirFD) = try openHeaders()
+        defer { close(dirFD) }
+        if let entry = lookup(dirPath, dirFD) { return entry }
+
+        let lock = try CacheLock(HeaderCache.lockName, in: dirFD, display: dirPath + "/" + HeaderCache.lockName, log: log)
+        defer { withExtendedLifetime(lock) {} }
+        if let entry = lookup(dirPath, dirFD) {
+            log("another kprobe-run unpacked \(entry.path) meanwhile; using it")
+            return entry
+        }
+        removeLeftovers(dirFD: dirFD, dirPath: dirPath)
+
+        let archive = try obtain()
+        let digest = archive.digest
+        let temporary = "\(HeaderCache.temporaryPrefix)\(getpid())-\(TreeOps.token())"
+        guard mkdirat(dirFD, temporary, 0o700) == 0 else {
+            throw HeaderError("cannot create \(dirPath)/\(temporary): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
+        }
+        let tempFD = TreeOps.openDirectory(temporary, in: dirFD)
+        guard tempFD >= 0 else {
+            let err = Errno.current
+            TreeOps.remove(temporary, in: dirFD)
+            throw HeaderError("cannot open \(dirPath)/\(temporary): \(err)")
+        }
+        do throws(HeaderError) {
+            defer { close(tempFD) }
+            let started = Monotonic.now()
+            var members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempFD,
+                                                      limits: limits, progress: progress)
+            members.append(try KernelFlags.writeAsmWorkarounds(into: tempFD, display: dirPath + "/" + temporary))
+            let release = KernelFlags.release(ofTreeAt: tempFD) ?? fallbackRelease
+            let manifest = Manifest(key: key, archiveDigest: digest, release: release, members: members)
+            // Flush the unpacked files before the manifest says they are there.
+            _ = kprobe_run_syncfs(tempFD)
+            do {
+                try TreeOps.writeAtomically(manifest.encoded(), name: Manifest.fileName, in: tempFD)
+            } catch {
+                throw HeaderError("cannot write the manifest in \(dirPath)/\(temporary): \(error)")
+            }
+            let entryName = name(release, digest)
+            discard(entryName, dirFD: dirFD)
+            guard renameat(dirFD, temporary, dirFD, entryName) == 0 else {
+                throw HeaderError("cannot move the unpacked headers into \(dirPath)/\(entryName): \(Errno.current)")
+            }
+            fsync(dirFD)
+            log("unpacked \(archive.name) (\(members.count) files, \(manifest.totalBytes / 1024) KiB) into \(dirPath)/\(entryName) in \(Monotonic.milliseconds(since: started)) ms")
+            return CacheEntry(name: entryName, path: dirPath + "/" + entryName, manifest: manifest)
+        } catch {
+            TreeOps.remove(temporary, in: dirFD)
+            throw error
+        }
+    }
+
+    /// Moves an existing (damaged) entry out of the way and deletes it.
+    private func discard(_ name: String, dirFD: Int32) {
+        var st = stat()
+        guard fstatat(dirFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+        let aside = "\(HeaderCache.discardedPrefix)\(getpid())-\(TreeOps.token())"
+        if renameat(dirFD, name, dirFD, aside) == 0 {
+            TreeOps.remove(aside, in: dirFD)
+        } else {
+            TreeOps.remove(name, in: dirFD)
+        }
+    }
+
+    /// Temp and discarded directories of interrupted runs. Only called with the lock held: every
+    /// live extraction holds it, so whatever is left is dead.
+    private func removeLeftovers(dirFD: Int32, dirPath: String) {
+        for name in TreeOps.list(dirFD) where name.hasPrefix(HeaderCache.temporaryPrefix) || name.hasPrefix(HeaderCache.discardedPrefix) {
+            log("removing \(dirPath)/\(name) left by an interrupted run")
+            TreeOps.remove(name, in: dirFD)
+        }
+    }
+
+    /// The forced-include header for trees used in place (they are not ours to write into).
+    func supportFile() throws(HeaderError) -> String {
+        let dir: String
+        do {
+            dir = try root.directory("headers", HeaderCache.supportName)
+        } catch {
+            throw HeaderError(error)
+        }
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw HeaderError("cannot open \(dir): \(Errno.current)") }
+        defer { close(fd) }
+        let name = KernelFlags.asmWorkaroundsFile
+        let wanted = Array(KernelFlags.asmWorkarounds.utf8)
+        if TreeOps.read(name, in: fd) != wanted {
+            do {
+                try TreeOps.writeAtomically(wanted, name: name, in: fd)
+            } catch {
+                throw HeaderError("cannot write \(dir)/\(name): \(error)")
+            }
+        }
+        return dir + "/" + name
+    }
+
+    /// Removes header entries not of the running kernel (other releases, or this release built
+    /// differently), vmlinux.h of other kernels and leftovers of interrupted runs.
+    func prune(keepingRelease release: String, keepingKey keep: String) throws(HeaderError) -> [String] {
+        var removed: [String] = []
+        let (dirPath, dirFD) = try openHeaders()
+        defer { close(dirFD) }
+        do {
+            let lock = try CacheLock(HeaderCache.lockName, in: dirFD, display: dirPath + "/" + HeaderCache.lockName, log: log)
+            defer { withExtendedLifetime(lock) {} }
+            for name in TreeOps.list(dirFD).sorted() {
+                let isLeftover = name.hasPrefix(HeaderCache.temporaryPrefix) || name.hasPrefix(HeaderCache.discardedPrefix)
+                if name.hasPrefix("."), !isLeftover { continue }
+                var drop = isLeftover || HeaderCache.release(ofEntry: name) != release
+                if !drop {
+                    let entry = verifiedEntry(name, dirPath: dirPath, dirFD: dirFD)
+                    drop = entry == nil || (entry!.manifest.key == .kernel && name != keep)
+                }
+                if drop, TreeOps.remove(name, in: dirFD) { removed.append(dirPath + "/" + name) }
+            }
+        }
+        let btfPath: String
+        do {
+            btfPath = try root.directory("btf")
+        } catch {
+            throw HeaderError(error)
+        }
+        let btfFD = open(btfPath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard btfFD >= 0 else { return removed }
+        defer { close(btfFD) }
+        let lock = try CacheLock(HeaderCache.lockName, in: btfFD, display: btfPath + "/" + HeaderCache.lockName, log: log)
+        defer { withExtendedLifetime(lock) {} }
+        for name in TreeOps.list(btfFD).sorted() where name != HeaderCache.lockName && name != keep {
+            if TreeOps.remove(name, in: btfFD) { removed.append(btfPath + "/" + name) }
+        }
+        return removed
+    }
+
+    /// `<release>` of `<release>-<digest12>`.
+    static func release(ofEntry name: String) -> String? {
+        guard name.count > 13 else { return nil }
+        let cut = name.index(name.endIndex, offsetBy: -13)
+        guard name[cut] == "-", name[name.index(after: cut)...].allSatisfy(\.isHexDigit) else { return nil }
+        return String(name[..<cut])
+    }
+}
+
+/// Wall-clock-independent timing for -v lines.
+enum Monotonic {
+    static func now() -> timespec {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts
+    }
+
+    static func milliseconds(since start: timespec) -> Int {
+        let end = now()
+        return (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1_000_000
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import KprobeSupport
+import ProbeRuntime
+
+/// `kprobe-run compile PROBE.c -o OUT.o`: the compile half of a run, for later or elsewhere.
+struct Compile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compile a probe to a BPF object without attaching it.",
+        discussion: """
+            The object runs later with `kprobe-run OUT.o`, with no compiler work. With --verify every program \
+            is also loaded into the running kernel (its verifier) and unloaded again, without attaching.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The probe's C source.", valueName: "PROBE.c"))
+    var probe: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the BPF object.", valueName: "OUT.o"))
+    var output: String
+
+    @Flag(name: .long, help: "Load every program into the running kernel's verifier, then unload it.")
+    var verify = false
+
+    @OptionGroup var compile: CompileOptions
+
+    func run() throws {
+        let input = try ProbeInput.load(probe)
+        guard case .source(let path, let text) = input else {
+            throw Failure(.usage, "\(probe) is already a compiled object; run it with `kprobe-run \(probe)`")
+        }
+        let object = try ProbeBuild(options: compile).compile(path: path, source: text)
+        if verify {
+            let programs = try ProgramVerifier.verify(object: object, name: input.name)
+            if compile.verbose {
+                Diagnostics.verbose("verifier accepted \(programs.count) program(s): \(programs.joined(separator: ", "))")
+            }
+        }
+        do {
+            try FileSystem.writeAtomically(object, to: output, mode: 0o644)
+        } catch {
+            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot write \(output): \(error)")
+        }
+    }
+}

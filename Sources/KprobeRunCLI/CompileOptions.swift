@@ -1,0 +1,71 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+import ArgumentParser
+import KernelHeaders
+import KprobeSupport
+
+/// Options for turning a probe source into a BPF object, shared by `run` and `compile`.
+struct CompileOptions: ParsableArguments {
+    @Option(name: [.customShort("D")], help: ArgumentHelp("Define a macro for the probe (NAME or NAME=VALUE).", valueName: "NAME[=VALUE]"))
+    var defines: [String] = []
+
+    @Option(name: [.customShort("I")], help: ArgumentHelp("Add a directory to the probe's include path.", valueName: "DIR"))
+    var includeDirectories: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Kernel headers to compile against: a directory, a kheaders .tar.xz, a kheaders.ko, or a vmlinux built with CONFIG_IKHEADERS (default: $KPROBE_RUN_HEADERS, else found automatically).",
+        valueName: "PATH"))
+    var headers: String?
+
+    @Flag(name: .long, help: "Leave the kheaders module loaded if kprobe-run had to load it.")
+    var keepModule = false
+
+    @Flag(name: .shortAndLong, help: "Say on stderr where headers come from, how long the compile took and where probes attach.")
+    var verbose = false
+
+    func validate() throws {
+        for define in defines where define.isEmpty || define.hasPrefix("=") {
+            throw ValidationError("-D needs NAME or NAME=VALUE, got '\(define)'")
+        }
+        for directory in includeDirectories where !FileSystem.isDirectory(directory) {
+            throw ValidationError("-I \(directory): no such directory")
+        }
+    }
+
+    /// The user's -D and -I as compiler arguments, with include directories made absolute so the
+    /// worker (which may run elsewhere) resolves them the same way.
+    var userArguments: [String] {
+        defines.map { "-D" + $0 } + includeDirectories.map { "-I" + Paths.absolute($0) }
+    }
+
+    func headerOptions() -> HeaderOptions {
+        HeaderOptions.commandLine(headers: headers, keepModule: keepModule, verbose: verbose)
+    }
+}
+
+extension HeaderOptions {
+    /// Header options as every command derives them: the flag, else $KPROBE_RUN_HEADERS; progress
+    /// only on a terminal; -v lines to stderr.
+    static func commandLine(headers: String?, keepModule: Bool, verbose: Bool) -> HeaderOptions {
+        HeaderOptions(
+            explicitSource: headers ?? Environment.get("KPROBE_RUN_HEADERS").flatMap { $0.isEmpty ? nil : $0 },
+            keepModule: keepModule,
+            allowBTF: true,
+            showProgress: Diagnostics.stderrIsTerminal,
+            log: { line in if verbose { Diagnostics.verbose(line) } },
+            cache: CacheRoot.resolve()
+        )
+    }
+}
+
+enum Paths {
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buffer, buffer.count) != nil else { return path }
+        let cwd = String(cString: buffer)
+        return cwd == "/" ? "/" + path : cwd + "/" + path
+    }
+}

@@ -1,5 +1,0 @@
-import ArgumentParser
-public struct KprobeRunCommand: ParsableCommand {
-    public init() {}
-    public func run() {}
-}

@@ -1,0 +1,96 @@
+import KernelHeaders
+import KprobeSupport
+import ProbeCompiler
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A probe given on the command line: C source to compile, or an object compiled earlier.
+enum ProbeInput {
+    case source(path: String, text: String)
+    case object(path: String, bytes: [UInt8])
+
+    static func load(_ path: String) throws(Failure) -> ProbeInput {
+        guard FileSystem.isRegularFile(path) else {
+            throw Failure(.usage, "\(path): no such file (give a probe .c file or a compiled .o)")
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try FileSystem.read(path)
+        } catch {
+            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(path): \(error)")
+        }
+        if bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]) {
+            return .object(path: path, bytes: bytes)
+        }
+        return .source(path: path, text: String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The object's name for libbpf and messages: the file name without directory or extension.
+    var name: String {
+        let path: String
+        switch self {
+        case .source(let p, _), .object(let p, _): path = p
+        }
+        var base = path.split(separator: "/").last.map(String.init) ?? path
+        if let dot = base.lastIndex(of: ".") { base = String(base[..<dot]) }
+        return base.isEmpty ? "probe" : base
+    }
+}
+
+/// Headers → compile: the first half of every run that starts from C.
+struct ProbeBuild {
+    var options: CompileOptions
+
+    func object(for input: ProbeInput) throws -> [UInt8] {
+        switch input {
+        case .object(let path, let bytes):
+            if options.verbose { Diagnostics.verbose("\(path) is a compiled object: no compile") }
+            return bytes
+        case .source(let path, let text):
+            return try compile(path: path, source: text)
+        }
+    }
+
+    /// Lets one probe build against either kind of kernel types (see bpf-examples/vfsopen.c).
+    static func dialectArguments(for headers: HeaderSet) -> [String] {
+        headers.kind == .btf ? ["-DKPROBE_RUN_BTF=1"] : []
+    }
+
+    func compile(path: String, source: String) throws -> [UInt8] {
+        let headers = try KernelHeaders(options: options.headerOptions()).resolve()
+        if options.verbose {
+            Diagnostics.verbose("headers: \(headers.origin) [\(headers.kind.rawValue), \(headers.arch.rawValue)] at \(headers.root)")
+        }
+        let libbpf = try LibbpfHeaders.load()
+        let request = CompileRequest(
+            sourcePath: path,
+            source: source,
+            frontendTriple: headers.frontendTriple,
+            arguments: headers.compileArguments + [libbpf.includeArgument] + Self.dialectArguments(for: headers)
+                + options.userArguments,
+            virtualFiles: libbpf.virtualFiles
+        )
+        let started = Clock.now
+        let compiled = try ProbeCompiler().compile(request)
+        if !compiled.diagnostics.isEmpty { Diagnostics.write(compiled.diagnostics) }
+        if options.verbose {
+            Diagnostics.verbose("compiled \(path) in \(Clock.milliseconds(since: started)) ms (\(compiled.elf.count) bytes of BPF object)")
+        }
+        return compiled.elf
+    }
+}
+
+enum Clock {
+    static var now: timespec {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts
+    }
+
+    static func milliseconds(since start: timespec) -> Int {
+        let end = now
+        return (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1_000_000
+    }
+}

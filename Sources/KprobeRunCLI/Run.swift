@@ -1,0 +1,62 @@
+import ArgumentParser
+import KprobeSupport
+import ProbeRuntime
+
+/// `kprobe-run [run] PROBE`: compile (or take a compiled object), attach, report, detach.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compile a probe (or take a compiled .o), attach every program in it, and print what it reports.",
+        discussion: """
+            Programs attach by their SEC() names: kprobe/SYM, kretprobe/SYM, tracepoint/CAT/EVENT (tp/), \
+            raw_tracepoint/EVENT (raw_tp/), uprobe/PATH:SYM, uretprobe/PATH:SYM, fentry/, fexit/, perf_event. \
+            bpf_printk lines, ring- and perf-buffer events are printed as they arrive; every map is printed at exit. \
+            Runs until Ctrl-C, SIGTERM or --duration, then detaches everything.
+
+            Examples:
+              kprobe-run bpf-examples/opensnoop.c -d 5
+              kprobe-run probe.c -a kprobe:vfs_read=trace_read -a tracepoint:sched:sched_switch=on_switch
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The probe: C source, or a BPF object from `kprobe-run compile`.", valueName: "PROBE"))
+    var probe: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Stop after this many seconds.", valueName: "SECONDS"))
+    var duration: Double?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp(
+        "Attach a function explicitly (repeatable): kprobe:SYM=FUNC, kretprobe:SYM=FUNC, tracepoint:CAT:EVENT=FUNC, raw_tracepoint:EVENT=FUNC, uprobe:PATH:SYM=FUNC, uretprobe:PATH:SYM=FUNC.",
+        valueName: "SPEC"))
+    var attach: [String] = []
+
+    @Option(name: .long, help: "Output format: text (for people) or json (one object per line).")
+    var format: OutputFormat = .text
+
+    @OptionGroup var compile: CompileOptions
+
+    func validate() throws {
+        if let duration, !(duration > 0) {
+            throw ValidationError("--duration must be a positive number of seconds")
+        }
+    }
+
+    func run() throws {
+        // Attach specs are checked before any compile work, so a typo costs nothing.
+        var specs: [AttachSpec] = []
+        for text in attach { specs.append(try AttachSpec(parsing: text)) }
+        let input = try ProbeInput.load(probe)
+        let object = try ProbeBuild(options: compile).object(for: input)
+
+        var options = SessionOptions()
+        options.attach = specs
+        options.duration = duration
+        options.verbose = compile.verbose
+        options.format = format
+        let verbose = compile.verbose
+        options.log = { line in if verbose { Diagnostics.verbose(line) } }
+        let session = try ProbeSession(object: object, name: input.name, options: options)
+        try session.run()
+    }
+}
+
+extension OutputFormat: ExpressibleByArgument {}

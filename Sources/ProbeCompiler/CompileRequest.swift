@@ -1,0 +1,80 @@
+import KprobeSupport
+
+/// A file the compiler sees at an absolute path, in front of the real filesystem (generated
+/// headers such as vmlinux.h, libbpf's BPF-side headers).
+public struct VirtualFile: Codable, Sendable, Equatable {
+    public var path: String
+    public var contents: String
+
+    public init(path: String, contents: String) {
+        self.path = path
+        self.contents = contents
+    }
+}
+
+/// Everything the worker needs to compile one probe; nothing is read from the parent's state.
+public struct CompileRequest: Codable, Sendable, Equatable {
+    /// The name diagnostics use, as the user wrote it (e.g. "bpf-examples/hello.c").
+    public var sourcePath: String
+    public var source: String
+    /// "bpf" (vmlinux.h, CO-RE) or an arch triple such as "x86_64-linux-gnu" (real kernel headers).
+    public var frontendTriple: String
+    /// Driver-style flags: header flags (-nostdinc, -I, -include, -D, -W…), then the user's -D/-I.
+    public var arguments: [String]
+    public var virtualFiles: [VirtualFile]
+    /// Where the worker keeps precompiled headers for this header entry; nil compiles plainly.
+    /// `ProbeCompiler.compile(_:cache:)` fills it in.
+    public var precompiledHeaders: PrecompiledHeaderSettings?
+
+    public init(sourcePath: String, source: String, frontendTriple: String, arguments: [String], virtualFiles: [VirtualFile] = [],
+                precompiledHeaders: PrecompiledHeaderSettings? = nil) {
+        self.sourcePath = sourcePath
+        self.source = source
+        self.frontendTriple = frontendTriple
+        self.arguments = arguments
+        self.virtualFiles = virtualFiles
+        self.precompiledHeaders = precompiledHeaders
+    }
+}
+
+/// `<directory>/<headerIdentity>-<digest>.pch` names a precompiled header (see PrecompiledHeaders).
+public struct PrecompiledHeaderSettings: Codable, Sendable, Equatable {
+    /// An existing private directory (`<cache>/pch`).
+    public var directory: String
+    /// `HeaderSet.identity`: the header entry the precompiled headers are made of.
+    public var headerIdentity: String
+
+    public init(directory: String, headerIdentity: String) {
+        self.directory = directory
+        self.headerIdentity = headerIdentity
+    }
+}
+
+/// A BPF ELF object (with .BTF and .BTF.ext) and the warnings clang printed while making it.
+public struct CompiledObject: Sendable, Equatable {
+    public var elf: [UInt8]
+    public var diagnostics: String
+    /// The files the compile read, as clang named them (relative ones against the working directory).
+    public var dependencies: [String]
+    /// For -v: whether the object came from the compile cache or a precompiled header, and why not.
+    public var notes: [String]
+    /// True when the object came from the compile cache and no compiler ran.
+    public var fromCache: Bool
+
+    public init(elf: [UInt8], diagnostics: String, dependencies: [String] = [], notes: [String] = [], fromCache: Bool = false) {
+        self.elf = elf
+        self.diagnostics = diagnostics
+        self.dependencies = dependencies
+        self.notes = notes
+        self.fromCache = fromCache
+    }
+}
+
+/// The probe did not compile, or the compiler worker could not do its job.
+public struct CompileError: KprobeRunError, Equatable {
+    public var kind: FailureKind { .compile }
+    /// clang's diagnostics for a probe that did not compile; otherwise what happened to the worker.
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+}

@@ -1,0 +1,155 @@
+import KprobeSupport
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What the worker's compiler can do; the worker implements it with the C++ shim. Kept apart
+/// so that the precompiled-header bookkeeping below does not depend on LLVM.
+public protocol ClangBackend {
+    /// clang's full version: a precompiled header is only readable by the same one.
+    var version: String { get }
+    /// Compiles `request`, loading `precompiledHeader` first when it is given.
+    func compile(_ request: CompileRequest, precompiledHeader: String?) -> WorkerProtocol.Response
+    /// Parses `request.source` as a header and writes a precompiled header to `output`.
+    func buildPrecompiledHeader(_ request: CompileRequest, output: String) -> WorkerProtocol.Response
+}
+
+/// The worker's side of precompiled headers: one per header entry, flags and leading-include
+/// set, built once under a lock, loaded by every later compile that starts with the same
+/// includes, and never trusted over a plain compile.
+public enum PrecompiledHeaders {
+    public static func compile(_ request: CompileRequest, backend: some ClangBackend) -> WorkerProtocol.Response {
+        guard let settings = request.precompiledHeaders else {
+            return backend.compile(request, precompiledHeader: nil)
+        }
+        let prefix: PrecompiledPrefix
+        switch PrecompiledPrefix.analyze(source: request.source, sourceDirectory: PrecompiledPrefix.sourceDirectory(of: request.sourcePath)) {
+        case .skip(let reason):
+            var response = backend.compile(request, precompiledHeader: nil)
+            response.notes.append("no precompiled header: \(reason)")
+            return response
+        case .use(let found):
+            prefix = found
+        }
+
+        let path = settings.directory + "/" + fileName(for: request, prefix: prefix, settings: settings, backend: backend)
+        var withPrefix = request
+        withPrefix.virtualFiles.append(VirtualFile(path: PrecompiledPrefix.virtualPath, contents: prefix.text))
+        var notes: [String] = []
+        var buildDiagnostics = ""
+        if !FileSystem.isRegularFile(path) {
+            let outcome = build(withPrefix, prefix: prefix, at: path, settings: settings, backend: backend)
+            notes.append(outcome.note)
+            buildDiagnostics = outcome.diagnostics
+        }
+        guard FileSystem.isRegularFile(path) else {
+            var response = backend.compile(request, precompiledHeader: nil)
+            response.notes = notes + response.notes
+            return response
+        }
+
+        var response = backend.compile(withPrefix, precompiledHeader: path)
+        if response.status == 0 {
+            response.notes = notes + ["loaded precompiled header \(path) (\(prefix.includeCount) leading #include lines)"] + response.notes
+            // Warnings in the headers were printed while the header was built, not again now.
+            response.diagnostics = buildDiagnostics + response.diagnostics
+            return response
+        }
+        guard mentionsPrecompiledHeader(response.diagnostics, path: path) else {
+            // The probe's own error: a plain compile would say the same, only later.
+            response.notes = notes + response.notes
+            return response
+        }
+        // Stale (a header changed since) or unreadable: the plain compile decides, and a header
+        // it does not need is removed so that the next run builds a fresh one.
+        var plain = backend.compile(request, precompiledHeader: nil)
+        if plain.status == 0 { unlink(path) }
+        plain.notes = notes + ["precompiled header \(path) was unusable, compiled without it\(plain.status == 0 ? " and removed it" : "")"] + plain.notes
+        return plain
+    }
+
+    /// `<header identity>-<digest>.pch`; the digest covers everything the header's contents
+    /// depend on besides the header entry itself.
+    static func fileName(for request: CompileRequest, prefix: PrecompiledPrefix, settings: PrecompiledHeaderSettings,
+                         backend: some ClangBackend) -> String {
+        var hasher = SHA256()
+        for part in [backend.version, ExecutableIdentity.ofRunningProgram, request.frontendTriple, prefix.text] {
+            hasher.update(part + "\u{0}")
+        }
+        hasher.update("\(request.arguments.count)\u{0}")
+        for argument in request.arguments { hasher.update(argument + "\u{0}") }
+        for file in request.virtualFiles {
+            hasher.update("\(file.path)\u{0}\(file.contents.utf8.count)\u{0}")
+            hasher.update(file.contents)
+        }
+        let identity = String(settings.headerIdentity.map { c -> Character in
+            c.isASCII && (c.isLetter || c.isNumber || "._+~-".contains(c)) ? c : "_"
+        }.prefix(96))
+        return "\(identity)-\(hasher.hexDigest().prefix(16)).pch"
+    }
+
+    private static func build(_ request: CompileRequest, prefix: PrecompiledPrefix, at path: String, settings: PrecompiledHeaderSettings,
+                              backend: some ClangBackend) -> (note: String, diagnostics: String) {
+        // Concurrent first runs wait here for one of them to build the header.
+        let lock = open(settings.directory + "/.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { return ("no precompiled header: cannot open \(settings.directory)/.lock: \(Errno.current)", "") }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX) != 0 {
+            guard errno == EINTR else { return ("no precompiled header: cannot lock \(settings.directory)/.lock: \(Errno.current)", "") }
+        }
+        if FileSystem.isRegularFile(path) { return ("precompiled header \(path) was built by another run meanwhile", "") }
+
+        var headerRequest = request
+        headerRequest.sourcePath = PrecompiledPrefix.virtualPath
+        headerRequest.source = prefix.text
+        headerRequest.precompiledHeaders = nil
+        let temporary = path + ".tmp.\(getpid())"
+        let started = MonotonicClock.now
+        let response = backend.buildPrecompiledHeader(headerRequest, output: temporary)
+        guard response.status == 0, FileSystem.isRegularFile(temporary) else {
+            unlink(temporary)
+            return ("no precompiled header: building one of the leading #include lines failed", "")
+        }
+        chmod(temporary, 0o600)
+        guard rename(temporary, path) == 0 else {
+            let error = Errno.current
+            unlink(temporary)
+            return ("no precompiled header: cannot rename it into \(path): \(error)", "")
+        }
+        return ("built precompiled header \(path) in \(MonotonicClock.milliseconds(since: started)) ms", response.diagnostics)
+    }
+
+    /// clang names the file in every error about loading a precompiled header (stale inputs,
+    /// another clang version, a damaged file).
+    static func mentionsPrecompiledHeader(_ diagnostics: String, path: String) -> Bool {
+        diagnostics.contains(path) || diagnostics.contains("precompiled header") || diagnostics.contains("PCH file")
+            || diagnostics.contains("AST file")
+    }
+}
+
+/// Size and modification time of an executable: cheap to read, and different whenever the
+/// file is rebuilt or replaced, so that nothing a previous build made is reused by mistake.
+public enum ExecutableIdentity {
+    public static func of(path: String) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "absent" }
+        return "\(st.st_size)-\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)-\(st.st_ino)"
+    }
+
+    public static var ofRunningProgram: String { of(path: "/proc/self/exe") }
+}
+
+enum MonotonicClock {
+    static var now: timespec {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts
+    }
+
+    static func milliseconds(since start: timespec) -> Int {
+        let end = now
+        return (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1_000_000
+    }
+}

@@ -1,0 +1,153 @@
+import CLibBPF
+import Glibc
+import KprobeSupport
+
+/// Turns attach points into libbpf links and owns them: `detachAll` (also run on deinit) destroys
+/// every link, which closes perf events and removes any kprobe/uprobe events libbpf created.
+final class Attacher {
+    private let tracefs: Tracefs
+    private let log: (String) -> Void
+    private(set) var links: [OpaquePointer] = []
+    private var kprobeSupport: Bool?
+
+    init(tracefs: Tracefs, log: @escaping (String) -> Void) {
+        self.tracefs = tracefs
+        self.log = log
+    }
+
+    deinit { detachAll() }
+
+    func detachAll() {
+        while let link = links.popLast() {
+            bpf_link__destroy(link)
+        }
+    }
+
+    func attach(_ program: ProbeObject.Program, at point: AttachPoint) throws(RuntimeError) {
+        LibbpfLog.shared.clear()
+        let handle = program.handle
+        let what = "\(point.summary) (program '\(program.name)')"
+        switch point {
+        case let .kprobe(symbol, offset, isReturn):
+            try requireKprobes(what)
+            var opts = bpf_kprobe_opts()
+            opts.sz = MemoryLayout<bpf_kprobe_opts>.size
+            opts.offset = offset
+            opts.retprobe = isReturn
+            let link = bpf_program__attach_kprobe_opts(handle, symbol, &opts)
+            try keep(link, what) { err in
+                if err.rawValue == ENOENT || err.rawValue == EINVAL, !Attacher.kernelSymbolExists(symbol) {
+                    return "kernel symbol '\(symbol)' not found in /proc/kallsyms"
+                }
+                return nil
+            }
+        case let .tracepoint(category, event):
+            guard try tracefs.hasTracepoint(category: category, event: event) else {
+                throw RuntimeError(.attach, "cannot attach \(what): no such tracepoint \(category):\(event) (no \(try tracefs.path())/events/\(category)/\(event); see available_events there)")
+            }
+            try keep(bpf_program__attach_tracepoint(handle, category, event), what) { _ in nil }
+        case let .rawTracepoint(name):
+            try keep(bpf_program__attach_raw_tracepoint(handle, name), what) { err in
+                err.rawValue == ENOENT ? "no such raw tracepoint '\(name)' (use the event name, e.g. sched_switch)" : nil
+            }
+        case let .uprobe(path, symbol, isReturn):
+            if path.contains("/"), !FileSystem.exists(path) {
+                throw RuntimeError(.attach, "cannot attach \(what): uprobe binary \(path) not found")
+            }
+            var opts = bpf_uprobe_opts()
+            opts.sz = MemoryLayout<bpf_uprobe_opts>.size
+            opts.retprobe = isReturn
+            let link: OpaquePointer? = symbol.withCString { cSymbol in
+                opts.func_name = cSymbol
+                return bpf_program__attach_uprobe_opts(handle, -1, path, 0, &opts)
+            }
+            try keep(link, what) { err in
+                err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil
+            }
+        case .perfEvent:
+            try attachPerfEvent(handle, what)
+        case .libbpf:
+            if bpf_program__type(handle) == BPF_PROG_TYPE_KPROBE, !program.section.hasPrefix("u") {
+                try requireKprobes(what)
+            }
+            try keep(bpf_program__attach(handle), what) { _ in nil }
+        case let .needsSpec(reason):
+            throw RuntimeError(.attach, "cannot attach program '\(program.name)': \(reason); name an attach point with --attach")
+        case .notAttached:
+            return
+        }
+        log("attached \(what)")
+    }
+
+    private func keep(_ link: OpaquePointer?, _ what: String, explain: (Errno) -> String?) throws(RuntimeError) {
+        if let link {
+            links.append(link)
+            return
+        }
+        let err = Errno.current
+        if err.isPermission {
+            throw RuntimeError(.notPermitted, "cannot attach \(what): \(err); " + ProbeObject.permissionAdvice)
+        }
+        let reason = explain(err) ?? err.description
+        let details = VerifierLog.warnings(in: LibbpfLog.shared.contents, limit: 2)
+        throw RuntimeError(.attach, "cannot attach \(what): \(reason)" + ProbeObject.indented(details))
+    }
+
+    private func requireKprobes(_ what: String) throws(RuntimeError) {
+        if kprobeSupport == nil { kprobeSupport = try tracefs.kprobesSupported() }
+        guard kprobeSupport == true else {
+            throw RuntimeError(.attach, "cannot attach \(what): kprobes are not supported by this kernel (no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs: it was built without CONFIG_KPROBES/CONFIG_KPROBE_EVENTS); use a tracepoint (SEC(\"tracepoint/CATEGORY/EVENT\")), raw tracepoint or tp_btf probe instead")
+        }
+    }
+
+    /// One CPU-clock sampling event at 99 Hz per online CPU; each link owns (and closes) its
+    /// perf event fd.
+    private func attachPerfEvent(_ handle: OpaquePointer, _ what: String) throws(RuntimeError) {
+        let cpus = Attacher.onlineCPUs()
+        for cpu in cpus {
+            var attr = perf_event_attr()
+            attr.type = UInt32(PERF_TYPE_SOFTWARE.rawValue)
+            attr.size = UInt32(MemoryLayout<perf_event_attr>.size)
+            attr.config = UInt64(PERF_COUNT_SW_CPU_CLOCK.rawValue)
+            attr.sample_freq = 99
+            attr.freq = 1
+            let fd = kprobe_run_perf_event_open(&attr, -1, Int32(cpu), -1, UInt(PERF_FLAG_FD_CLOEXEC))
+            if fd < 0 {
+                let err = Errno.current
+                if err.rawValue == ENODEV { continue }
+                if err.isPermission {
+                    throw RuntimeError(.notPermitted, "cannot open a perf event on CPU \(cpu) for \(what): \(err); " + ProbeObject.permissionAdvice)
+                }
+                throw RuntimeError(.attach, "cannot open a cpu-clock perf event on CPU \(cpu) for \(what): \(err)")
+            }
+            guard let link = bpf_program__attach_perf_event(handle, fd) else {
+                let err = Errno.current
+                close(fd)
+                throw RuntimeError(err.isPermission ? .notPermitted : .attach, "cannot attach \(what) to the perf event on CPU \(cpu): \(err)")
+            }
+            links.append(link)
+        }
+        log("perf_event: sampling cpu-clock at 99 Hz on CPUs \(cpus.map(String.init).joined(separator: ","))")
+    }
+
+    /// /sys/devices/system/cpu/online, e.g. "0-3,6".
+    static func onlineCPUs(_ text: String? = nil) -> [Int] {
+        let list = text ?? (try? FileSystem.readString("/sys/devices/system/cpu/online")) ?? "0"
+        var cpus: [Int] = []
+        for range in list.trimmingSpaces.split(separator: ",") {
+            let bounds = range.split(separator: "-").compactMap { Int($0.trimmingSpacesSubstring) }
+            if bounds.count == 1 { cpus.append(bounds[0]) }
+            if bounds.count == 2, bounds[0] <= bounds[1] { cpus.append(contentsOf: bounds[0]...bounds[1]) }
+        }
+        return cpus.isEmpty ? [0] : cpus
+    }
+
+    static func kernelSymbolExists(_ symbol: String) -> Bool {
+        guard let text = try? FileSystem.readString("/proc/kallsyms") else { return true }
+        for line in text.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if fields.count >= 3, fields[2] == symbol { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,61 @@
+import Glibc
+import KprobeSupport
+
+/// Line-oriented stdout: lines collect in a buffer that is written with write(2) at every poll
+/// wake-up (or when large), so `| head` and scripts see records promptly without a syscall per
+/// record. A closed pipe ends the run instead of killing the process (SIGPIPE is ignored).
+final class OutputSink {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    /// Set once the reader has gone away (EPIPE); the session then stops cleanly.
+    private(set) var closed = false
+    /// A write error other than EPIPE, reported after everything is detached.
+    private(set) var failure: Errno?
+
+    init(fd: Int32 = 1) {
+        self.fd = fd
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    func emit(_ line: String) {
+        guard !closed else { return }
+        buffer.append(contentsOf: line.utf8)
+        buffer.append(UInt8(ascii: "\n"))
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    func flush() {
+        guard !closed, !buffer.isEmpty else {
+            buffer.removeAll(keepingCapacity: true)
+            return
+        }
+        var offset = 0
+        while offset < buffer.count {
+            let n = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno != EPIPE { failure = Errno.current }
+                closed = true
+                break
+            }
+            offset += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Diagnostics that belong on stderr whatever the verbosity (lost events).
+enum StandardError {
+    static func write(_ line: String) {
+        let text = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < text.count {
+            let n = text.withUnsafeBytes { Glibc.write(2, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += n
+        }
+    }
+}

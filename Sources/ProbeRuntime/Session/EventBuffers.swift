@@ -1,0 +1,68 @@
+import CLibBPF
+import Glibc
+import KprobeSupport
+
+/// Readers for every ring buffer (one libbpf ring_buffer over all of them) and every perf event
+/// array (a perf_buffer each, 8 pages per CPU) in the object.
+final class EventBuffers {
+    private var streams: [EventStream] = []
+    private var ringBuffer: OpaquePointer?
+    private var perfBuffers: [(buffer: OpaquePointer, stream: EventStream)] = []
+    private(set) var pollFDs: [Int32] = []
+
+    init(object: OpaquePointer, formatter: BTFFormatter, sink: OutputSink, format: OutputFormat, log: (String) -> Void) throws(RuntimeError) {
+        var maps: [(OpaquePointer, String, bpf_map_type)] = []
+        var map = bpf_object__next_map(object, nil)
+        while let current = map {
+            let type = bpf_map__type(current)
+            if type == BPF_MAP_TYPE_RINGBUF || type == BPF_MAP_TYPE_PERF_EVENT_ARRAY {
+                maps.append((current, String(cString: bpf_map__name(current)), type))
+            }
+            map = bpf_object__next_map(object, current)
+        }
+        for (handle, name, type) in maps {
+            let stream = EventStream(map: name, formatter: formatter, sink: sink, format: format, labelled: maps.count > 1)
+            streams.append(stream)
+            let fd = bpf_map__fd(handle)
+            let described = stream.typeID == nil ? "hex records (no struct \(name)_event or event in BTF)" : "records typed by BTF"
+            if type == BPF_MAP_TYPE_RINGBUF {
+                if let ringBuffer {
+                    guard ring_buffer__add(ringBuffer, fd, ringBufferSample, stream.context) == 0 else {
+                        throw RuntimeError(.internal, "cannot read ring buffer '\(name)': \(Errno.current)")
+                    }
+                } else {
+                    guard let created = ring_buffer__new(fd, ringBufferSample, stream.context, nil) else {
+                        throw RuntimeError(.internal, "cannot read ring buffer '\(name)': \(Errno.current)")
+                    }
+                    ringBuffer = created
+                    pollFDs.append(ring_buffer__epoll_fd(created))
+                }
+                log("reading ring buffer '\(name)': \(described)")
+            } else {
+                guard let buffer = perf_buffer__new(fd, 8, perfBufferSample, perfBufferLost, stream.context, nil) else {
+                    let err = Errno.current
+                    throw RuntimeError(err.isPermission ? .notPermitted : .internal, "cannot read perf buffer '\(name)': \(err)")
+                }
+                perfBuffers.append((buffer, stream))
+                pollFDs.append(perf_buffer__epoll_fd(buffer))
+                log("reading perf buffer '\(name)' (8 pages per CPU): \(described)")
+            }
+        }
+    }
+
+    deinit {
+        if let ringBuffer { ring_buffer__free(ringBuffer) }
+        for entry in perfBuffers { perf_buffer__free(entry.buffer) }
+    }
+
+    func consume() {
+        if let ringBuffer { _ = ring_buffer__consume(ringBuffer) }
+        for entry in perfBuffers { _ = perf_buffer__consume(entry.buffer) }
+    }
+
+    func reportLost() {
+        for stream in streams where stream.lost > 0 {
+            StandardError.write("kprobe-run: lost \(stream.lost) event(s) from perf buffer '\(stream.map)' (the reader fell behind)")
+        }
+    }
+}

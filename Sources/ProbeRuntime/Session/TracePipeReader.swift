@@ -1,0 +1,55 @@
+import Glibc
+
+/// Reads trace_pipe without blocking and prints the bpf_printk lines in it.
+struct TracePipeReader {
+    let fd: Int32
+    let sink: OutputSink
+    let format: OutputFormat
+    private var partial: [UInt8] = []
+    private(set) var lost: UInt64 = 0
+
+    init(fd: Int32, sink: OutputSink, format: OutputFormat) {
+        self.fd = fd
+        self.sink = sink
+        self.format = format
+    }
+
+    /// Throws away what is queued now: output of earlier runs, not of this session.
+    mutating func discardPending() -> Int {
+        var count = 0
+        for _ in readAvailable() { count += 1 }
+        partial.removeAll()
+        return count
+    }
+
+    mutating func drain() {
+        for line in readAvailable() {
+            if line.hasSuffix(" EVENTS]"), line.contains("[LOST ") {
+                let number = line.split(separator: " ").compactMap { UInt64($0) }.first ?? 0
+                lost &+= number
+                continue
+            }
+            guard let printk = PrintkLine(parsing: line[...]) else { continue }
+            switch format {
+            case .text: sink.emit(printk.message)
+            case .json: sink.emit(printk.json)
+            }
+        }
+    }
+
+    private mutating func readAvailable() -> [String] {
+        var lines: [String] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            partial.append(contentsOf: chunk[0..<n])
+            while let newline = partial.firstIndex(of: UInt8(ascii: "\n")) {
+                lines.append(String(decoding: partial[..<newline], as: UTF8.self))
+                partial.removeSubrange(...newline)
+            }
+        }
+        return lines
+    }
+}

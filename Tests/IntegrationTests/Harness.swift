@@ -1,0 +1,123 @@
+import CLibBPF
+import Foundation
+import KprobeSupport
+
+/// Runs the built `kprobe-run` as a user would and collects what it printed.
+enum Tool {
+    static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static var binary: String {
+        ProcessInfo.processInfo.environment["KPROBE_RUN_BIN"] ?? packageRoot + "/.build/debug/kprobe-run"
+    }
+
+    static func example(_ name: String) -> String { packageRoot + "/bpf-examples/" + name }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var uncaughtSignal: Bool
+    }
+
+    /// Runs kprobe-run with `arguments`; while it runs, calls `trigger` every 200 ms so that the
+    /// probe has events to see once it is attached. Kills it after `timeout` seconds.
+    static func run(
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        timeout: Double = 120,
+        trigger: (() -> Void)? = nil
+    ) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: packageRoot)
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let collected = Collected()
+        out.fileHandleForReading.readabilityHandler = { handle in collected.append(handle.availableData, toError: false) }
+        err.fileHandleForReading.readabilityHandler = { handle in collected.append(handle.availableData, toError: true) }
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline {
+                process.terminate()
+                Thread.sleep(forTimeInterval: 2)
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                break
+            }
+            trigger?()
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        process.waitUntilExit()
+        out.fileHandleForReading.readabilityHandler = nil
+        err.fileHandleForReading.readabilityHandler = nil
+        collected.append(out.fileHandleForReading.readDataToEndOfFile(), toError: false)
+        collected.append(err.fileHandleForReading.readDataToEndOfFile(), toError: true)
+        let (stdout, stderr) = collected.strings
+        return Result(
+            status: process.terminationStatus,
+            stdout: stdout,
+            stderr: stderr,
+            uncaughtSignal: process.terminationReason == .uncaughtSignal
+        )
+    }
+
+    private final class Collected: @unchecked Sendable {
+        private let lock = NSLock()
+        private var out = Data(), err = Data()
+        func append(_ data: Data, toError: Bool) {
+            lock.lock()
+            defer { lock.unlock() }
+            if toError { err.append(data) } else { out.append(data) }
+        }
+        var strings: (String, String) {
+            lock.lock()
+            defer { lock.unlock() }
+            return (String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        }
+    }
+}
+
+/// The kernel's loaded BPF programs, to show that a run leaves none of its own behind.
+enum LoadedPrograms {
+    static func ids() -> Set<UInt32> {
+        var ids: Set<UInt32> = []
+        var id: UInt32 = 0
+        while bpf_prog_get_next_id(id, &id) == 0 { ids.insert(id) }
+        return ids
+    }
+
+    /// Program ids loaded during `body` that are still loaded after it.
+    static func leftBehind(by body: () throws -> Void) rethrows -> Set<UInt32> {
+        let before = ids()
+        try body()
+        // Programs are freed by the kernel asynchronously (RCU) once their last fd closes.
+        for _ in 0..<20 {
+            let extra = ids().subtracting(before)
+            if extra.isEmpty { return [] }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return ids().subtracting(before)
+    }
+}
+
+/// A private cache per test, so tests neither share state nor touch the machine's cache.
+final class ScratchDirectory: Sendable {
+    let path: String
+    init() throws {
+        path = NSTemporaryDirectory() + "kprobe-run-it-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+let isRoot = geteuid() == 0

@@ -1,0 +1,39 @@
+import Foundation
+import Testing
+
+/// Boots ../shared/testkernel (Linux 6.1: kheaders as a module, kprobes, no BTF) under QEMU and runs
+/// the real binary there. Slow (software emulation), so few and purposeful.
+@Suite(.serialized, .enabled(if: isRoot && VM.available, "needs root and ../shared/testkernel with qemu-system-x86"))
+struct VMTests {
+    @Test(.timeLimit(.minutes(20)))
+    func kheadersLoadedUnpackedCompiledAndUnloaded() throws {
+        let result = try VM.run(["bash", "Tests/vm/kheaders-first-run.sh", Tool.binary])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("PASS"), "\(result.output)")
+    }
+}
+
+enum VM {
+    static let runVM = Tool.packageRoot + "/../shared/testkernel/run-vm"
+
+    static var available: Bool {
+        FileManager.default.isExecutableFile(atPath: runVM)
+            && FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64")
+    }
+
+    /// Runs `command` in a fresh boot with the package root as the writable work directory.
+    static func run(_ command: [String], timeout: Int = 900) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: runVM)
+        process.arguments = ["--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command
+        process.currentDirectoryURL = URL(fileURLWithPath: Tool.packageRoot)
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}

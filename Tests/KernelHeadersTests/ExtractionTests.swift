@@ -1,0 +1,175 @@
+import Glibc
+import KernelHeaders
+import KprobeSupport
+import Testing
+
+/// Hostile and broken archives: each must fail with exit 4 (or be sanitized) and leave nothing
+/// outside the target, neither through `headers extract` nor through the cache.
+@Suite struct ExtractionTests {
+    /// Extracts `members` both ways and expects a refusal naming `mentioning`.
+    private func expectRefused(_ members: [Member], mentioning: String, compression: Compression = .xz,
+                               limits: ExtractionLimits = .standard) throws {
+        let scratch = try Scratch()
+        let archive = scratch.path + "/in.tar.xz"
+        writeArchive(members, to: archive, compression: compression)
+
+        let direct = #expect(throws: HeaderError.self) {
+            try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out", limits: limits)
+        }
+        #expect(direct?.kind == .noKernelHeaders)
+        #expect(direct?.message.contains(mentioning) == true, "\(direct?.message ?? "")")
+        #expect(scratch.names() == ["in.tar.xz"], "left behind: \(scratch.names())")
+
+        let headers = KernelHeaders(options: options(scratch, source: archive), limits: limits)
+        let cached = #expect(throws: HeaderError.self) { try headers.resolve() }
+        #expect(cached?.kind == .noKernelHeaders)
+        #expect(Set(scratch.names()).isSubset(of: ["cache", "in.tar.xz"]), "left behind: \(scratch.names())")
+        #expect(scratch.names("cache/headers").allSatisfy { $0.hasPrefix(".") && !$0.hasPrefix(".tmp") })
+    }
+
+    @Test func normalArchiveUnpacks() throws {
+        let scratch = try Scratch()
+        let archive = scratch.path + "/in.tar.xz"
+        writeArchive([
+            .dir("./"), .dir("./include/"), .dir("./include/linux/"),
+            .file("./include/linux/kconfig.h", "#define X 1\n"),
+            .file("include/linux/other.h", "other\n", perm: 0o444),
+            .link("./include/alias.h", to: "linux/kconfig.h"),
+            Member(path: "include/hard.h", hardlink: "include/linux/kconfig.h"),
+        ], to: archive)
+        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out")
+        #expect(readFile(scratch.path + "/out/include/linux/kconfig.h") == Array("#define X 1\n".utf8))
+        #expect(readFile(scratch.path + "/out/include/alias.h") == Array("#define X 1\n".utf8))
+        #expect(readFile(scratch.path + "/out/include/hard.h") == Array("#define X 1\n".utf8))
+        #expect(lstatMode(scratch.path + "/out/include/alias.h").map { $0 & S_IFMT } == S_IFLNK)
+        #expect(scratch.names() == ["in.tar.xz", "out"])
+    }
+
+    @Test func extractsIntoAnEmptyDirectoryButNotAFullOne() throws {
+        let scratch = try Scratch()
+        let archive = scratch.path + "/in.tar.xz"
+        writeArchive([.file("a.h")], to: archive)
+        mkdir(scratch.path + "/empty", 0o755)
+        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/empty")
+        #expect(FileSystem.isRegularFile(scratch.path + "/empty/a.h"))
+        let error = #expect(throws: HeaderError.self) {
+            try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/empty")
+        }
+        #expect(error?.kind == .usage)
+    }
+
+    @Test func symlinkInsideIsKept() throws {
+        let scratch = try Scratch()
+        let archive = scratch.path + "/in.tar.xz"
+        // As in kheaders: include/dt-bindings/input/linux-event-codes.h -> ../../uapi/...
+        writeArchive([
+            .file("include/uapi/linux/input-event-codes.h", "codes"),
+            .link("include/dt-bindings/input/linux-event-codes.h", to: "../../uapi/linux/input-event-codes.h"),
+            .link("include/dir-link", to: "uapi/linux"),
+            .link("include/via-dir-link.h", to: "dir-link/input-event-codes.h"),
+        ], to: archive)
+        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out")
+        #expect(readFile(scratch.path + "/out/include/dt-bindings/input/linux-event-codes.h") == Array("codes".utf8))
+        #expect(readFile(scratch.path + "/out/include/via-dir-link.h") == Array("codes".utf8))
+    }
+
+    @Test func escapingSymlinkIsRefused() throws {
+        try expectRefused([.file("a.h"), .link("include/evil.h", to: "../../outside")], mentioning: "include/evil.h")
+    }
+
+    @Test func absoluteSymlinkIsRefused() throws {
+        try expectRefused([.link("passwd.h", to: "/etc/passwd")], mentioning: "passwd.h")
+    }
+
+    @Test func symlinkEscapingThroughAnotherSymlinkIsRefused() throws {
+        // a/b/up -> ../.. stays inside; through it, top -> a/b/up/.. climbs out, although the
+        // path read as text (a/b/up/.. = a/b) looks inside.
+        try expectRefused([
+            .dir("a/b/"),
+            .link("a/b/up", to: "../.."),
+            .link("top", to: "a/b/up/.."),
+        ], mentioning: "top")
+    }
+
+    @Test func writingThroughAnArchiveSymlinkIsRefused() throws {
+        try expectRefused([
+            .link("dir", to: "."),
+            .file("dir/x.h"),
+        ], mentioning: "dir")
+    }
+
+    @Test func dotDotPathIsRefused() throws {
+        try expectRefused([.file("include/a.h"), .file("include/../../escape.h")], mentioning: "include/../../escape.h")
+    }
+
+    @Test func absolutePathIsRefused() throws {
+        let scratch = try Scratch()
+        try expectRefused([.file(scratch.path + "/absolute.h")], mentioning: "absolute path")
+        #expect(!FileSystem.exists(scratch.path + "/absolute.h"))
+    }
+
+    @Test func deviceNodeIsRefused() throws {
+        try expectRefused([Member(path: "dev/null", type: S_IFCHR)], mentioning: "device node")
+    }
+
+    @Test func fifoIsRefused() throws {
+        try expectRefused([Member(path: "pipe", type: S_IFIFO)], mentioning: "fifo")
+    }
+
+    @Test func hardlinkOutsideIsRefused() throws {
+        try expectRefused([.file("a.h"), Member(path: "b.h", hardlink: "../outside")], mentioning: "b.h")
+    }
+
+    @Test func setuidIsStripped() throws {
+        let scratch = try Scratch()
+        let archive = scratch.path + "/in.tar.xz"
+        writeArchive([.file("tool", "#!/bin/sh\n", perm: 0o6777), .dir("sticky/")], to: archive)
+        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out")
+        let mode = try #require(lstatMode(scratch.path + "/out/tool"))
+        #expect(mode & (S_ISUID | S_ISGID | S_ISVTX) == 0)
+        #expect(mode & 0o022 == 0)
+    }
+
+    @Test func truncatedArchiveIsRefused() throws {
+        let scratch = try Scratch()
+        let archive = scratch.path + "/full.tar.xz"
+        var payload: [UInt8] = []
+        for i in 0..<200_000 { payload.append(UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 13)) }
+        writeArchive([Member(path: "big.bin", data: payload), .file("after.h")], to: archive)
+        let bytes = try #require(readFile(archive))
+        let truncated = scratch.path + "/cut.tar.xz"
+        writeFile(truncated, Array(bytes.prefix(bytes.count / 2)))
+        let error = #expect(throws: HeaderError.self) {
+            try KernelHeaders.extractArchive(from: truncated, to: scratch.path + "/out")
+        }
+        #expect(error?.kind == .noKernelHeaders)
+        #expect(error?.message.contains("truncated or corrupt") == true, "\(error?.message ?? "")")
+        #expect(!scratch.names().contains { $0.contains("out") })
+    }
+
+    @Test func oversizedArchiveIsRefused() throws {
+        let big = Member(path: "big.h", data: [UInt8](repeating: 0x41, count: 5000))
+        try expectRefused([.file("a.h"), big], mentioning: "limit of 4096 bytes",
+                          limits: ExtractionLimits(maxTotalBytes: 4096, maxEntries: 100))
+        try expectRefused((0..<20).map { .file("f\($0).h") }, mentioning: "limit of 10 members",
+                          limits: ExtractionLimits(maxTotalBytes: 1 << 20, maxEntries: 10))
+    }
+
+    @Test func uncompressedTarIsRefused() throws {
+        try expectRefused([.file("a.h")], mentioning: "not", compression: .none)
+    }
+
+    @Test func gzipTarIsRefused() throws {
+        try expectRefused([.file("a.h")], mentioning: "compressed", compression: .gzip)
+    }
+
+    @Test func textFileIsRefused() throws {
+        let scratch = try Scratch()
+        writeFile(scratch.path + "/notes.txt", Array("hello\n".utf8))
+        let error = #expect(throws: HeaderError.self) {
+            try KernelHeaders.extractArchive(from: scratch.path + "/notes.txt", to: scratch.path + "/out")
+        }
+        #expect(error?.kind == .noKernelHeaders)
+        #expect(scratch.names() == ["notes.txt"])
+    }
+}

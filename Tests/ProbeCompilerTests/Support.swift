@@ -1,0 +1,115 @@
+import Glibc
+import KprobeSupport
+@testable import ProbeCompiler
+
+/// A private directory removed with everything in it when the value goes away.
+final class ScratchDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/probe-compiler-tests.XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw Errno.current }
+        path = String(cString: made)
+    }
+
+    deinit { Self.remove(path) }
+
+    private static func remove(_ path: String) {
+        for entry in (try? list(path)) ?? [] {
+            let child = path + "/" + entry
+            if unlink(child) != 0, errno == EISDIR { remove(child) }
+        }
+        rmdir(path)
+    }
+
+    private static func list(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw Errno.current }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Writes an executable shell script and returns its path.
+    func script(_ name: String, _ body: String) throws -> String {
+        let file = path + "/" + name
+        try FileSystem.writeAtomically(Array(("#!/bin/sh\n" + body + "\n").utf8), to: file, mode: 0o755)
+        return file
+    }
+
+    /// Writes a file (creating no directories) and returns its path.
+    @discardableResult
+    func write(_ name: String, _ text: String) throws -> String {
+        let file = path + "/" + name
+        try FileSystem.writeAtomically(Array(text.utf8), to: file, mode: 0o644)
+        return file
+    }
+
+    func makeDirectory(_ name: String) throws -> String {
+        let directory = path + "/" + name
+        guard mkdir(directory, 0o700) == 0 else { throw Errno.current }
+        return directory
+    }
+}
+
+/// The worker built alongside the tests: `$KPROBE_RUN_CC`, else beside the test bundle, which
+/// SwiftPM puts in the same products directory (.build/debug or .build-<scratch>/debug).
+func builtWorker() throws -> ProbeCompiler {
+    let compiler = ProbeCompiler()
+    guard FileSystem.isRegularFile(compiler.workerPath) else {
+        throw CompileError("kprobe-run-cc not found at \(compiler.workerPath): run swift build first or set KPROBE_RUN_CC")
+    }
+    return compiler
+}
+
+/// The request every real compile uses: libbpf's headers and the fixed types they need.
+func probeRequest(_ body: String, triple: String = "bpf", arguments: [String] = []) throws -> CompileRequest {
+    let libbpf = try LibbpfHeaders.load()
+    let source = """
+        typedef unsigned char __u8;
+        typedef unsigned short __u16;
+        typedef unsigned int __u32;
+        typedef unsigned long long __u64;
+        typedef signed char __s8;
+        typedef short __s16;
+        typedef int __s32;
+        typedef long long __s64;
+        typedef __u16 __be16;
+        typedef __u32 __be32;
+        typedef __u32 __wsum;
+        #include <bpf/bpf_helpers.h>
+
+        """ + body
+    return CompileRequest(
+        sourcePath: "probe.c", source: source, frontendTriple: triple,
+        arguments: ["-nostdinc", libbpf.includeArgument] + arguments, virtualFiles: libbpf.virtualFiles)
+}
+
+/// Number of lines `probeRequest` puts before the body.
+let preludeLines = 12
+
+/// Just enough ELF64 reading to check what the compiler produced.
+struct ELFObject {
+    let bytes: [UInt8]
+
+    func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
+    func u32(_ at: Int) -> Int { u16(at) | u16(at + 2) << 16 }
+    func u64(_ at: Int) -> Int { u32(at) | u32(at + 4) << 32 }
+
+    var isELF: Bool { bytes.count > 64 && Array(bytes[0..<4]) == [0x7f, 0x45, 0x4c, 0x46] }
+    var machine: Int { u16(18) }
+
+    var sectionNames: [String] {
+        let offset = u64(0x28), size = u16(0x3a), count = u16(0x3c), names = u16(0x3e)
+        let namesOffset = u64(offset + names * size + 0x18)
+        return (0..<count).map { index in
+            var at = namesOffset + u32(offset + index * size)
+            var name: [UInt8] = []
+            while bytes[at] != 0 { name.append(bytes[at]); at += 1 }
+            return String(decoding: name, as: UTF8.self)
+        }
+    }
+}
