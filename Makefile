@@ -11,6 +11,10 @@ TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 kmod xz-utils bsdutils bash
 
 KPROBE_RUN := .build/debug/kprobe-run
 
+# Benchmark only (never needed to build or test): the tools kprobe-run is measured against.
+# clang-14 and llvm-14 give the clang-14/llc-14 CLI for one comparison; kprobe-run itself never runs them.
+BENCH_PACKAGES := $(BUILD_PACKAGES) bpfcc-tools python3-bpfcc bpftrace time xz-utils tar clang-14 llvm-14
+
 .PHONY: deps test-deps build run test clean
 
 deps:
@@ -33,3 +37,10 @@ test: test-deps
 
 clean:
 	rm -rf .build
+
+# Measures kprobe-run against BCC, bpftrace and the clang-14 CLI and rewrites bench/RESULTS.md.
+.PHONY: bench
+bench:
+	@./scripts/install-packages $(BENCH_PACKAGES)
+	$(SWIFT) build -c release
+	$(SUDO) /usr/bin/python3 bench/bench.py --kprobe-run .build/release/kprobe-run --output bench/RESULTS.md

@@ -133,10 +133,15 @@ struct Resolver {
             }
             throw HeaderError("--headers \(path) is not a kernel header tree (\(notes.joined(separator: "; "))) and holds no vmlinux.h; give a configured kernel tree (include/generated/autoconf.h and include/linux/kconfig.h), an unpacked kheaders archive, or a file")
         }
+        if let (digest, kind) = cache.rememberedDigest(of: absolute), let entry = try cache.entry(forDigest: digest) {
+            log("using \(entry.path), unpacked earlier from \(path)")
+            return try headerSet(entry, kind: kind, origin: path)
+        }
         switch try ArchiveInput.load(absolute) {
         case .archive(let archive, let kind):
             defer { if options.showProgress { Progress.clear() } }
             let entry = try cache.archiveEntry(archive, limits: limits, progress: progress)
+            cache.remember(digest: entry.manifest.archiveDigest, kind: kind, of: absolute)
             return try headerSet(entry, kind: kind, origin: path)
         case .btf(let btfPath, let kind):
             var st = stat()

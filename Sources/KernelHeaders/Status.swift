@@ -59,7 +59,7 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
     }
 
     static func size(_ bytes: Int64) -> String {
-        if bytes >= 1 << 20 { return "\((bytes * 10 >> 20) / 10).\((bytes * 10 >> 20) % 10) MiB" }
+        if bytes >= 1 << 20 { return "\(((bytes * 10) >> 20) / 10).\(((bytes * 10) >> 20) % 10) MiB" }
         if bytes >= 1 << 10 { return "\(bytes >> 10) KiB" }
         return "\(bytes) B"
     }

@@ -59,9 +59,15 @@ struct ExampleProbeTests {
             bash.standardOutput = FileHandle.nullDevice
             bash.standardError = FileHandle.nullDevice
             try? bash.run()
+            // bash entered readline() before the probe attached, and a uretprobe cannot catch a
+            // call already in flight: the first line only ends that call.
             DispatchQueue.global().async {
-                Thread.sleep(forTimeInterval: 2.5)
-                input.fileHandleForWriting.write(Data("echo \(marker)\nexit\n".utf8))
+                Thread.sleep(forTimeInterval: 3)
+                input.fileHandleForWriting.write(Data("true\n".utf8))
+                Thread.sleep(forTimeInterval: 0.5)
+                input.fileHandleForWriting.write(Data("echo \(marker)\n".utf8))
+                Thread.sleep(forTimeInterval: 0.5)
+                input.fileHandleForWriting.write(Data("exit\n".utf8))
             }
         }
         #expect(result.status == 0, "\(result.stderr)")

@@ -182,6 +182,37 @@ import Testing
         #expect(text.contains("a run uses:"))
     }
 
+    /// Debian's layout: generated headers in the build directory, the rest in a -common tree
+    /// named by the build directory's Makefile.
+    @Test(.enabled(if: TestKernel.available)) func splitBuildAndSourceTrees() throws {
+        let scratch = try Scratch()
+        let source = scratch.path + "/linux-headers-common"
+        let build = scratch.path + "/linux-headers-amd64"
+        try KernelHeaders.extractArchive(from: TestKernel.archive, to: source)
+        for dir in ["", "/include", "/arch", "/arch/x86", "/arch/x86/include"] { mkdir(build + dir, 0o755) }
+        #expect(rename(source + "/include/generated", build + "/include/generated") == 0)
+        #expect(rename(source + "/arch/x86/include/generated", build + "/arch/x86/include/generated") == 0)
+        writeFile(build + "/Makefile", Array("include \(source)/Makefile\n".utf8))
+
+        let set = try KernelHeaders(options: options(scratch, source: build)).resolve()
+        #expect(set.kind == .directory)
+        #expect(set.arch == .x86)
+        #expect(set.root == build)
+        #expect(set.compileArguments.filter { $0.hasPrefix("-I") } == [
+            "-I\(source)/arch/x86/include", "-I\(build)/arch/x86/include/generated", "-I\(source)/include",
+            "-I\(build)/include", "-I\(source)/arch/x86/include/uapi", "-I\(build)/arch/x86/include/generated/uapi",
+            "-I\(source)/include/uapi", "-I\(build)/include/generated/uapi",
+        ])
+        #expect(set.compileArguments.contains("\(source)/include/linux/kconfig.h"))
+
+        // A build directory whose source tree is gone is not a usable tree.
+        unlink(build + "/Makefile")
+        let error = #expect(throws: HeaderError.self) {
+            try KernelHeaders(options: options(scratch, source: build)).resolve()
+        }
+        #expect(error?.kind == .noKernelHeaders)
+    }
+
     @Test(.enabled(if: TestKernel.available)) func extractMatchesTar() throws {
         let scratch = try Scratch()
         try KernelHeaders.extractArchive(from: TestKernel.module, to: scratch.path + "/tree")

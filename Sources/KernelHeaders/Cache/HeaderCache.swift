@@ -201,6 +201,37 @@ struct HeaderCache {
         }
     }
 
+    /// A file given with --headers is read and hashed only the first time: its digest and kind
+    /// are remembered under `headers/.digests`, keyed by path and checked against the file's
+    /// device, inode, size and modification time, so an unchanged archive costs a stat.
+    func rememberedDigest(of path: String) -> (digest: String, kind: HeaderSourceKind)? {
+        guard let stamp = HeaderCache.stamp(path),
+              let bytes = try? FileSystem.read(root.path + "/headers/\(HeaderCache.digestsName)/" + HeaderCache.memoName(path)) else { return nil }
+        let fields = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
+        guard fields.count == 3, fields[0] == stamp, fields[1].count == 64,
+              let kind = HeaderSourceKind(rawValue: fields[2]) else { return nil }
+        return (fields[1], kind)
+    }
+
+    func remember(digest: String, kind: HeaderSourceKind, of path: String) {
+        guard let stamp = HeaderCache.stamp(path),
+              let dir = try? root.directory("headers", HeaderCache.digestsName) else { return }
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        try? TreeOps.writeAtomically(Array("\(stamp)\n\(digest)\n\(kind.rawValue)\n".utf8), name: HeaderCache.memoName(path), in: fd)
+    }
+
+    static let digestsName = ".digests"
+
+    private static func memoName(_ path: String) -> String { String(SHA256.hex(path).prefix(24)) }
+
+    private static func stamp(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return "\(st.st_dev) \(st.st_ino) \(st.st_size) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
+    }
+
     /// The forced-include header for trees used in place (they are not ours to write into).
     func supportFile() throws(HeaderError) -> String {
         let dir: String
