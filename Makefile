@@ -38,6 +38,15 @@ test: test-deps
 clean:
 	rm -rf .build
 
+# A fully static kprobe-run for Android devices of this machine's architecture (runs compiled
+# objects and manages headers; no compiler worker): .build/static/kprobe-run-static-$(uname -m).
+STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils
+
+.PHONY: static
+static:
+	@./scripts/install-packages $(STATIC_PACKAGES)
+	./scripts/build-static
+
 # Measures kprobe-run against BCC, bpftrace and the clang-14 CLI and rewrites bench/RESULTS.md.
 .PHONY: bench
 bench:

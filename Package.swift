@@ -42,7 +42,7 @@ let package = Package(
         // Dialect detection and rewriting (BCC), used only inside the worker.
         .target(
             name: "ProbeFrontend",
-            dependencies: ["KprobeSupport", "CClang"],
+            dependencies: ["KprobeSupport", "ProbeCompiler", "CClang"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
         // The compile worker: the only executable that links clang/LLVM.
@@ -52,12 +52,14 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
         // Stage 3: load, attach, report, detach.
-        .target(name: "ProbeRuntime", dependencies: ["KprobeSupport", "CLibBPF"]),
+        .target(name: "ProbeRuntime", dependencies: ["KprobeSupport", "CLibBPF", "CLibELF"]),
+        // --adb: the host's side of tracing an Android device (adb, device binary, device headers).
+        .target(name: "ProbeRemote", dependencies: ["KprobeSupport", "KernelHeaders"]),
         // Stage 4: the commands.
         .target(
             name: "KprobeRunCLI",
             dependencies: [
-                "KprobeSupport", "KernelHeaders", "ProbeCompiler", "ProbeRuntime",
+                "KprobeSupport", "KernelHeaders", "ProbeCompiler", "ProbeRuntime", "ProbeRemote",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -68,10 +70,11 @@ let package = Package(
         .testTarget(name: "ProbeCompilerTests", dependencies: ["ProbeCompiler", "KprobeSupport"]),
         .testTarget(
             name: "ProbeFrontendTests",
-            dependencies: ["ProbeFrontend", "KprobeSupport"],
+            dependencies: ["ProbeFrontend", "ProbeCompiler", "KprobeSupport"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
         .testTarget(name: "ProbeRuntimeTests", dependencies: ["ProbeRuntime", "KprobeSupport"]),
+        .testTarget(name: "ProbeRemoteTests", dependencies: ["ProbeRemote", "KprobeSupport", "KernelHeaders"]),
         .testTarget(name: "KprobeRunCLITests", dependencies: ["KprobeRunCLI", "KprobeSupport"]),
         // Run the real binaries as root against the running kernel (and the test VM).
         .testTarget(name: "IntegrationTests", dependencies: ["KprobeSupport", "CLibBPF"]),

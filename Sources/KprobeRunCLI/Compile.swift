@@ -23,7 +23,16 @@ struct Compile: ParsableCommand {
 
     @OptionGroup var compile: CompileOptions
 
+    @OptionGroup var remote: AdbOptions
+
     func run() throws {
+        if let serial = remote.requestedSerial {
+            if verify {
+                throw Failure(.usage, "--verify loads into this machine's kernel, not the device's; run the object on the device instead (kprobe-run --adb \(output))")
+            }
+            try write(AdbRun(serial: serial, compile: compile).compileOnly(probe: probe))
+            return
+        }
         let input = try ProbeInput.load(probe)
         guard case .source(let path, let text) = input else {
             throw Failure(.usage, "\(probe) is already a compiled object; run it with `kprobe-run \(probe)`")
@@ -35,6 +44,10 @@ struct Compile: ParsableCommand {
                 Diagnostics.verbose("verifier accepted \(programs.count) program(s): \(programs.joined(separator: ", "))")
             }
         }
+        try write(object)
+    }
+
+    private func write(_ object: [UInt8]) throws {
         do {
             try FileSystem.writeAtomically(object, to: output, mode: 0o644)
         } catch {

@@ -5,6 +5,7 @@ import Glibc
 import ArgumentParser
 import KernelHeaders
 import KprobeSupport
+import ProbeCompiler
 
 /// Options for turning a probe source into a BPF object, shared by `run` and `compile`.
 struct CompileOptions: ParsableArguments {
@@ -21,6 +22,9 @@ struct CompileOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Leave the kheaders module loaded if kprobe-run had to load it.")
     var keepModule = false
+
+    @Option(name: .long, help: "The probe's C dialect: bcc (BCC's tables, methods and naming conventions), libbpf (SEC() names, BTF maps), or auto to tell them apart.")
+    var dialect: DialectChoice = .auto
 
     @Flag(name: .shortAndLong, help: "Say on stderr where headers come from, how long the compile took and where probes attach.")
     var verbose = false
@@ -57,6 +61,18 @@ extension HeaderOptions {
             log: { line in if verbose { Diagnostics.verbose(line) } },
             cache: CacheRoot.resolve()
         )
+    }
+}
+
+enum DialectChoice: String, CaseIterable, ExpressibleByArgument {
+    case auto, bcc, libbpf
+
+    func resolved(for source: String) -> Dialect {
+        switch self {
+        case .auto: Dialect.detect(source: source)
+        case .bcc: .bcc
+        case .libbpf: .libbpf
+        }
     }
 }
 

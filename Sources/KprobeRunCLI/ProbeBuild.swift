@@ -1,6 +1,7 @@
 import KernelHeaders
 import KprobeSupport
 import ProbeCompiler
+import ProbeRuntime
 
 #if canImport(Glibc)
 import Glibc
@@ -54,31 +55,59 @@ struct ProbeBuild {
     }
 
     /// Lets one probe build against either kind of kernel types (see bpf-examples/vfsopen.c).
-    static func dialectArguments(for headers: HeaderSet) -> [String] {
+    static func typeSourceArguments(for headers: HeaderSet) -> [String] {
         headers.kind == .btf ? ["-DKPROBE_RUN_BTF=1"] : []
     }
 
     func compile(path: String, source: String) throws -> [UInt8] {
-        let headers = try KernelHeaders(options: options.headerOptions()).resolve()
+        let headerOptions = options.headerOptions()
+        let headers = try KernelHeaders(options: headerOptions).resolve()
         if options.verbose {
             Diagnostics.verbose("headers: \(headers.origin) [\(headers.kind.rawValue), \(headers.arch.rawValue)] at \(headers.root)")
         }
         let libbpf = try LibbpfHeaders.load()
-        let request = CompileRequest(
+        let dialect = options.dialect.resolved(for: source)
+        var request = CompileRequest(
             sourcePath: path,
             source: source,
             frontendTriple: headers.frontendTriple,
-            arguments: headers.compileArguments + [libbpf.includeArgument] + Self.dialectArguments(for: headers)
+            arguments: headers.compileArguments + [libbpf.includeArgument] + Self.typeSourceArguments(for: headers)
                 + options.userArguments,
-            virtualFiles: libbpf.virtualFiles
+            virtualFiles: libbpf.virtualFiles,
+            dialect: dialect
         )
+        if dialect == .bcc { try prepareBCC(&request, headers: headers) }
         let started = Clock.now
-        let compiled = try ProbeCompiler().compile(request)
+        let cache = CompileCache(root: headerOptions.cache, headerIdentity: headers.identity)
+        let compiled = try ProbeCompiler().compile(request, cache: cache)
+        // Warnings are kept with cached objects and shown again on a hit.
         if !compiled.diagnostics.isEmpty { Diagnostics.write(compiled.diagnostics) }
         if options.verbose {
-            Diagnostics.verbose("compiled \(path) in \(Clock.milliseconds(since: started)) ms (\(compiled.elf.count) bytes of BPF object)")
+            for note in compiled.notes { Diagnostics.verbose(note) }
+            let how = compiled.fromCache ? "took \(path) from the compile cache" : "compiled \(path) as \(dialect.rawValue) C"
+            Diagnostics.verbose("\(how) in \(Clock.milliseconds(since: started)) ms (\(compiled.elf.count) bytes of BPF object)")
         }
         return compiled.elf
+    }
+
+    /// What a BCC program gets implicitly: `args` structs for its tracepoints, read from this
+    /// kernel's tracefs, and the kernel's syscall symbol prefix for `kprobe__sys_*`.
+    private func prepareBCC(_ request: inout CompileRequest, headers: HeaderSet) throws {
+        guard headers.kind != .btf else {
+            throw Failure(.noKernelHeaders, """
+                BCC-dialect probes need kernel headers, and only BTF was found (\(headers.origin)); \
+                load kheaders (CONFIG_IKHEADERS), install linux-headers-\(RunningKernel.release), or pass --headers
+                """)
+        }
+        if !TracepointFormat.referencedTracepoints(in: request.source).isEmpty {
+            let verbose = options.verbose
+            let tracefs = try TracefsMount.path { line in if verbose { Diagnostics.verbose(line) } }
+            if let header = try TracepointFormat.header(for: request.source, tracefs: tracefs) {
+                request.virtualFiles.append(header)
+            }
+        }
+        let native = KernelArch(machine: RunningKernel.machine) == headers.arch
+        request.syscallPrefix = native ? SyscallPrefix.running() : SyscallPrefix.typical(forTriple: headers.frontendTriple)
     }
 }
 

@@ -29,10 +29,11 @@ struct Run: ParsableCommand {
         valueName: "SPEC"))
     var attach: [String] = []
 
-    @Option(name: .long, help: "Output format: text (for people) or json (one object per line).")
-    var format: OutputFormat = .text
+    @OptionGroup var output: OutputOptions
 
     @OptionGroup var compile: CompileOptions
+
+    @OptionGroup var remote: AdbOptions
 
     func validate() throws {
         if let duration, !(duration > 0) {
@@ -41,22 +42,32 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        if let serial = remote.requestedSerial {
+            try AdbRun(serial: serial, compile: compile).run(probe: probe, duration: duration, attach: attach, format: output.format)
+        }
         // Attach specs are checked before any compile work, so a typo costs nothing.
         var specs: [AttachSpec] = []
         for text in attach { specs.append(try AttachSpec(parsing: text)) }
         let input = try ProbeInput.load(probe)
-        let object = try ProbeBuild(options: compile).object(for: input)
-
+        // A -c command starts (held) before the compile, so that its pid can be a macro.
+        let command = try output.startCommand()
         var options = SessionOptions()
-        options.attach = specs
-        options.duration = duration
-        options.verbose = compile.verbose
-        options.format = format
-        let verbose = compile.verbose
-        options.log = { line in if verbose { Diagnostics.verbose(line) } }
-        let session = try ProbeSession(object: object, name: input.name, options: options)
+        output.apply(to: &options, command: command)
+        let session: ProbeSession
+        do {
+            var build = compile
+            build.defines += OutputOptions.compileDefines(pid: options.targetPID)
+            let object = try ProbeBuild(options: build).object(for: input)
+            options.attach = specs
+            options.duration = duration
+            options.verbose = compile.verbose
+            let verbose = compile.verbose
+            options.log = { line in if verbose { Diagnostics.verbose(line) } }
+            session = try ProbeSession(object: object, name: input.name, options: options)
+        } catch {
+            command?.abandon()
+            throw error
+        }
         try session.run()
     }
 }
-
-extension OutputFormat: ExpressibleByArgument {}

@@ -31,13 +31,15 @@ public struct CompileCache: Sendable {
 
     static let manifestMagic = "kprobe-run compile cache 1"
 
-    /// Lower-case hex SHA-256 naming the entry for `request` compiled by the worker `workerIdentity`.
-    public func key(for request: CompileRequest, workerIdentity: String) -> String {
+    /// Lower-case hex SHA-256 naming the entry for `request` compiled by the worker
+    /// `workerIdentity` in `workingDirectory`, against which clang resolves a relative probe
+    /// path and the probe's own quoted includes (and which the object's debug info names).
+    public func key(for request: CompileRequest, workerIdentity: String, workingDirectory: String) -> String {
         var keyed = request
         // Where precompiled headers live changes nothing in the object.
         keyed.precompiledHeaders = nil
         var hasher = SHA256()
-        for part in [Self.manifestMagic, toolVersion, workerIdentity, headerIdentity] {
+        for part in [Self.manifestMagic, toolVersion, workerIdentity, headerIdentity, workingDirectory] {
             hasher.update("\(part.utf8.count):")
             hasher.update(part)
         }

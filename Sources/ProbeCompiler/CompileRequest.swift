@@ -2,7 +2,7 @@ import KprobeSupport
 
 /// A file the compiler sees at an absolute path, in front of the real filesystem (generated
 /// headers such as vmlinux.h, libbpf's BPF-side headers).
-public struct VirtualFile: Codable, Sendable, Equatable {
+public struct VirtualFile: Sendable, Equatable {
     public var path: String
     public var contents: String
 
@@ -13,7 +13,7 @@ public struct VirtualFile: Codable, Sendable, Equatable {
 }
 
 /// Everything the worker needs to compile one probe; nothing is read from the parent's state.
-public struct CompileRequest: Codable, Sendable, Equatable {
+public struct CompileRequest: Sendable, Equatable {
     /// The name diagnostics use, as the user wrote it (e.g. "bpf-examples/hello.c").
     public var sourcePath: String
     public var source: String
@@ -22,23 +22,30 @@ public struct CompileRequest: Codable, Sendable, Equatable {
     /// Driver-style flags: header flags (-nostdinc, -I, -include, -D, -W…), then the user's -D/-I.
     public var arguments: [String]
     public var virtualFiles: [VirtualFile]
+    /// BCC sources are rewritten into libbpf C inside the worker before they are compiled.
+    public var dialect: Dialect
+    /// The kernel's prefix of system call functions (e.g. "__x64_sys_"), for BCC's
+    /// `kprobe__sys_NAME` and `syscall__NAME`; "" for kernels without syscall wrappers.
+    public var syscallPrefix: String
     /// Where the worker keeps precompiled headers for this header entry; nil compiles plainly.
     /// `ProbeCompiler.compile(_:cache:)` fills it in.
     public var precompiledHeaders: PrecompiledHeaderSettings?
 
     public init(sourcePath: String, source: String, frontendTriple: String, arguments: [String], virtualFiles: [VirtualFile] = [],
-                precompiledHeaders: PrecompiledHeaderSettings? = nil) {
+                dialect: Dialect = .libbpf, syscallPrefix: String = "", precompiledHeaders: PrecompiledHeaderSettings? = nil) {
         self.sourcePath = sourcePath
         self.source = source
         self.frontendTriple = frontendTriple
         self.arguments = arguments
         self.virtualFiles = virtualFiles
+        self.dialect = dialect
+        self.syscallPrefix = syscallPrefix
         self.precompiledHeaders = precompiledHeaders
     }
 }
 
 /// `<directory>/<headerIdentity>-<digest>.pch` names a precompiled header (see PrecompiledHeaders).
-public struct PrecompiledHeaderSettings: Codable, Sendable, Equatable {
+public struct PrecompiledHeaderSettings: Sendable, Equatable {
     /// An existing private directory (`<cache>/pch`).
     public var directory: String
     /// `HeaderSet.identity`: the header entry the precompiled headers are made of.

@@ -31,7 +31,8 @@ public struct ProbeCompiler: Sendable {
     /// a miss compiles (with a precompiled header where the probe allows one) and stores the
     /// result. A cache that cannot be read or written only costs the time; it never fails the compile.
     public func compile(_ request: CompileRequest, cache: CompileCache) throws(CompileError) -> CompiledObject {
-        let key = cache.key(for: request, workerIdentity: ExecutableIdentity.of(path: workerPath))
+        let workingDirectory = Self.workingDirectory()
+        let key = cache.key(for: request, workerIdentity: ExecutableIdentity.of(path: workerPath), workingDirectory: workingDirectory)
         if let hit = cache.lookup(key: key) { return hit }
         var request = request
         request.precompiledHeaders = cache.precompiledHeaderSettings()
@@ -39,7 +40,7 @@ public struct ProbeCompiler: Sendable {
         var virtualPaths = Set(request.virtualFiles.map(\.path))
         virtualPaths.insert(request.sourcePath)
         do {
-            try cache.store(compiled, key: key, virtualPaths: virtualPaths, workingDirectory: Self.workingDirectory())
+            try cache.store(compiled, key: key, virtualPaths: virtualPaths, workingDirectory: workingDirectory)
             compiled.notes.append("stored in the compile cache as \(key)")
         } catch {
             compiled.notes.append("not stored in the compile cache: \(error.message)")

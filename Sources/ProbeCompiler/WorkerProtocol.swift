@@ -6,7 +6,7 @@
 public enum WorkerProtocol {
     static let requestMagic: [UInt8] = Array("KRCQ".utf8)
     static let responseMagic: [UInt8] = Array("KRCR".utf8)
-    static let version: UInt32 = 2
+    static let version: UInt32 = 3
 
     public struct MalformedMessage: Error, Equatable, CustomStringConvertible {
         public var description: String
@@ -43,6 +43,8 @@ public enum WorkerProtocol {
             writer.string(file.path)
             writer.string(file.contents)
         }
+        writer.string(request.dialect.rawValue)
+        writer.string(request.syscallPrefix)
         writer.strings(request.precompiledHeaders.map { [$0.directory, $0.headerIdentity] } ?? [])
         return writer.bytes
     }
@@ -59,13 +61,18 @@ public enum WorkerProtocol {
             let path = try reader.string()
             files.append(VirtualFile(path: path, contents: try reader.string()))
         }
+        let dialectName = try reader.string()
+        guard let dialect = Dialect(rawValue: dialectName) else {
+            throw MalformedMessage(description: "unknown dialect '\(dialectName)'")
+        }
+        let syscallPrefix = try reader.string()
         let settings = try reader.strings()
         guard settings.isEmpty || settings.count == 2 else {
             throw MalformedMessage(description: "precompiled-header settings with \(settings.count) fields")
         }
         try reader.end()
         return CompileRequest(sourcePath: sourcePath, source: source, frontendTriple: triple, arguments: arguments, virtualFiles: files,
-                              precompiledHeaders: settings.isEmpty ? nil : PrecompiledHeaderSettings(directory: settings[0], headerIdentity: settings[1]))
+                              dialect: dialect, syscallPrefix: syscallPrefix, precompiledHeaders: settings.isEmpty ? nil : PrecompiledHeaderSettings(directory: settings[0], headerIdentity: settings[1]))
     }
 
     public static func encode(_ response: Response) -> [UInt8] {

@@ -1,4 +1,5 @@
 import CClang
+import ProbeCompiler
 import KprobeSupport
 
 /// A BCC program rewritten into libbpf-style C.
@@ -7,7 +8,7 @@ public struct BCCRewrite: Sendable {
     /// user's line numbers (#line), so diagnostics name the user's file and lines.
     public var source: String
     /// Files the compile needs in addition to the request's own (BCC's helpers and proto.h).
-    public var virtualFiles: [FrontendFile]
+    public var virtualFiles: [VirtualFile]
     /// Flags the compile needs in addition to the request's own (the include directory of
     /// `<bcc/…>` headers).
     public var arguments: [String]
@@ -27,7 +28,7 @@ public enum BCCFrontend {
     ///     `kprobe__sys_NAME` attaches to PREFIX + NAME, and the extra arguments of
     ///     `syscall__*` functions come from the user registers the wrapper receives.
     public static func rewrite(source: String, path: String, triple: String, arguments: [String],
-                               virtualFiles: [FrontendFile] = [], syscallPrefix: String = "") throws(Failure) -> BCCRewrite {
+                               virtualFiles: [VirtualFile] = [], syscallPrefix: String = "") throws(Failure) -> BCCRewrite {
         let unit = try ParsedUnit(source: source, path: path, triple: triple, arguments: arguments,
                                   files: BCCPrelude.files + virtualFiles)
         if let errors = unit.errors() {

@@ -1,4 +1,5 @@
 import CClang
+import ProbeCompiler
 import KprobeSupport
 #if canImport(Glibc)
 import Glibc
@@ -12,13 +13,13 @@ final class ParsedUnit {
     let unit: CXTranslationUnit
     let mainFile: CXFile
 
-    init(source: String, path: String, triple: String, arguments: [String], files: [FrontendFile]) throws(Failure) {
+    init(source: String, path: String, triple: String, arguments: [String], files: [VirtualFile]) throws(Failure) {
         guard let index = clang_createIndex(0, 0) else {
             throw Failure(.internal, "libclang could not create an index (out of memory?)")
         }
         self.index = index
         let allArguments = ["-x", "c", "--target=\(triple)"] + arguments + [BCCPrelude.includeArgument, "-include", BCCPrelude.preludePath, "-ferror-limit=0"]
-        let unsaved = [FrontendFile(path: path, contents: source)] + files
+        let unsaved = [VirtualFile(path: path, contents: source)] + files
         let argumentCopies = allArguments.map { strdup($0) }
         let pathCopies = unsaved.map { strdup($0.path) }
         let contentCopies = unsaved.map { strdup($0.contents) }

@@ -28,7 +28,7 @@ public struct Adb: Sendable {
         }
         let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         for directory in path.split(separator: ":") where !directory.isEmpty {
-            let candidate = directory + "/adb"
+            let candidate = String(directory) + "/adb"
             if access(candidate, X_OK) == 0, FileSystem.isRegularFile(candidate) { return candidate }
         }
         throw RemoteError(.usage, "--adb needs the adb client, and there is none on PATH; install it (Debian: apt install adb; or Android SDK platform-tools) or set ADB to its path")

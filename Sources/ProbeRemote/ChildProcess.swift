@@ -75,11 +75,13 @@ enum ChildProcess {
     /// Runs `argv` to the end, collecting stdout (all of it) and stderr (the start of it).
     static func capture(_ argv: [String]) throws(RemoteError) -> Captured {
         var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
-        guard pipe2(&out, O_CLOEXEC) == 0 else { throw RemoteError(.internal, "pipe: \(Errno.current)") }
-        guard pipe2(&err, O_CLOEXEC) == 0 else {
+        guard pipe(&out) == 0 else { throw RemoteError(.internal, "pipe: \(Errno.current)") }
+        guard pipe(&err) == 0 else {
             close(out[0]); close(out[1])
             throw RemoteError(.internal, "pipe: \(Errno.current)")
         }
+        // Only the child's 1 and 2 (dup2 clears the flag) may keep the pipes open.
+        for fd in out + err { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let pid: pid_t
         do {
             pid = try spawn(argv, stdout: .descriptor(out[1]), stderr: .descriptor(err[1]))

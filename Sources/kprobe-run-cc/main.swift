@@ -1,5 +1,7 @@
 import CClangBPF
+import KprobeSupport
 import ProbeCompiler
+import ProbeFrontend
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -130,10 +132,31 @@ func writeResponse(_ response: WorkerProtocol.Response) {
     }
 }
 
-// Each stage takes the one before's result: a source-to-source step (such as a dialect
-// rewrite) belongs between reading the request and compiling it, so that the precompiled-
-// header decision sees the source clang will compile.
+/// A BCC program becomes libbpf C before anything else sees it, so that the precompiled-header
+/// decision and the compile both work on the source clang will really compile.
+func rewritten(_ request: CompileRequest) -> Result<CompileRequest, Failure> {
+    guard request.dialect == .bcc else { return .success(request) }
+    do {
+        let rewrite = try BCCFrontend.rewrite(
+            source: request.source, path: request.sourcePath, triple: request.frontendTriple,
+            arguments: request.arguments, virtualFiles: request.virtualFiles, syscallPrefix: request.syscallPrefix)
+        var compiled = request
+        compiled.source = rewrite.source
+        compiled.arguments += rewrite.arguments
+        compiled.virtualFiles += rewrite.virtualFiles
+        compiled.dialect = .libbpf
+        return .success(compiled)
+    } catch {
+        return .failure(error)
+    }
+}
+
 let request = readRequest()
 clang_bpf_initialize()
-writeResponse(PrecompiledHeaders.compile(request, backend: ShimBackend()))
+switch rewritten(request) {
+case .success(let compilable):
+    writeResponse(PrecompiledHeaders.compile(compilable, backend: ShimBackend()))
+case .failure(let failure):
+    writeResponse(WorkerProtocol.Response(status: Int32(CLANG_BPF_COMPILE_ERROR), elf: [], diagnostics: failure.message + "\n"))
+}
 exit(0)

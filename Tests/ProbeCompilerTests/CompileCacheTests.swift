@@ -33,6 +33,12 @@ struct CannedWorker {
     }
 }
 
+func currentDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    guard getcwd(&buffer, buffer.count) != nil else { return "." }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 /// Just enough of an ELF header for the cache (it stores bytes; the loader judges them).
 let cannedELF: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1] + [UInt8](repeating: 0, count: 57) + Array("BPF object".utf8)
 
@@ -85,11 +91,13 @@ let cannedELF: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1] + [UInt8](repeating: 
         a.arguments = ["-DA", "B"]
         var b = request
         b.arguments = ["-DAB"]
-        #expect(cache.key(for: a, workerIdentity: "w") != cache.key(for: b, workerIdentity: "w"))
-        #expect(cache.key(for: a, workerIdentity: "w") != cache.key(for: a, workerIdentity: "w2"))
+        #expect(cache.key(for: a, workerIdentity: "w", workingDirectory: "/d") != cache.key(for: b, workerIdentity: "w", workingDirectory: "/d"))
+        #expect(cache.key(for: a, workerIdentity: "w", workingDirectory: "/d") != cache.key(for: a, workerIdentity: "w2", workingDirectory: "/d"))
+        // A relative probe path and its quoted includes mean other files in another directory.
+        #expect(cache.key(for: a, workerIdentity: "w", workingDirectory: "/d") != cache.key(for: a, workerIdentity: "w", workingDirectory: "/e"))
         var withPCH = a
         withPCH.precompiledHeaders = PrecompiledHeaderSettings(directory: "/x", headerIdentity: "h")
-        #expect(cache.key(for: a, workerIdentity: "w") == cache.key(for: withPCH, workerIdentity: "w"))
+        #expect(cache.key(for: a, workerIdentity: "w", workingDirectory: "/d") == cache.key(for: withPCH, workerIdentity: "w", workingDirectory: "/d"))
     }
 
     @Test func rebuiltWorkerMisses() throws {
@@ -110,7 +118,7 @@ let cannedELF: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1] + [UInt8](repeating: 
             dependencies: ["probe.c", header, "/kprobe-run-virtual/v.h"]))
         let cache = worker.cache()
         _ = try worker.compiler.compile(request, cache: cache)
-        let key = cache.key(for: request, workerIdentity: ExecutableIdentity.of(path: worker.path))
+        let key = cache.key(for: request, workerIdentity: ExecutableIdentity.of(path: worker.path), workingDirectory: currentDirectory())
         let manifest = try FileSystem.readString(worker.cache.path + "/objects/\(key).deps")
         #expect(manifest.contains(" " + header + "\n"))
         #expect(!manifest.contains("kprobe-run-virtual"))
@@ -134,7 +142,7 @@ let cannedELF: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1] + [UInt8](repeating: 
         let worker = try CannedWorker(response: .init(status: 0, elf: cannedELF, diagnostics: "warning\n"))
         let cache = worker.cache()
         _ = try worker.compiler.compile(request, cache: cache)
-        let key = cache.key(for: request, workerIdentity: ExecutableIdentity.of(path: worker.path))
+        let key = cache.key(for: request, workerIdentity: ExecutableIdentity.of(path: worker.path), workingDirectory: currentDirectory())
         let base = worker.cache.path + "/objects/" + key
         let goodManifest = try FileSystem.read(base + ".deps")
         #expect(cache.lookup(key: key)?.elf == cannedELF)

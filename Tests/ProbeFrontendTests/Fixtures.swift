@@ -1,4 +1,5 @@
 import KprobeSupport
+import ProbeCompiler
 @testable import ProbeFrontend
 #if canImport(Glibc)
 import Glibc
@@ -33,18 +34,18 @@ enum Fixtures {
         ]
     }
 
-    static let libbpfFiles: [FrontendFile] = ["bpf_helpers.h", "bpf_helper_defs.h", "bpf_tracing.h", "bpf_core_read.h", "bpf_endian.h"].compactMap { name in
+    static let libbpfFiles: [VirtualFile] = ["bpf_helpers.h", "bpf_helper_defs.h", "bpf_tracing.h", "bpf_core_read.h", "bpf_endian.h"].compactMap { name in
         guard let text = try? FileSystem.readString("/usr/include/bpf/" + name) else { return nil }
-        return FrontendFile(path: "\(libbpfDirectory)/bpf/\(name)", contents: text)
+        return VirtualFile(path: "\(libbpfDirectory)/bpf/\(name)", contents: text)
     }
 
-    static func rewrite(_ source: String, path: String = "probe.c", files: [FrontendFile] = [], syscallPrefix: String = "__x64_sys_") throws -> BCCRewrite {
+    static func rewrite(_ source: String, path: String = "probe.c", files: [VirtualFile] = [], syscallPrefix: String = "__x64_sys_") throws -> BCCRewrite {
         try BCCFrontend.rewrite(source: source, path: path, triple: "x86_64-linux-gnu", arguments: arguments(headers!),
                                 virtualFiles: libbpfFiles + files, syscallPrefix: syscallPrefix)
     }
 
     /// Parses rewritten output as the compile would see it; returns clang's errors or nil.
-    static func errors(ofRewritten rewrite: BCCRewrite, path: String = "probe.c", files: [FrontendFile] = []) throws -> String? {
+    static func errors(ofRewritten rewrite: BCCRewrite, path: String = "probe.c", files: [VirtualFile] = []) throws -> String? {
         let unit = try ParsedUnit(source: rewrite.source, path: path, triple: "x86_64-linux-gnu",
                                   arguments: arguments(headers!) + rewrite.arguments,
                                   files: BCCPrelude.files + libbpfFiles + files)

@@ -1,4 +1,5 @@
 import KprobeSupport
+import ProbeCompiler
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -153,7 +154,7 @@ struct RewriteTests {
 
     @Test func tracepointProbeUsesGeneratedArgs() throws {
         let format = TracepointFormatTests.sched
-        let header = FrontendFile(path: BCCPrelude.tracepointsPath,
+        let header = VirtualFile(path: BCCPrelude.tracepointsPath,
                                   contents: TracepointFormat.structDefinition(category: "sched", event: "sched_process_exec", format: format))
         let source = """
         BPF_HISTOGRAM(pids);
@@ -214,7 +215,7 @@ struct RewriteTests {
             let tracepoints = TracepointFormat.referencedTracepoints(in: source).map { tracepoint in
                 "struct tracepoint__\(tracepoint.category)__\(tracepoint.event) { char __pad0[8]; const void *skbaddr; const void *skaddr; __u16 sport; __u16 dport; __u8 saddr[4]; __u8 daddr[4]; __u8 saddr_v6[16]; __u8 daddr_v6[16]; __u16 family; int cong_state; const void *ptr; __u64 bytes_alloc; __u32 order; __u64 pfn; };"
             }
-            let files = [FrontendFile(path: BCCPrelude.tracepointsPath, contents: tracepoints.joined(separator: "\n"))]
+            let files = [VirtualFile(path: BCCPrelude.tracepointsPath, contents: tracepoints.joined(separator: "\n"))]
             let rewrite = try Fixtures.rewrite(source, path: path, files: files)
             #expect(!rewrite.metadata.programs.isEmpty, "\(name) has no programs")
             let errors = try Fixtures.errors(ofRewritten: rewrite, path: path, files: files)

@@ -1,4 +1,5 @@
 import CLibArchive
+import CLibELF
 import KprobeSupport
 
 #if canImport(Glibc)
@@ -239,6 +240,7 @@ final class SecureExtractor {
                 offset += written
             }
         }
+        _ = kprobe_run_start_writeback(fd)
         let path = self.pathOf(components)
         writtenFiles.insert(path)
         members.append(TreeMember(path: path, kind: .file(size: size)))

@@ -265,6 +265,10 @@ struct HeaderCache {
             let lock = try CacheLock(HeaderCache.lockName, in: dirFD, display: dirPath + "/" + HeaderCache.lockName, log: log)
             defer { withExtendedLifetime(lock) {} }
             for name in TreeOps.list(dirFD).sorted() {
+                if name == HeaderCache.digestsName {
+                    TreeOps.remove(name, in: dirFD)
+                    continue
+                }
                 let isLeftover = name.hasPrefix(HeaderCache.temporaryPrefix) || name.hasPrefix(HeaderCache.discardedPrefix)
                 if name.hasPrefix("."), !isLeftover { continue }
                 var drop = isLeftover || HeaderCache.release(ofEntry: name) != release

@@ -24,10 +24,17 @@ struct Manifest: Equatable, Sendable {
     var key: Key
     var archiveDigest: String
     var release: String
+    /// The members, for a manifest being written; empty for one read back by `verified`.
     var members: [TreeMember]
+    /// What `verified` counted.
+    var verifiedCount = 0
+    var verifiedBytes: Int64 = 0
+
+    var memberCount: Int { members.isEmpty ? verifiedCount : members.count }
 
     var totalBytes: Int64 {
-        members.reduce(0) { sum, member in
+        if members.isEmpty { return verifiedBytes }
+        return members.reduce(0) { sum, member in
             if case .file(let size) = member.kind { return sum + size }
             return sum
         }
@@ -44,53 +51,85 @@ struct Manifest: Equatable, Sendable {
         return Array(text.utf8)
     }
 
-    static func decode(_ bytes: [UInt8]) -> Manifest? {
-        let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
-        guard lines.count >= 4, String(decoding: lines[0], as: UTF8.self) == formatLine else { return nil }
-        func value(_ line: ArraySlice<UInt8>, _ name: String) -> String? {
-            let text = String(decoding: line, as: UTF8.self)
-            guard text.hasPrefix(name + " ") else { return nil }
-            return String(text.dropFirst(name.count + 1))
-        }
-        guard let keyText = value(lines[1], "key"), let key = Key(rawValue: keyText),
-              let digest = value(lines[2], "archive-sha256"),
-              let release = value(lines[3], "release") else { return nil }
-        var members: [TreeMember] = []
-        members.reserveCapacity(lines.count - 4)
-        for line in lines.dropFirst(4) {
-            guard line.count > 2, line[line.startIndex + 1] == UInt8(ascii: " ") else { return nil }
-            let rest = line.dropFirst(2)
-            switch line.first {
-            case UInt8(ascii: "f"):
-                guard let space = rest.firstIndex(of: UInt8(ascii: " ")),
-                      let size = Int64(String(decoding: rest[..<space], as: UTF8.self)) else { return nil }
-                members.append(TreeMember(path: String(decoding: rest[(space + 1)...], as: UTF8.self), kind: .file(size: size)))
-            case UInt8(ascii: "l"):
-                members.append(TreeMember(path: String(decoding: rest, as: UTF8.self), kind: .symlink))
-            default:
-                return nil
+    /// Reads and checks the entry open at `entryFD`: every listed file present, not a symlink,
+    /// with its recorded size; every listed symlink still a symlink. Runs on every cached
+    /// resolve, so it works on the raw bytes and builds no strings per member.
+    static func verified(entryFD: Int32) -> Manifest? {
+        guard var bytes = TreeOps.read(fileName, in: entryFD), let header = decodeHeader(bytes) else { return nil }
+        var total: Int64 = 0
+        var count = 0
+        let valid = bytes.withUnsafeMutableBufferPointer { buffer -> Bool in
+            let base = buffer.baseAddress!
+            var st = stat()
+            var lineStart = header.bodyStart
+            while lineStart < buffer.count {
+                var lineEnd = lineStart
+                while lineEnd < buffer.count, buffer[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+                guard lineEnd < buffer.count, lineEnd - lineStart > 2, buffer[lineStart + 1] == UInt8(ascii: " ") else { return false }
+                let type = buffer[lineStart]
+                var pathStart = lineStart + 2
+                var size: Int64 = -1
+                if type == UInt8(ascii: "f") {
+                    size = 0
+                    while pathStart < lineEnd, buffer[pathStart] != UInt8(ascii: " ") {
+                        let digit = buffer[pathStart] &- UInt8(ascii: "0")
+                        guard digit < 10 else { return false }
+                        size = size * 10 + Int64(digit)
+                        pathStart += 1
+                    }
+                    pathStart += 1
+                } else if type != UInt8(ascii: "l") {
+                    return false
+                }
+                guard pathStart < lineEnd, buffer[pathStart] != UInt8(ascii: "/") else { return false }
+                // Terminate the path in place for fstatat; restored below.
+                buffer[lineEnd] = 0
+                let path = UnsafeRawPointer(base + pathStart).assumingMemoryBound(to: CChar.self)
+                let found = fstatat(entryFD, path, &st, AT_SYMLINK_NOFOLLOW) == 0
+                let dotdot = strstr(path, "..") != nil && hasDotDotComponent(buffer, pathStart, lineEnd)
+                buffer[lineEnd] = UInt8(ascii: "\n")
+                guard found, !dotdot else { return false }
+                if size >= 0 {
+                    guard (st.st_mode & S_IFMT) == S_IFREG, Int64(st.st_size) == size else { return false }
+                    total += size
+                } else {
+                    guard (st.st_mode & S_IFMT) == S_IFLNK else { return false }
+                }
+                count += 1
+                lineStart = lineEnd + 1
             }
+            return true
         }
-        return Manifest(key: key, archiveDigest: digest, release: release, members: members)
+        guard valid else { return nil }
+        return Manifest(key: header.key, archiveDigest: header.digest, release: header.release,
+                        members: [], verifiedCount: count, verifiedBytes: total)
     }
 
-    /// Reads and checks the entry open at `entryFD`: every listed file present, not a symlink,
-    /// with its recorded size; every listed symlink still a symlink.
-    static func verified(entryFD: Int32) -> Manifest? {
-        guard let bytes = TreeOps.read(fileName, in: entryFD), let manifest = decode(bytes) else { return nil }
-        var st = stat()
-        for member in manifest.members {
-            // Member paths were checked at extraction; a manifest naming anything else was not
-            // written by us and the entry is not used.
-            if member.path.hasPrefix("/") || member.path.split(separator: "/").contains("..") { return nil }
-            guard fstatat(entryFD, member.path, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
-            switch member.kind {
-            case .file(let size):
-                guard (st.st_mode & S_IFMT) == S_IFREG, Int64(st.st_size) == size else { return nil }
-            case .symlink:
-                guard (st.st_mode & S_IFMT) == S_IFLNK else { return nil }
+    /// Member paths were checked at extraction; a manifest naming `..` was not written by us.
+    private static func hasDotDotComponent(_ buffer: UnsafeMutableBufferPointer<UInt8>, _ start: Int, _ end: Int) -> Bool {
+        var componentStart = start
+        for index in start...end where index == end || buffer[index] == UInt8(ascii: "/") {
+            if index - componentStart == 2, buffer[componentStart] == UInt8(ascii: "."), buffer[componentStart + 1] == UInt8(ascii: ".") {
+                return true
             }
+            componentStart = index + 1
         }
-        return manifest
+        return false
+    }
+
+    private static func decodeHeader(_ bytes: [UInt8]) -> (key: Key, digest: String, release: String, bodyStart: Int)? {
+        var values: [String] = []
+        var start = 0
+        while values.count < 4 {
+            guard let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+            values.append(String(decoding: bytes[start..<end], as: UTF8.self))
+            start = end + 1
+        }
+        func value(_ line: String, _ name: String) -> String? {
+            line.hasPrefix(name + " ") ? String(line.dropFirst(name.count + 1)) : nil
+        }
+        guard values[0] == formatLine, let keyText = value(values[1], "key"), let key = Key(rawValue: keyText),
+              let digest = value(values[2], "archive-sha256"), let release = value(values[3], "release") else { return nil }
+        return (key, digest, release, start)
     }
 }

@@ -9,9 +9,12 @@ final class Attacher {
     private let log: (String) -> Void
     private(set) var links: [OpaquePointer] = []
     private var kprobeSupport: Bool?
+    /// `-p`/`-c`: uprobes fire only in this process.
+    private let uprobePID: Int32
 
-    init(tracefs: Tracefs, log: @escaping (String) -> Void) {
+    init(tracefs: Tracefs, uprobePID: Int32? = nil, log: @escaping (String) -> Void) {
         self.tracefs = tracefs
+        self.uprobePID = uprobePID ?? -1
         self.log = log
     }
 
@@ -31,6 +34,9 @@ final class Attacher {
         case let .kprobe(symbol, offset, isReturn):
             try requireKprobes(what)
             var opts = bpf_kprobe_opts()
+            // libbpf refuses options whose bytes after the last field it knows are not zero
+            // ("non-zero extra bytes"), and Swift's initializer leaves the tail padding undefined.
+            withUnsafeMutableBytes(of: &opts) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
             opts.sz = MemoryLayout<bpf_kprobe_opts>.size
             opts.offset = offset
             opts.retprobe = isReturn
@@ -55,11 +61,12 @@ final class Attacher {
                 throw RuntimeError(.attach, "cannot attach \(what): uprobe binary \(path) not found")
             }
             var opts = bpf_uprobe_opts()
+            withUnsafeMutableBytes(of: &opts) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
             opts.sz = MemoryLayout<bpf_uprobe_opts>.size
             opts.retprobe = isReturn
             let link: OpaquePointer? = symbol.withCString { cSymbol in
                 opts.func_name = cSymbol
-                return bpf_program__attach_uprobe_opts(handle, -1, path, 0, &opts)
+                return bpf_program__attach_uprobe_opts(handle, uprobePID, path, 0, &opts)
             }
             try keep(link, what) { err in
                 err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil

@@ -18,6 +18,8 @@ final class ProbeObject {
     let handle: OpaquePointer
     let name: String
     private(set) var programs: [Program] = []
+    /// What the BCC front end recorded (record types, histograms); empty for other objects.
+    let metadata: ObjectMetadata
     /// libbpf reads the ELF image lazily, so the bytes live as long as the object.
     private let image: UnsafeMutableRawBufferPointer
 
@@ -40,6 +42,7 @@ final class ProbeObject {
         }
         handle = opened
         self.name = name
+        metadata = ObjectMetadata.read(from: UnsafeRawBufferPointer(image)) ?? ObjectMetadata()
         var program = bpf_object__next_program(handle, nil)
         while let current = program {
             let programName = String(cString: bpf_program__name(current))
@@ -93,6 +96,35 @@ final class ProbeObject {
         }
     }
 
+    static let pidVariable = "kprobe_run_pid"
+
+    /// Writes `pid` into the probe's `const volatile int kprobe_run_pid` (in .rodata), before
+    /// load; returns false when the object declares no such variable.
+    @discardableResult
+    func setTargetPID(_ pid: Int32) -> Bool {
+        guard let btf = bpf_object__btf(handle) else { return false }
+        var map = bpf_object__next_map(handle, nil)
+        while let current = map {
+            map = bpf_object__next_map(handle, current)
+            let mapName = String(cString: bpf_map__name(current))
+            guard bpf_map__is_internal(current), mapName.hasSuffix(".rodata"),
+                  let section = btf__type_by_id(btf, bpf_map__btf_value_type_id(current)), btf_is_datasec(section),
+                  let variables = btf_var_secinfos(section) else { continue }
+            for index in 0..<Int(btf_vlen(section)) {
+                let info = variables[index]
+                guard let variable = btf__type_by_id(btf, info.type), btf_is_var(variable),
+                      let cName = btf__name_by_offset(btf, variable.pointee.name_off),
+                      String(cString: cName) == ProbeObject.pidVariable, info.size == 4 else { continue }
+                var size = 0
+                guard let data = bpf_map__initial_value(current, &size), Int(info.offset) + 4 <= size else { return false }
+                var contents = Array(UnsafeRawBufferPointer(start: data, count: size))
+                withUnsafeBytes(of: pid) { contents.replaceSubrange(Int(info.offset)..<Int(info.offset) + 4, with: $0) }
+                return bpf_map__set_initial_value(current, contents, size) == 0
+            }
+        }
+        return false
+    }
+
     /// Loads every program into the kernel (this is where the verifier runs).
     func load() throws(RuntimeError) {
         LibbpfLog.shared.clear()
@@ -118,7 +150,7 @@ final class ProbeObject {
                ["fentry", "fexit", "fmod_ret", "lsm"].contains(where: { section.hasPrefix($0) }) {
                 return RuntimeError(.attach, "cannot load \(subject) (SEC(\"\(section)\")): the kernel refused it (\(err)) although kprobe-run has CAP_BPF and CAP_PERFMON; this kernel probably cannot attach BPF trampolines to kernel functions (that needs ftrace with direct calls); use a tracepoint, raw tracepoint or tp_btf probe instead")
             }
-            return RuntimeError(.notPermitted, "the kernel refused to load \(subject): \(err), although kprobe-run has CAP_BPF and CAP_PERFMON; a security policy (SELinux, lockdown, seccomp) may forbid it" + indented(warnings))
+            return RuntimeError(.notPermitted, "the kernel refused to load \(subject): \(err), although kprobe-run has CAP_BPF and CAP_PERFMON; a security policy (SELinux, lockdown, seccomp) may forbid it" + (AndroidSystem.permissionAdvice.map { "; " + $0 } ?? "") + indented(warnings))
         }
         if let missing = warnings.first(where: { $0.contains("failed to find kernel BTF type ID") }) {
             return RuntimeError(.attach, "cannot attach \(subject): no such kernel function for fentry/fexit (\(missing.dropFirst("libbpf: ".count)))")
@@ -131,9 +163,7 @@ final class ProbeObject {
 
     static var permissionAdvice: String {
         var text = "loading and attaching BPF programs needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on kernels before 5.8); run kprobe-run with sudo"
-        if let enforce = try? FileSystem.readString("/sys/fs/selinux/enforce"), enforce.trimmingSpaces.hasPrefix("1") {
-            text += "; SELinux is enforcing and may deny bpf() even to root: check the audit log (e.g. 'setenforce 0' to test)"
-        }
+        if let selinux = AndroidSystem.permissionAdvice { text += "; " + selinux }
         return text
     }
 

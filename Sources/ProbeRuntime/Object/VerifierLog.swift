@@ -25,7 +25,8 @@ enum VerifierLog {
         for line in log.split(separator: "\n") {
             if line.contains(beginMarker) { inside = true; continue }
             if line.contains(endMarker) { inside = false; continue }
-            if !inside, line.hasPrefix("libbpf: ") { result.append(String(line)) }
+            // libbpf does not know the BCC front end's metadata section and says so; harmless.
+            if !inside, line.hasPrefix("libbpf: "), !line.contains(ObjectMetadata.sectionName) { result.append(String(line)) }
         }
         return Array(result.suffix(limit))
     }

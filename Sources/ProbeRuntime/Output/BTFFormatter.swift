@@ -49,6 +49,27 @@ struct BTFFormatter {
         return nil
     }
 
+    /// The id of a type written as C spells it: "struct X", "union X", "enum X", or a typedef or
+    /// base type name ("data_t", "u64"); qualifiers are ignored.
+    func typeID(spelling: String) -> UInt32? {
+        guard let btf else { return nil }
+        var words = spelling.split(separator: " ").map(String.init).filter { $0 != "const" && $0 != "volatile" }
+        guard !words.isEmpty, !spelling.contains("*"), !spelling.contains("(") else { return nil }
+        let kinds: [Int]
+        switch words[0] {
+        case "struct": kinds = [BTF_KIND_STRUCT]; words.removeFirst()
+        case "union": kinds = [BTF_KIND_UNION]; words.removeFirst()
+        case "enum": kinds = [BTF_KIND_ENUM, BTF_KIND_ENUM64]; words.removeFirst()
+        default: kinds = [BTF_KIND_TYPEDEF, BTF_KIND_INT, BTF_KIND_FLOAT]
+        }
+        let name = words.joined(separator: " ")
+        for kind in kinds {
+            let id = btf__find_by_name_kind(btf, name, UInt32(kind))
+            if id > 0 { return UInt32(id) }
+        }
+        return nil
+    }
+
     static func untyped(_ bytes: UnsafeRawBufferPointer) -> Value {
         switch bytes.count {
         case 1, 2, 4, 8: return .unsigned(loadUnsigned(bytes, offset: 0, size: bytes.count))

@@ -1,23 +1,69 @@
-/// The contents of one map at exit, decoded and ordered for printing.
+/// The contents of one map, decoded and ordered for printing.
 struct MapReport {
     var name: String
     var entries: [(key: Value, value: Value)]
 
-    /// Text: the map name, then one aligned `key  value` row per entry.
+    /// Text: the map name, a header row naming the columns, then one aligned row per entry.
+    /// Struct keys and values are split into one column per field (when every entry has the
+    /// same fields); other keys and values are one column each, `key` and `value`. Numbers are
+    /// right-aligned, everything else left-aligned.
     var text: [String] {
         guard !entries.isEmpty else { return ["\(name): (empty)"] }
-        let keys = entries.map { $0.key.line }
-        let width = keys.map(\.count).max() ?? 0
-        let numeric = entries.allSatisfy { $0.value.integer != nil }
-        let values = entries.map { $0.value.line }
-        let valueWidth = numeric ? (values.map(\.count).max() ?? 0) : 0
-        var lines = ["\(name):"]
-        for (key, value) in zip(keys, values) {
-            let keyPadding = String(repeating: " ", count: width - key.count)
-            let valuePadding = String(repeating: " ", count: max(0, valueWidth - value.count))
-            lines.append("  " + key + keyPadding + "  " + valuePadding + value)
+        let keyColumns = MapReport.columns(entries.map(\.key), single: "key")
+        let valueColumns = MapReport.columns(entries.map(\.value), single: "value")
+        let columns = keyColumns + valueColumns
+        let widths = columns.map { column in max(column.title.count, column.cells.map(\.count).max() ?? 0) }
+        func row(_ cells: [String]) -> String {
+            var line = " "
+            for (index, cell) in cells.enumerated() {
+                let padding = String(repeating: " ", count: widths[index] - cell.count)
+                line += " " + (columns[index].numeric ? padding + cell : cell + padding)
+                if index < cells.count - 1 { line += " " }
+            }
+            while line.last == " " { line.removeLast() }
+            return line
+        }
+        var lines = ["\(name):", row(columns.map(\.title))]
+        for index in entries.indices {
+            lines.append(row(columns.map { $0.cells[index] }))
         }
         return lines
+    }
+
+    struct Column {
+        var title: String
+        var cells: [String]
+        var numeric: Bool
+    }
+
+    /// One column per struct field when all values are structs with the same field names,
+    /// else a single column.
+    static func columns(_ values: [Value], single: String) -> [Column] {
+        if case let .structure(first)? = values.first, !first.isEmpty {
+            let names = first.map(\.name)
+            let rows: [[Value]]? = values.reduce(into: [[Value]]?.some([])) { rows, value in
+                guard case let .structure(fields) = value, fields.map(\.name) == names else { rows = nil; return }
+                rows?.append(fields.map(\.value))
+            }
+            if let rows, Set(names).count == names.count, !names.contains("") {
+                return names.indices.map { index in
+                    column(names[index], rows.map { $0[index] })
+                }
+            }
+        }
+        return [column(single, values)]
+    }
+
+    private static func column(_ title: String, _ values: [Value]) -> Column {
+        let numeric = values.allSatisfy { value in
+            if value.integer != nil { return true }
+            if case .float = value { return true }
+            return false
+        }
+        return Column(title: title, cells: values.map { value in
+            if case let .structure(fields) = value { return fields.map { "\($0.name)=\($0.value.text)" }.joined(separator: " ") }
+            return value.text
+        }, numeric: numeric)
     }
 
     var json: String {
@@ -48,7 +94,7 @@ struct MapReport {
         return entries.sorted { keyOrder($0.key, $1.key) }
     }
 
-    private static func keyOrder(_ a: Value, _ b: Value) -> Bool {
+    static func keyOrder(_ a: Value, _ b: Value) -> Bool {
         if let x = a.integer, let y = b.integer { return x < y }
         return a.line < b.line
     }

@@ -10,7 +10,7 @@ final class EventBuffers {
     private var perfBuffers: [(buffer: OpaquePointer, stream: EventStream)] = []
     private(set) var pollFDs: [Int32] = []
 
-    init(object: OpaquePointer, formatter: BTFFormatter, sink: OutputSink, format: OutputFormat, log: (String) -> Void) throws(RuntimeError) {
+    init(object: OpaquePointer, formatter: BTFFormatter, metadata: ObjectMetadata, reporter: Reporter, log: (String) -> Void) throws(RuntimeError) {
         var maps: [(OpaquePointer, String, bpf_map_type)] = []
         var map = bpf_object__next_map(object, nil)
         while let current = map {
@@ -21,10 +21,12 @@ final class EventBuffers {
             map = bpf_object__next_map(object, current)
         }
         for (handle, name, type) in maps {
-            let stream = EventStream(map: name, formatter: formatter, sink: sink, format: format, labelled: maps.count > 1)
+            let stream = EventStream(map: name, recordType: metadata.events[name], formatter: formatter, reporter: reporter,
+                                     labelled: maps.count > 1)
             streams.append(stream)
             let fd = bpf_map__fd(handle)
-            let described = stream.typeID == nil ? "hex records (no struct \(name)_event or event in BTF)" : "records typed by BTF"
+            let described = stream.typeID == nil
+                ? "hex records (no \(metadata.events[name] ?? "struct \(name)_event or event") in BTF)" : "records typed by BTF"
             if type == BPF_MAP_TYPE_RINGBUF {
                 if let ringBuffer {
                     guard ring_buffer__add(ringBuffer, fd, ringBufferSample, stream.context) == 0 else {
@@ -60,9 +62,10 @@ final class EventBuffers {
         for entry in perfBuffers { _ = perf_buffer__consume(entry.buffer) }
     }
 
-    func reportLost() {
-        for stream in streams where stream.lost > 0 {
-            StandardError.write("kprobe-run: lost \(stream.lost) event(s) from perf buffer '\(stream.map)' (the reader fell behind)")
-        }
+    /// Perf-buffer samples the kernel dropped because the reader fell behind, per map. Ring
+    /// buffers cannot report drops to the reader: there bpf_ringbuf_reserve/output fails in the
+    /// program, which can count the failures in a global (printed at exit).
+    var lost: [(map: String, count: UInt64)] {
+        streams.filter { $0.lost > 0 }.map { ($0.map, $0.lost) }
     }
 }

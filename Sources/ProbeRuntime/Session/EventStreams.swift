@@ -3,35 +3,35 @@ import Glibc
 
 /// Records from one BPF_MAP_TYPE_RINGBUF or BPF_MAP_TYPE_PERF_EVENT_ARRAY map.
 ///
-/// Record type convention: records of map `M` are decoded as the BTF struct named `M_event`, or
+/// Record type: the C type the BCC front end recorded for the map (`.kprobe_run.meta`, e.g.
+/// "struct data_t"); otherwise, by convention, the BTF struct named `M_event` for map `M`, or
 /// failing that `event` (typedefs to a struct count too). clang emits BTF only for types that
-/// something in the object's BTF refers to, and a struct used only through a local pointer (e.g.
-/// the result of bpf_ringbuf_reserve) is NOT emitted; so a probe declares one global that
-/// mentions the type:
+/// something in the object's BTF refers to, and a struct used only through a local pointer or
+/// variable (e.g. the result of bpf_ringbuf_reserve) is NOT emitted; so a probe declares one
+/// global that mentions the type (the BCC front end emits such an anchor itself):
 ///
 ///     struct event { u32 pid; char comm[16]; };
 ///     const struct event *unused_event __attribute__((unused));
 ///
 /// (it lands in .bss as a NULL pointer and costs 8 bytes). A record at least as large as the
-/// struct (perf buffers pad records to 8 bytes) is decoded; anything else is printed as hex.
+/// type (perf buffers pad records to 8 bytes) is decoded; anything else is printed as hex.
 final class EventStream {
     let map: String
     let typeID: UInt32?
     let typeSize: Int
     let formatter: BTFFormatter
-    let sink: OutputSink
-    let format: OutputFormat
+    let reporter: Reporter
     /// Prefix text lines with the map name when several maps produce records.
     let labelled: Bool
     private(set) var lost: UInt64 = 0
 
-    init(map: String, formatter: BTFFormatter, sink: OutputSink, format: OutputFormat, labelled: Bool) {
+    init(map: String, recordType: String?, formatter: BTFFormatter, reporter: Reporter, labelled: Bool) {
         self.map = map
         self.formatter = formatter
-        self.sink = sink
-        self.format = format
+        self.reporter = reporter
         self.labelled = labelled
-        let id = formatter.structID(named: map + "_event") ?? formatter.structID(named: "event")
+        let id = recordType.flatMap { formatter.typeID(spelling: $0) }
+            ?? formatter.structID(named: map + "_event") ?? formatter.structID(named: "event")
         typeID = id
         typeSize = id.flatMap { formatter.size(of: $0) } ?? 0
     }
@@ -43,17 +43,7 @@ final class EventStream {
         } else {
             value = .bytes(Array(bytes))
         }
-        switch format {
-        case .text:
-            sink.emit(labelled ? "\(map): \(value.line)" : value.line)
-        case .json:
-            var out = "{\"type\":\"event\",\"map\":"
-            JSON.writeString(map, into: &out)
-            out += ",\"data\":"
-            value.writeJSON(into: &out)
-            out += "}"
-            sink.emit(out)
-        }
+        reporter.event(map: map, label: labelled, value: value)
     }
 
     func lose(_ count: UInt64) { lost &+= count }
@@ -68,13 +58,15 @@ final class EventStream {
 /// libbpf ring buffer callback; a negative return stops consuming once stdout has closed.
 let ringBufferSample: ring_buffer_sample_fn = { context, data, size in
     guard let stream = EventStream.from(context) else { return 0 }
-    guard !stream.sink.closed else { return -EPIPE }
+    guard !stream.reporter.sink.closed else { return -EPIPE }
+    // Stops this consume call; the session ends at the next loop turn.
+    guard !stream.reporter.limitReached else { return -ECANCELED }
     stream.record(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
 
 let perfBufferSample: perf_buffer_sample_fn = { context, _, data, size in
-    guard let stream = EventStream.from(context), !stream.sink.closed else { return }
+    guard let stream = EventStream.from(context), !stream.reporter.sink.closed else { return }
     stream.record(UnsafeRawBufferPointer(start: data, count: Int(size)))
 }
 

@@ -1,6 +1,7 @@
 import Glibc
 
-/// SIGINT/SIGTERM delivered as bytes on a pipe (the self-pipe trick), so that the poll loop sees
+/// SIGINT/SIGTERM (and SIGHUP, which adbd sends when the adb connection of a device-side run
+/// closes) delivered as bytes on a pipe (the self-pipe trick), so that the poll loop sees
 /// them whichever thread the kernel picks, and SIGPIPE ignored so a closed stdout is an EPIPE
 /// the session handles rather than a sudden death with links still attached.
 final class SignalPipe {
@@ -8,7 +9,8 @@ final class SignalPipe {
     private let writeFD: Int32
     private var previous: [(Int32, __sighandler_t?)] = []
 
-    init() throws(RuntimeError) {
+    /// `extra`: further signals to forward (SIGCHLD when a `-c` command runs).
+    init(extra: [Int32] = []) throws(RuntimeError) {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else {
             throw RuntimeError(.internal, "cannot create the signal pipe: \(String(cString: strerror(errno)))")
@@ -20,7 +22,7 @@ final class SignalPipe {
         readFD = fds[0]
         writeFD = fds[1]
         signalPipeWriteFD = writeFD
-        for signal in [SIGINT, SIGTERM] {
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
             previous.append((signal, Glibc.signal(signal, forwardSignal)))
         }
         previous.append((SIGPIPE, Glibc.signal(SIGPIPE, SIG_IGN)))

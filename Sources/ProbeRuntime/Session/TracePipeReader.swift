@@ -3,15 +3,13 @@ import Glibc
 /// Reads trace_pipe without blocking and prints the bpf_printk lines in it.
 struct TracePipeReader {
     let fd: Int32
-    let sink: OutputSink
-    let format: OutputFormat
+    let reporter: Reporter
     private var partial: [UInt8] = []
     private(set) var lost: UInt64 = 0
 
-    init(fd: Int32, sink: OutputSink, format: OutputFormat) {
+    init(fd: Int32, reporter: Reporter) {
         self.fd = fd
-        self.sink = sink
-        self.format = format
+        self.reporter = reporter
     }
 
     /// Throws away what is queued now: output of earlier runs, not of this session.
@@ -30,10 +28,7 @@ struct TracePipeReader {
                 continue
             }
             guard let printk = PrintkLine(parsing: line[...]) else { continue }
-            switch format {
-            case .text: sink.emit(printk.message)
-            case .json: sink.emit(printk.json)
-            }
+            reporter.printk(printk)
         }
     }
 

@@ -101,8 +101,12 @@ struct PrintkLine: Equatable, Sendable {
         }
     }
 
-    var json: String {
-        var out = "{\"type\":\"printk\",\"message\":"
+    /// `{"type":"printk","time":…,"message":…,"comm":…,"pid":…,"cpu":…,"timestamp":…}`; `time`
+    /// (seconds since attach) only with -T, `timestamp` is the kernel's trace clock text.
+    func json(time: Double?) -> String {
+        var out = "{\"type\":\"printk\""
+        if let time { out += ",\"time\":" + Reporter.seconds(time) }
+        out += ",\"message\":"
         JSON.writeString(message, into: &out)
         out += ",\"comm\":"
         JSON.writeString(task, into: &out)

@@ -104,16 +104,19 @@ public enum TracepointFormat {
         return structDefinition(category: category, event: event, format: format)
     }
 
-    /// The header BCCPrelude includes when present: the args structs of every tracepoint the
+    /// Where the BCC prelude looks for the generated `args` structs.
+    public static let headerPath = "/kprobe-run/include/bcc/tracepoints.h"
+
+    /// The header the BCC prelude includes when present: the args structs of every tracepoint the
     /// program names. Nil when it names none.
-    public static func header(for source: String, tracefs: String) throws(Failure) -> FrontendFile? {
+    public static func header(for source: String, tracefs: String) throws(Failure) -> VirtualFile? {
         let tracepoints = referencedTracepoints(in: source)
         guard !tracepoints.isEmpty else { return nil }
         var text = "#pragma once\n"
         for (category, event) in tracepoints {
             text += try structDefinition(category: category, event: event, tracefs: tracefs) + "\n"
         }
-        return FrontendFile(path: BCCPrelude.tracepointsPath, contents: text)
+        return VirtualFile(path: headerPath, contents: text)
     }
 
     static let plainTypeWords: Set<String> = [

@@ -1,0 +1,61 @@
+import KernelHeaders
+import KprobeSupport
+import ProbeRemote
+import ProbeRuntime
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--adb`: headers from the device (fetched once per device kernel), the compile here for the
+/// device's architecture, and the run there, its output streamed back.
+struct AdbRun {
+    var serial: String
+    var compile: CompileOptions
+
+    private var log: @Sendable (String) -> Void {
+        let verbose = compile.verbose
+        return { line in if verbose { Diagnostics.verbose(line) } }
+    }
+
+    /// The object for the device: a compiled .o as it is, C compiled against the device's headers
+    /// (or --headers, which then must be that device kernel's).
+    func object(for input: ProbeInput, on device: DeviceTarget) throws -> [UInt8] {
+        switch input {
+        case .object(let path, let bytes):
+            log("\(path) is a compiled object: no compile")
+            return bytes
+        case .source(let path, let text):
+            var options = compile
+            if options.headers == nil, Environment.get("KPROBE_RUN_HEADERS").map(\.isEmpty) ?? true {
+                options.headers = try device.headerArchive(cache: CacheRoot.resolve(), keepModule: compile.keepModule)
+            }
+            return try ProbeBuild(options: options).compile(path: path, source: text)
+        }
+    }
+
+    /// `kprobe-run --adb PROBE …`: exits with the device side's status.
+    func run(probe: String, duration: Double?, attach: [String], format: OutputFormat) throws -> Never {
+        for text in attach { _ = try AttachSpec(parsing: text) }
+        let input = try ProbeInput.load(probe)
+        let device = try DeviceTarget.prepare(serial: serial, log: log)
+        let object = try object(for: input, on: device)
+        var arguments: [String] = []
+        if let duration { arguments += ["--duration", String(duration)] }
+        for spec in attach { arguments += ["--attach", spec] }
+        arguments += ["--format", format.rawValue]
+        if compile.verbose { arguments.append("--verbose") }
+        let status = try device.run(object: object, name: input.name, arguments: arguments, stagingCache: CacheRoot.resolve())
+        exit(status)
+    }
+
+    /// `kprobe-run compile --adb PROBE.c -o OUT.o`: the object for that device, nothing run.
+    func compileOnly(probe: String) throws -> [UInt8] {
+        let input = try ProbeInput.load(probe)
+        guard case .source = input else {
+            throw Failure(.usage, "\(probe) is already a compiled object; run it with `kprobe-run --adb \(serial.isEmpty ? "" : serial + " ")\(probe)`")
+        }
+        let device = try DeviceTarget.prepare(serial: serial, log: log)
+        return try object(for: input, on: device)
+    }
+}

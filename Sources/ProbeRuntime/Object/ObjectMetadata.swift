@@ -1,0 +1,213 @@
+import CLibELF
+import Glibc
+
+/// What the BCC front end records about a rewritten program in the `.kprobe_run.meta` section
+/// (JSON, written by ProbeFrontend's ProbeMetadata): the runtime's view of it. ProbeRuntime does
+/// not link the front end (it links libclang), so the few fields it needs are read here.
+struct ObjectMetadata: Equatable, Sendable {
+    static let sectionName = ".kprobe_run.meta"
+
+    /// Perf/ring buffer map → C type of its records ("struct data_t").
+    var events: [String: String] = [:]
+    /// Histogram map → "log2" or "linear".
+    var histograms: [String: String] = [:]
+    var stackTraces: [String] = []
+
+    init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = []) {
+        self.events = events
+        self.histograms = histograms
+        self.stackTraces = stackTraces
+    }
+
+    /// nil when the text is not a JSON object; unknown keys are ignored.
+    init?(json text: String) {
+        guard case let .object(fields)? = JSONValue.parse(text) else { return nil }
+        events = fields["events"]?.stringMap ?? [:]
+        histograms = fields["histograms"]?.stringMap ?? [:]
+        if case let .array(items)? = fields["stackTraces"] {
+            stackTraces = items.compactMap { if case let .string(name) = $0 { return name }; return nil }
+        }
+    }
+
+    /// The metadata of a BPF object image, nil when it has no (readable) section.
+    static func read(from image: UnsafeRawBufferPointer) -> ObjectMetadata? {
+        guard let bytes = section(named: sectionName, in: image) else { return nil }
+        let text = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        return ObjectMetadata(json: text)
+    }
+
+    /// The contents of one section of an ELF image (read-only use: libelf converts foreign-endian
+    /// files in place only when asked to write).
+    static func section(named name: String, in image: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard let base = image.baseAddress, image.count > 0 else { return nil }
+        elf_version(UInt32(EV_CURRENT))
+        guard let elf = elf_memory(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), image.count),
+              elf_kind(elf) == ELF_K_ELF else { return nil }
+        defer { elf_end(elf) }
+        var stringIndex = 0
+        guard elf_getshdrstrndx(elf, &stringIndex) == 0 else { return nil }
+        var scn = elf_nextscn(elf, nil)
+        while let current = scn {
+            var shdr = GElf_Shdr()
+            if gelf_getshdr(current, &shdr) != nil, shdr.sh_type != UInt32(SHT_NOBITS),
+               let sectionName = elf_strptr(elf, stringIndex, Int(shdr.sh_name)), String(cString: sectionName) == name,
+               let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf {
+                return Array(UnsafeRawBufferPointer(start: buffer, count: Int(data.pointee.d_size)))
+            }
+            scn = elf_nextscn(elf, current)
+        }
+        return nil
+    }
+}
+
+/// Just enough JSON to read the metadata section (and, in tests, kprobe-run's own lines).
+indirect enum JSONValue: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    var stringMap: [String: String]? {
+        guard case let .object(fields) = self else { return nil }
+        var result: [String: String] = [:]
+        for (key, value) in fields {
+            if case let .string(text) = value { result[key] = text }
+        }
+        return result
+    }
+
+    /// nil unless the whole text is one JSON value.
+    static func parse(_ text: String) -> JSONValue? {
+        var parser = Parser(bytes: Array(text.utf8))
+        guard let value = parser.value() else { return nil }
+        parser.skipSpace()
+        return parser.index == parser.bytes.count ? value : nil
+    }
+
+    private struct Parser {
+        let bytes: [UInt8]
+        var index = 0
+
+        init(bytes: [UInt8]) { self.bytes = bytes }
+
+        mutating func skipSpace() {
+            while index < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[index]) { index += 1 }
+        }
+
+        mutating func value(depth: Int = 0) -> JSONValue? {
+            skipSpace()
+            guard index < bytes.count, depth < 64 else { return nil }
+            switch bytes[index] {
+            case UInt8(ascii: "{"): return object(depth: depth)
+            case UInt8(ascii: "["): return array(depth: depth)
+            case UInt8(ascii: "\""): return string().map(JSONValue.string)
+            case UInt8(ascii: "t"): return literal("true", .bool(true))
+            case UInt8(ascii: "f"): return literal("false", .bool(false))
+            case UInt8(ascii: "n"): return literal("null", .null)
+            default: return number()
+            }
+        }
+
+        mutating func literal(_ word: String, _ result: JSONValue) -> JSONValue? {
+            let utf8 = Array(word.utf8)
+            guard index + utf8.count <= bytes.count, Array(bytes[index..<(index + utf8.count)]) == utf8 else { return nil }
+            index += utf8.count
+            return result
+        }
+
+        mutating func number() -> JSONValue? {
+            let start = index
+            while index < bytes.count, "+-.0123456789eE".utf8.contains(bytes[index]) { index += 1 }
+            guard index > start, let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)) else { return nil }
+            return .number(value)
+        }
+
+        mutating func string() -> String? {
+            index += 1
+            var scalars = String.UnicodeScalarView()
+            var pending: [UInt8] = []
+            func flush() {
+                scalars.append(contentsOf: String(decoding: pending, as: UTF8.self).unicodeScalars)
+                pending.removeAll()
+            }
+            while index < bytes.count {
+                let byte = bytes[index]
+                index += 1
+                if byte == UInt8(ascii: "\"") {
+                    flush()
+                    return String(scalars)
+                }
+                guard byte == UInt8(ascii: "\\") else {
+                    guard byte >= 0x20 else { return nil }
+                    pending.append(byte)
+                    continue
+                }
+                guard index < bytes.count else { return nil }
+                let escape = bytes[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): pending.append(escape)
+                case UInt8(ascii: "n"): pending.append(0x0a)
+                case UInt8(ascii: "t"): pending.append(0x09)
+                case UInt8(ascii: "r"): pending.append(0x0d)
+                case UInt8(ascii: "b"): pending.append(0x08)
+                case UInt8(ascii: "f"): pending.append(0x0c)
+                case UInt8(ascii: "u"):
+                    guard index + 4 <= bytes.count,
+                          let code = UInt32(String(decoding: bytes[index..<(index + 4)], as: UTF8.self), radix: 16) else { return nil }
+                    index += 4
+                    flush()
+                    scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
+                default:
+                    return nil
+                }
+            }
+            return nil
+        }
+
+        mutating func array(depth: Int) -> JSONValue? {
+            index += 1
+            var items: [JSONValue] = []
+            skipSpace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(items)
+            }
+            while true {
+                guard let item = value(depth: depth + 1) else { return nil }
+                items.append(item)
+                skipSpace()
+                guard index < bytes.count else { return nil }
+                index += 1
+                if bytes[index - 1] == UInt8(ascii: "]") { return .array(items) }
+                guard bytes[index - 1] == UInt8(ascii: ",") else { return nil }
+            }
+        }
+
+        mutating func object(depth: Int) -> JSONValue? {
+            index += 1
+            var fields: [String: JSONValue] = [:]
+            skipSpace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(fields)
+            }
+            while true {
+                skipSpace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return nil }
+                skipSpace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
+                index += 1
+                guard let item = value(depth: depth + 1) else { return nil }
+                fields[key] = item
+                skipSpace()
+                guard index < bytes.count else { return nil }
+                index += 1
+                if bytes[index - 1] == UInt8(ascii: "}") { return .object(fields) }
+                guard bytes[index - 1] == UInt8(ascii: ",") else { return nil }
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+/// A map of bucket counts printed the way BCC's `print_log2_hist` / `print_linear_hist` do:
+/// `value range : count |stars|`, 40 stars for the largest bucket.
+///
+/// Buckets are indexed as BCC's `bpf_log2l` numbers them: for log2, bucket 0 counts the value 0
+/// and bucket k ≥ 1 counts [2^(k-1), 2^k - 1]; BCC prints rows 1…last non-empty, labelling row 1
+/// "0 -> 1", and never prints bucket 0. libbpf-tools' `struct hist { __u32 slots[N]; }` puts
+/// values 0 and 1 in slot 0 and [2^k, 2^(k+1) - 1] in slot k, i.e. slot k is BCC's bucket
+/// k + 1 (`init(slots:)` shifts them), which makes both print alike. Linear buckets are values.
+struct Histogram: Equatable, Sendable {
+    enum Kind: String, Sendable {
+        case log2, linear
+    }
+
+    struct Row: Equatable, Sendable {
+        var low: UInt64
+        var high: UInt64
+        var count: UInt64
+    }
+
+    var name: String
+    var kind: Kind
+    /// The rest of the map key when the map holds one histogram per key (nil for a plain one).
+    var key: Value?
+    var buckets: [UInt64]
+
+    init(name: String, kind: Kind, key: Value? = nil, buckets: [UInt64]) {
+        self.name = name
+        self.kind = kind
+        self.key = key
+        self.buckets = buckets
+    }
+
+    /// libbpf-tools slots (slot k = [2^k, 2^(k+1) - 1], slot 0 also holding 0).
+    init(name: String, key: Value?, slots: [UInt64]) {
+        self.init(name: name, kind: .log2, key: key, buckets: [0] + slots)
+    }
+
+    static let starsMax = 40
+
+    /// The printed rows, as BCC prints them (empty when every printed bucket is zero).
+    var rows: [Row] {
+        guard let last = buckets.lastIndex(where: { $0 > 0 }) else { return [] }
+        switch kind {
+        case .linear:
+            return (0...last).map { Row(low: UInt64($0), high: UInt64($0), count: buckets[$0]) }
+        case .log2:
+            guard last >= 1 else { return [] }
+            return (1...last).map { index in
+                let high = index >= 64 ? UInt64.max : (UInt64(1) << UInt64(index)) - 1
+                var low = index >= 65 ? UInt64.max : (UInt64(1) << UInt64(index - 1))
+                if low == high { low -= 1 }
+                return Row(low: low, high: high, count: buckets[index])
+            }
+        }
+    }
+
+    var title: String {
+        key.map { "\(name) [\($0.line)]:" } ?? "\(name):"
+    }
+
+    var text: [String] {
+        let rows = rows
+        guard !rows.isEmpty else { return ["\(title) (empty)"] }
+        let largest = rows.map(\.count).max() ?? 0
+        var lines = [title]
+        switch kind {
+        case .linear:
+            lines.append("     " + Self.left("value", 13) + " : count     distribution")
+            for row in rows {
+                lines.append("        " + Self.left(String(row.low), 10) + " : " + Self.left(String(row.count), 8)
+                             + " |" + Self.left(Self.stars(row.count, largest, Self.starsMax), Self.starsMax) + "|")
+            }
+        case .log2:
+            // BCC widens the columns (and halves the bar) once buckets pass 2^32.
+            let wide = buckets.lastIndex(where: { $0 > 0 })! > 32
+            let width = wide ? 20 : 10, stars = wide ? Self.starsMax / 2 : Self.starsMax
+            lines.append(String(repeating: " ", count: wide ? 15 : 5) + Self.left("value", wide ? 29 : 19) + " : count     distribution")
+            for row in rows {
+                lines.append(Self.right(String(row.low), width) + " -> " + Self.left(String(row.high), width) + " : "
+                             + Self.left(String(row.count), 8) + " |" + Self.left(Self.stars(row.count, largest, stars), stars) + "|")
+            }
+        }
+        return lines
+    }
+
+    /// `{"type":"histogram","name":…,"kind":"log2","key":…,"buckets":[{"low":…,"high":…,"count":…}]}`;
+    /// `key` only for per-key histograms; the buckets are the rows the text shows.
+    var json: String {
+        var out = "{\"type\":\"histogram\",\"name\":"
+        JSON.writeString(name, into: &out)
+        out += ",\"kind\":\"\(kind.rawValue)\""
+        if let key {
+            out += ",\"key\":"
+            key.writeJSON(into: &out)
+        }
+        out += ",\"buckets\":["
+        for (index, row) in rows.enumerated() {
+            if index > 0 { out += "," }
+            out += "{\"low\":\(row.low),\"high\":\(row.high),\"count\":\(row.count)}"
+        }
+        out += "]}"
+        return out
+    }
+
+    /// floor(width × value / largest) stars, at most `width`.
+    static func stars(_ value: UInt64, _ largest: UInt64, _ width: Int) -> String {
+        guard largest > 0 else { return "" }
+        let count = min(Int128(width), Int128(width) * Int128(value) / Int128(largest))
+        return String(repeating: "*", count: Int(count))
+    }
+
+    static func left(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+
+    static func right(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
+    }
+}

@@ -1,0 +1,91 @@
+import Glibc
+import KprobeSupport
+
+/// The command of `-c`: started at once, so that its pid is known before the probe is compiled
+/// and loaded, but held before it runs anything until every program is attached.
+///
+/// It is spawned as `/bin/sh -c 'read from fd 3 || exit 127; exec /bin/sh -c "$1"'`: the shell
+/// waits on a pipe whose write end kprobe-run keeps; `release` writes a newline and the shell
+/// execs the command in the same process (so the pid stays the same). If kprobe-run fails or
+/// dies first, the pipe closes without a newline and the command never runs (status 127).
+public struct TargetCommand: Sendable {
+    public let pid: Int32
+    public let command: String
+    private let releaseFD: Int32
+
+    /// How a finished command ended.
+    public struct Status: Sendable, Equatable {
+        /// The exit code, or 128 + the signal number when a signal ended it (as shells report).
+        public var code: Int32
+        public var signal: Int32?
+
+        init(waitStatus: Int32) {
+            let signal = waitStatus & 0x7f
+            if signal == 0 {
+                code = (waitStatus >> 8) & 0xff
+                self.signal = nil
+            } else {
+                code = 128 + signal
+                self.signal = signal
+            }
+        }
+
+        init(code: Int32, signal: Int32?) {
+            self.code = code
+            self.signal = signal
+        }
+
+        public var json: String {
+            "{\"type\":\"exit\",\"status\":\(code)" + (signal.map { ",\"signal\":\($0)" } ?? "") + "}"
+        }
+    }
+
+    static let holdScript = "IFS= read -r _ <&3 || exit 127; exec 3<&-; exec /bin/sh -c \"$1\""
+
+    public static func start(_ command: String) throws(RuntimeError) -> TargetCommand {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0, fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0 else {
+            throw RuntimeError(.internal, "cannot start '\(command)': pipe: \(Errno.current)")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 onto fd 3 clears close-on-exec for the shell's copy only.
+        posix_spawn_file_actions_adddup2(&actions, fds[0], 3)
+        let arguments = ["/bin/sh", "-c", holdScript, "kprobe-run-command", command]
+        var cArguments: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+        cArguments.append(nil)
+        defer { for pointer in cArguments { free(pointer) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, "/bin/sh", &actions, nil, cArguments, environ)
+        close(fds[0])
+        guard result == 0 else {
+            close(fds[1])
+            throw RuntimeError(.internal, "cannot start '\(command)' with /bin/sh: \(Errno(result))")
+        }
+        return TargetCommand(pid: pid, command: command, releaseFD: fds[1])
+    }
+
+    /// Lets the command run.
+    func release() {
+        var newline = UInt8(ascii: "\n")
+        _ = write(releaseFD, &newline, 1)
+        close(releaseFD)
+    }
+
+    /// Never runs the command (the shell exits 127 when the pipe closes) and reaps it; for
+    /// failures between `start` and `release`.
+    public func abandon() {
+        close(releaseFD)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+    }
+
+    /// The status once the command has exited (and reaped it), nil while it runs.
+    func exited() -> Status? {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        guard result == pid else { return nil }
+        return Status(waitStatus: status)
+    }
+}
