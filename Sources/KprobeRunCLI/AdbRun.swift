@@ -19,7 +19,8 @@ struct AdbRun {
     }
 
     /// The object for the device: a compiled .o as it is, C compiled against the device's headers
-    /// (or --headers, which then must be that device kernel's).
+    /// (or --headers, which then must be that device kernel's; $KPROBE_RUN_HEADERS names this
+    /// machine's headers, so it does not count here).
     func object(for input: ProbeInput, on device: DeviceTarget) throws -> [UInt8] {
         switch input {
         case .object(let path, let bytes):
@@ -27,23 +28,32 @@ struct AdbRun {
             return bytes
         case .source(let path, let text):
             var options = compile
-            if options.headers == nil, Environment.get("KPROBE_RUN_HEADERS").map(\.isEmpty) ?? true {
+            if options.headers == nil {
                 options.headers = try device.headerArchive(cache: CacheRoot.resolve(), keepModule: compile.keepModule)
             }
             return try ProbeBuild(options: options).compile(path: path, source: text)
         }
     }
 
-    /// `kprobe-run --adb PROBE …`: exits with the device side's status.
-    func run(probe: String, duration: Double?, attach: [String], format: OutputFormat) throws -> Never {
+    /// `kprobe-run --adb PROBE …`: exits with the device side's status. -p and -c name a process
+    /// on the device; with -p its pid is also the probe's KPROBE_RUN_PID here.
+    func run(probe: String, duration: Double?, attach: [String], output: OutputOptions) throws -> Never {
         for text in attach { _ = try AttachSpec(parsing: text) }
         let input = try ProbeInput.load(probe)
         let device = try DeviceTarget.prepare(serial: serial, log: log)
-        let object = try object(for: input, on: device)
+        var build = self
+        build.compile.defines += OutputOptions.compileDefines(pid: output.pid)
+        let object = try build.object(for: input, on: device)
         var arguments: [String] = []
         if let duration { arguments += ["--duration", String(duration)] }
         for spec in attach { arguments += ["--attach", spec] }
-        arguments += ["--format", format.rawValue]
+        arguments += ["--format", output.format.rawValue]
+        if output.timestamps { arguments.append("-T") }
+        if let interval = output.interval { arguments += ["--interval", String(interval)] }
+        if output.clear { arguments.append("--clear") }
+        if let pid = output.pid { arguments += ["--pid", String(pid)] }
+        if let command = output.command { arguments += ["--command", command] }
+        if let maxEvents = output.maxEvents { arguments += ["--max-events", String(maxEvents)] }
         if compile.verbose { arguments.append("--verbose") }
         let status = try device.run(object: object, name: input.name, arguments: arguments, stagingCache: CacheRoot.resolve())
         exit(status)

@@ -21,7 +21,7 @@ struct OutputOptions: ParsableArguments {
     var pid: Int32?
 
     @Option(name: .shortAndLong, help: ArgumentHelp(
-        "Run COMMAND (with /bin/sh -c) once everything is attached, follow it as -p does, and stop when it exits.",
+        "Run COMMAND once everything is attached (its pid held before the compile), follow it as -p does, and stop when it exits; json ends with {\"type\":\"exit\",\"status\":N}.",
         valueName: "COMMAND"))
     var command: String?
 

@@ -43,7 +43,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         if let serial = remote.requestedSerial {
-            try AdbRun(serial: serial, compile: compile).run(probe: probe, duration: duration, attach: attach, format: output.format)
+            try AdbRun(serial: serial, compile: compile).run(probe: probe, duration: duration, attach: attach, output: output)
         }
         // Attach specs are checked before any compile work, so a typo costs nothing.
         var specs: [AttachSpec] = []

@@ -31,6 +31,11 @@ public enum AndroidSystem {
         return nil
     }
 
+    /// The POSIX shell for `sh -c`: /bin/sh, or /system/bin/sh on Android, which has no /bin.
+    public static var shell: String {
+        access("/bin/sh", X_OK) == 0 || access("/system/bin/sh", X_OK) != 0 ? "/bin/sh" : "/system/bin/sh"
+    }
+
     /// nil where SELinux is absent or not mounted.
     public static var selinuxEnforcing: Bool? {
         guard let text = try? FileSystem.readString(selinuxEnforcePath) else { return nil }

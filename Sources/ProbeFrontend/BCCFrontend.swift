@@ -135,6 +135,12 @@ struct Rewriter {
         text += edits.render()
         text += "\n"
         if !hasLicense { text += "char _license[] SEC(\"license\") = \"GPL\";\n" }
+        // The runtime decodes records through these types' BTF, which clang emits only for
+        // types that a global refers to (a local variable's type is not enough).
+        for (table, type) in metadata.events.sorted(by: { $0.key < $1.key })
+        where !type.contains("(") && !type.contains("[") {
+            text += "\(type) *__kprobe_run_event_\(table) __attribute__((unused));\n"
+        }
         text += metadata.cDefinition() + "\n"
         return text
     }
@@ -578,7 +584,7 @@ struct Rewriter {
         counter += 1
         let value = "__bcc_v\(counter)"
         edits.replace(range, with: [
-            .text("({ __typeof__("), .original(range), .text(") \(value); bpf_probe_read_kernel(&\(value), sizeof(\(value)), &("),
+            .text("({ __typeof__("), .original(range), .text(") \(value); bpf_probe_read_kernel((void *)&\(value), sizeof(\(value)), (const void *)&("),
             .source(range), .text(")); \(value); })"),
         ])
     }

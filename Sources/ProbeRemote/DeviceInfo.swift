@@ -51,7 +51,7 @@ public struct DeviceInfo: Sendable, Equatable {
 
     /// The info line among whatever else the device printed; nil when there is none.
     public init?(parsing text: String) {
-        guard let line = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).last(where: { $0.hasPrefix(Self.tag + " ") }) else {
+        guard let line = text.split(whereSeparator: \.isNewline).last(where: { $0.hasPrefix(Self.tag + " ") }) else {
             return nil
         }
         var fields: [String: String] = [:]
@@ -69,8 +69,11 @@ public struct DeviceInfo: Sendable, Equatable {
 
     /// The host-side cache entry for this kernel's headers: `<release>-<sha256(build id or release)[:12]>`,
     /// named like the running kernel's own entries.
+    /// The release comes from the device, so anything but a plain name is replaced before it
+    /// becomes a directory name.
     public var kernelKey: String {
-        "\(release)-\(String(SHA256.hex(buildID ?? release).prefix(12)))"
+        let name = String(release.prefix(100).map { $0.isLetter || $0.isNumber || "._+-".contains($0) ? $0 : "_" })
+        return "\(name.hasPrefix(".") ? "_" + name.dropFirst() : name)-\(String(SHA256.hex(buildID ?? release).prefix(12)))"
     }
 
     /// For people.

@@ -114,7 +114,7 @@ public struct DeviceTarget: Sendable {
         close(fd)
         let said = (try? adb.shell("cat \(Self.headersLogPath); rm -f \(Self.headersLogPath)"))
             .map { String(decoding: $0.output, as: UTF8.self) } ?? ""
-        let lines = said.split(separator: "\n").map { $0.hasPrefix("kprobe-run: ") ? String($0.dropFirst("kprobe-run: ".count)) : String($0) }
+        let lines = said.split(whereSeparator: \.isNewline).map { $0.hasPrefix("kprobe-run: ") ? String($0.dropFirst("kprobe-run: ".count)) : String($0) }
         for line in lines { log("device: \(line)") }
         var st = stat()
         let size = stat(temporary, &st) == 0 ? Int(st.st_size) : 0
@@ -186,7 +186,7 @@ public struct DeviceTarget: Sendable {
 
     static func fields(_ text: String) -> [String: String] {
         var result: [String: String] = [:]
-        for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        for line in text.split(whereSeparator: \.isNewline) {
             guard let eq = line.firstIndex(of: "="), !line.contains(" ") else { continue }
             result[String(line[..<eq])] = String(line[line.index(after: eq)...])
         }

@@ -11,10 +11,29 @@ struct VMTests {
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("PASS"), "\(result.output)")
     }
+
+    /// BCC tools' programs compiled here, unchanged, against the test kernel's headers; run there
+    /// with the attach points their Python code would give.
+    @Test(.timeLimit(.minutes(10)))
+    func bccKprobeToolsRunUnchanged() throws {
+        let objects = Tool.packageRoot + "/.build/vm-bcc-objects"
+        try FileManager.default.createDirectory(atPath: objects, withIntermediateDirectories: true)
+        for tool in ["execsnoop", "killsnoop"] {
+            let compile = try Tool.run([
+                "compile", "--dialect", "bcc", "--headers", VM.testKernel + "/kheaders.tar.xz",
+                Tool.packageRoot + "/../shared/bcc-corpus/\(tool).c", "-o", "\(objects)/\(tool).o",
+            ])
+            try #require(compile.status == 0, "\(compile.stderr)")
+        }
+        let result = try VM.run(["bash", "Tests/vm/bcc-kprobes.sh", Tool.binary, objects])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("PASS"), "\(result.output)")
+    }
 }
 
 enum VM {
-    static let runVM = Tool.packageRoot + "/../shared/testkernel/run-vm"
+    static let testKernel = Tool.packageRoot + "/../shared/testkernel"
+    static let runVM = testKernel + "/run-vm"
 
     static var available: Bool {
         FileManager.default.isExecutableFile(atPath: runVM)

@@ -1,5 +1,5 @@
 import Testing
-@testable import ProbeFrontend
+@testable import ProbeCompiler
 
 @Suite struct DialectTests {
     @Test func bccMacrosMeanBCC() {

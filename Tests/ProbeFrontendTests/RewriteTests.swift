@@ -144,7 +144,7 @@ struct RewriteTests {
         let text = rewrite.source
         #expect(text.contains("u32 ppid = ({ __typeof__(task->real_parent->tgid) __bcc_v"))
         #expect(text.contains("&(({ __typeof__(task->real_parent) __bcc_v"))
-        #expect(text.contains("&(task->real_parent)); __bcc_v"))
+        #expect(text.contains("(const void *)&(task->real_parent)); __bcc_v"))
         #expect(text.contains("({ __typeof__(file->f_path.dentry->d_name.name) __bcc_v"))
         #expect(text.contains("&(file->f_path.dentry));"))
         #expect(text.contains("char *comm = task->comm;"))

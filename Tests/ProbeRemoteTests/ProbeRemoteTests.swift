@@ -31,6 +31,13 @@ import Testing
         c.android = "14"
         #expect(a.kernelKey == c.kernelKey)
     }
+
+    /// The device names the cache directory: it cannot point it anywhere else.
+    @Test func kernelKeyIsAPlainName() {
+        let hostile = DeviceInfo(version: "0.1.0", release: "../../etc", buildID: nil, machine: "x86_64", android: nil, selinux: "absent")
+        #expect(!hostile.kernelKey.contains("/"))
+        #expect(!hostile.kernelKey.hasPrefix("."))
+    }
 }
 
 @Suite struct AdbTests {

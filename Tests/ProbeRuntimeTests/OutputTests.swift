@@ -30,7 +30,7 @@ import Testing
             (.string("sshd"), .unsigned(3)), (.string("bash"), .unsigned(120)), (.string("cat"), .unsigned(3)),
         ]
         let report = MapReport(name: "counts", entries: MapReport.ordered(entries, byValue: true))
-        #expect(report.text == ["counts:", "  bash  120", "  cat     3", "  sshd    3"])
+        #expect(report.text == ["counts:", "  key   value", "  bash    120", "  cat       3", "  sshd      3"])
         #expect(report.json == #"{"type":"map","name":"counts","entries":[{"key":"bash","value":120},{"key":"cat","value":3},{"key":"sshd","value":3}]}"#)
     }
 
@@ -40,7 +40,7 @@ import Testing
             (.unsigned(2), .structure([("n", .unsigned(7)), ("t", .unsigned(8))])),
         ]
         let report = MapReport(name: "stats", entries: MapReport.ordered(entries, byValue: true))
-        #expect(report.text == ["stats:", "  2   n=7 t=8", "  10  n=1 t=5"])
+        #expect(report.text == ["stats:", "  key  n  t", "    2  7  8", "   10  1  5"])
         #expect(MapReport(name: "empty", entries: []).text == ["empty: (empty)"])
     }
 
@@ -74,6 +74,7 @@ import Testing
         #expect(spaced.pid == 77)
         #expect(spaced.message == "x: y")
         #expect(PrintkLine(parsing: "  bash-1 [000] ..... 1.5: sched_switch: prev=a"[...]) == nil)
-        #expect(parsed.json == #"{"type":"printk","message":"openat by cat","comm":"<...>","pid":5762,"cpu":1,"timestamp":"508.807083"}"#)
+        #expect(parsed.json(time: nil) == #"{"type":"printk","message":"openat by cat","comm":"<...>","pid":5762,"cpu":1,"timestamp":"508.807083"}"#)
+        #expect(parsed.json(time: 0.5) == #"{"type":"printk","time":0.500000,"message":"openat by cat","comm":"<...>","pid":5762,"cpu":1,"timestamp":"508.807083"}"#)
     }
 }

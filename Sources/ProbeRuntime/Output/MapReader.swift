@@ -218,7 +218,7 @@ struct MapReader {
             entries.append((.string(variableName), decoded))
         }
         guard !entries.isEmpty else { return nil }
-        return MapReport(name: String(name[dot...]), entries: entries)
+        return MapReport(name: String(name[dot...]), entries: entries, keyTitle: "variable")
     }
 
     /// Empties a map for `--clear`: hashes lose their keys, arrays are zeroed.

@@ -2,6 +2,14 @@
 struct MapReport {
     var name: String
     var entries: [(key: Value, value: Value)]
+    /// The header of a key column that is not a struct ("variable" for globals).
+    var keyTitle = "key"
+
+    init(name: String, entries: [(key: Value, value: Value)], keyTitle: String = "key") {
+        self.name = name
+        self.entries = entries
+        self.keyTitle = keyTitle
+    }
 
     /// Text: the map name, a header row naming the columns, then one aligned row per entry.
     /// Struct keys and values are split into one column per field (when every entry has the
@@ -9,7 +17,7 @@ struct MapReport {
     /// right-aligned, everything else left-aligned.
     var text: [String] {
         guard !entries.isEmpty else { return ["\(name): (empty)"] }
-        let keyColumns = MapReport.columns(entries.map(\.key), single: "key")
+        let keyColumns = MapReport.columns(entries.map(\.key), single: keyTitle)
         let valueColumns = MapReport.columns(entries.map(\.value), single: "value")
         let columns = keyColumns + valueColumns
         let widths = columns.map { column in max(column.title.count, column.cells.map(\.count).max() ?? 0) }

@@ -51,6 +51,9 @@ public final class ProbeSession {
         let formatter = BTFFormatter(btf: bpf_object__btf(object.handle))
         let stacks = StackResolver(object: object.handle, defaultPID: options.targetPID)
         let maps = MapReader(formatter: formatter, metadata: object.metadata, stacks: stacks)
+        if options.format == .folded, stacks.traceMaps.isEmpty {
+            StandardError.write("kprobe-run: --format folded prints only maps with stack ids, and this probe has no BPF_MAP_TYPE_STACK_TRACE map: nothing will be printed")
+        }
 
         var tracePipe = TracePipeReader(fd: -1, reporter: reporter)
         defer { if tracePipe.fd >= 0 { close(tracePipe.fd) } }
@@ -129,6 +132,9 @@ public final class ProbeSession {
             // trace_pipe's poll may wait for its buffer-fill watermark; a short timeout keeps
             // printk lines prompt regardless.
             if tracePipe.fd >= 0, timeout < 0 || timeout > 200 { timeout = 200 }
+            // SIGCHLD wakes the loop when the -c command exits; the timeout also catches an
+            // exit whose signal went elsewhere.
+            if options.command != nil, timeout < 0 || timeout > 500 { timeout = 500 }
             let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 {
                 if errno == EINTR { continue }

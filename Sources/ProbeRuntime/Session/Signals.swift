@@ -22,9 +22,15 @@ final class SignalPipe {
         readFD = fds[0]
         writeFD = fds[1]
         signalPipeWriteFD = writeFD
-        for signal in [SIGINT, SIGTERM, SIGHUP] {
+        // A parent may start kprobe-run with signals blocked (the mask survives exec), and a
+        // blocked SIGCHLD would never end a -c session.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signal in [SIGINT, SIGTERM, SIGHUP] + extra {
             previous.append((signal, Glibc.signal(signal, forwardSignal)))
+            sigaddset(&unblock, signal)
         }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         previous.append((SIGPIPE, Glibc.signal(SIGPIPE, SIG_IGN)))
     }
 

@@ -4,10 +4,13 @@ import KprobeSupport
 /// The command of `-c`: started at once, so that its pid is known before the probe is compiled
 /// and loaded, but held before it runs anything until every program is attached.
 ///
-/// It is spawned as `/bin/sh -c 'read from fd 3 || exit 127; exec /bin/sh -c "$1"'`: the shell
-/// waits on a pipe whose write end kprobe-run keeps; `release` writes a newline and the shell
-/// execs the command in the same process (so the pid stays the same). If kprobe-run fails or
-/// dies first, the pipe closes without a newline and the command never runs (status 127).
+/// It is spawned as `/bin/sh -c 'read from fd 3 || exit 127; exec …'`: the shell waits on a
+/// pipe whose write end kprobe-run keeps; `release` writes a newline and the shell execs the
+/// command in the same process, so the pid stays the same. A simple command (words without
+/// shell syntax, e.g. `ls -l /tmp`) is exec'd directly, so the pid is the command's own; any
+/// other command line runs under `/bin/sh -c`, and the pid is that shell's (dash forks even
+/// the last command). If kprobe-run fails or dies first, the pipe closes without a newline and
+/// the command never runs (status 127).
 public struct TargetCommand: Sendable {
     public let pid: Int32
     public let command: String
@@ -40,7 +43,15 @@ public struct TargetCommand: Sendable {
         }
     }
 
-    static let holdScript = "IFS= read -r _ <&3 || exit 127; exec 3<&-; exec /bin/sh -c \"$1\""
+    static let holdScript = "IFS= read -r _ <&3 || exit 127; exec 3<&-; exec \"$@\""
+
+    /// The argv the held shell execs: the words of a simple command, else `/bin/sh -c COMMAND`.
+    static func argv(for command: String) -> [String] {
+        let special = Set("|&;<>()$`\\\"'*?[]{}~#=%!\n")
+        let words = command.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        if !words.isEmpty, !command.contains(where: { special.contains($0) }) { return words }
+        return ["/bin/sh", "-c", command]
+    }
 
     public static func start(_ command: String) throws(RuntimeError) -> TargetCommand {
         var fds: [Int32] = [-1, -1]
@@ -52,7 +63,7 @@ public struct TargetCommand: Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         // dup2 onto fd 3 clears close-on-exec for the shell's copy only.
         posix_spawn_file_actions_adddup2(&actions, fds[0], 3)
-        let arguments = ["/bin/sh", "-c", holdScript, "kprobe-run-command", command]
+        let arguments = ["/bin/sh", "-c", holdScript, "kprobe-run-command"] + argv(for: command)
         var cArguments: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         cArguments.append(nil)
         defer { for pointer in cArguments { free(pointer) } }
