@@ -6,22 +6,22 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build and run: libbpf, clang/LLVM 14 libraries and headers, libarchive (xz through liblzma), libelf.
 BUILD_PACKAGES := pkg-config libstdc++-12-dev libbpf-dev libelf-dev zlib1g-dev libarchive-dev liblzma-dev \
 	llvm-14-dev libclang-14-dev libclang-cpp14-dev
-# Tests also boot the 6.1 test kernel under QEMU and drive an interactive bash through a pty (script).
-TEST_PACKAGES := $(BUILD_PACKAGES) qemu-system-x86 kmod xz-utils bsdutils bash
-
-KPROBE_RUN := .build/debug/kprobe-run
-
+# The static device binary also links libarchive's remaining dependencies statically.
+STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils
+# Tests also boot the 6.1 test kernel under QEMU (plain, and as a simulated Android device whose
+# toolbox is a static busybox), push the static binary to it, and drive an interactive bash through
+# a pty (script).
+TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 kmod xz-utils bsdutils bash busybox-static
 # Benchmark only (never needed to build or test): the tools kprobe-run is measured against.
 # clang-14 and llvm-14 give the clang-14/llc-14 CLI for one comparison; kprobe-run itself never runs them.
 BENCH_PACKAGES := $(BUILD_PACKAGES) bpfcc-tools python3-bpfcc bpftrace time xz-utils tar clang-14 llvm-14
 
-.PHONY: deps test-deps build run test clean
+KPROBE_RUN := .build/debug/kprobe-run
+
+.PHONY: deps build run test static bench clean
 
 deps:
 	@./scripts/install-packages $(BUILD_PACKAGES)
-
-test-deps:
-	@./scripts/install-packages $(TEST_PACKAGES)
 
 build: deps
 	$(SWIFT) build
@@ -31,25 +31,22 @@ run: build
 	@( sleep 3; for i in 1 2 3; do /bin/true; sleep 0.3; done ) &
 	$(SUDO) $(KPROBE_RUN) bpf-examples/hello.c --duration 5
 
-test: test-deps
+test:
+	@./scripts/install-packages $(TEST_PACKAGES)
 	$(SWIFT) build
 	$(SUDO) $(SWIFT) test
 
-clean:
-	rm -rf .build
-
 # A fully static kprobe-run for Android devices of this machine's architecture (runs compiled
 # objects and manages headers; no compiler worker): .build/static/kprobe-run-static-$(uname -m).
-STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils
-
-.PHONY: static
 static:
 	@./scripts/install-packages $(STATIC_PACKAGES)
 	./scripts/build-static
 
 # Measures kprobe-run against BCC, bpftrace and the clang-14 CLI and rewrites bench/RESULTS.md.
-.PHONY: bench
 bench:
 	@./scripts/install-packages $(BENCH_PACKAGES)
 	$(SWIFT) build -c release
 	$(SUDO) /usr/bin/python3 bench/bench.py --kprobe-run .build/release/kprobe-run --output bench/RESULTS.md
+
+clean:
+	rm -rf .build .build-static

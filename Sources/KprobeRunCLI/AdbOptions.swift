@@ -6,7 +6,7 @@ import KprobeSupport
 /// `--adb=` would take the next word as its value).
 struct AdbOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "Compile here and run on an Android device over adb: SERIAL, else $ANDROID_SERIAL, else the only device attached.",
+        "Compile here, run on an Android device over adb (SERIAL may be left out: then $ANDROID_SERIAL, else the only device attached).",
         valueName: "SERIAL"))
     var adb: String?
 

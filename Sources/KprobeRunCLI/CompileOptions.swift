@@ -79,9 +79,9 @@ enum DialectChoice: String, CaseIterable, ExpressibleByArgument {
 enum Paths {
     static func absolute(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
-        var buffer = [CChar](repeating: 0, count: 4096)
-        guard getcwd(&buffer, buffer.count) != nil else { return path }
-        let cwd = String(cString: buffer)
+        guard let directory = getcwd(nil, 0) else { return path }
+        defer { free(directory) }
+        let cwd = String(cString: directory)
         return cwd == "/" ? "/" + path : cwd + "/" + path
     }
 }

@@ -44,12 +44,10 @@ struct DeviceCommand: ParsableCommand {
                 if verbose { Diagnostics.verbose(line) }
             }
             if verbose { Diagnostics.verbose("writing \(archive.bytes.count) bytes from \(archive.origin)") }
-            var offset = 0
-            while offset < archive.bytes.count {
-                let n = archive.bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else { throw Failure(.internal, "cannot write the archive to stdout: \(Errno.current)") }
-                offset += n
+            do {
+                try FileSystem.writeAll(archive.bytes, to: 1)
+            } catch {
+                throw Failure(.internal, "cannot write the archive to stdout: \(error)")
             }
         }
     }

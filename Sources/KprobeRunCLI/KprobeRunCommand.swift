@@ -51,15 +51,7 @@ public struct KprobeRunCommand: ParsableCommand {
 /// Everything kprobe-run says to a person goes to stderr, so stdout carries only results.
 enum Diagnostics {
     static func write(_ text: String) {
-        var copy = text
-        copy.withUTF8 { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let n = Glibc.write(2, buffer.baseAddress! + offset, buffer.count - offset)
-                if n <= 0 { return }
-                offset += n
-            }
-        }
+        try? FileSystem.writeAll(Array(text.utf8), to: 2)
     }
 
     static func error(_ message: String) { write("kprobe-run: error: \(message)\n") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import KprobeSupport
 import ProbeRuntime
 
 /// How `run` prints, how long it follows which process: issue 5's flags (docs/output.md).
@@ -34,7 +35,7 @@ struct OutputOptions: ParsableArguments {
         if let pid, pid <= 0 { throw ValidationError("-p needs a process id greater than 0") }
         if pid != nil, command != nil { throw ValidationError("-p and -c both name the process to follow: give one") }
         if let maxEvents, maxEvents <= 0 { throw ValidationError("--max-events must be at least 1") }
-        if let command, command.trimmingCharacters(in: " \t").isEmpty { throw ValidationError("-c needs a command") }
+        if let command, command.trimmingSpaces.isEmpty { throw ValidationError("-c needs a command") }
     }
 
     /// The probe's view of the followed process, added to the compile's defines.
@@ -59,12 +60,3 @@ struct OutputOptions: ParsableArguments {
 }
 
 extension OutputFormat: ExpressibleByArgument {}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: String) -> Substring {
-        var slice = self[...]
-        while let first = slice.first, set.contains(first) { slice.removeFirst() }
-        while let last = slice.last, set.contains(last) { slice.removeLast() }
-        return slice
-    }
-}

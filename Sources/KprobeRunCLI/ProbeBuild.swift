@@ -77,7 +77,7 @@ struct ProbeBuild {
             dialect: dialect
         )
         if dialect == .bcc { try prepareBCC(&request, headers: headers) }
-        let started = Clock.now
+        let started = MonotonicClock.now
         let cache = CompileCache(root: headerOptions.cache, headerIdentity: headers.identity)
         let compiled = try ProbeCompiler().compile(request, cache: cache)
         // Warnings are kept with cached objects and shown again on a hit.
@@ -85,7 +85,7 @@ struct ProbeBuild {
         if options.verbose {
             for note in compiled.notes { Diagnostics.verbose(note) }
             let how = compiled.fromCache ? "took \(path) from the compile cache" : "compiled \(path) as \(dialect.rawValue) C"
-            Diagnostics.verbose("\(how) in \(Clock.milliseconds(since: started)) ms (\(compiled.elf.count) bytes of BPF object)")
+            Diagnostics.verbose("\(how) in \(MonotonicClock.milliseconds(since: started)) ms (\(compiled.elf.count) bytes of BPF object)")
         }
         return compiled.elf
     }
@@ -108,18 +108,5 @@ struct ProbeBuild {
         }
         let native = KernelArch(machine: RunningKernel.machine) == headers.arch
         request.syscallPrefix = native ? SyscallPrefix.running() : SyscallPrefix.typical(forTriple: headers.frontendTriple)
-    }
-}
-
-enum Clock {
-    static var now: timespec {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts
-    }
-
-    static func milliseconds(since start: timespec) -> Int {
-        let end = now
-        return (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1_000_000
     }
 }

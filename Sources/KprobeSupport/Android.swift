@@ -57,35 +57,9 @@ public enum AndroidSystem {
 
     /// getprop prints the value and a newline; anything else (missing tool, no value) is nil.
     private static func runGetprop(_ tool: String, _ name: String) -> String? {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return nil }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addclose(&actions, fds[1])
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(tool), strdup(name), nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, tool, &actions, nil, argv, environ)
-        close(fds[1])
-        defer { close(fds[0]) }
-        guard spawned == 0 else { return nil }
-        var output: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 512)
-        while output.count < 4096 {
-            let n = chunk.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
-            output.append(contentsOf: chunk[0..<n])
+        guard let result = try? Subprocess.run(tool, arguments: [tool, name], capture: .standardOutput), result.status == 0 else {
+            return nil
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
-        guard status == 0 else { return nil }
-        let text = String(decoding: output, as: UTF8.self)
-        return text.split(separator: "\n").first.map(String.init)
+        return String(decoding: result.output, as: UTF8.self).split(separator: "\n").first.map(String.init)
     }
 }

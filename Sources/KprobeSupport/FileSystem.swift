@@ -23,9 +23,15 @@ public enum FileSystem {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Errno.current }
         defer { close(fd) }
-        var result: [UInt8] = []
         var st = stat()
-        if fstat(fd, &st) == 0, st.st_size > 0 { result.reserveCapacity(Int(st.st_size)) }
+        let expected = fstat(fd, &st) == 0 && st.st_size > 0 ? Int(st.st_size) : 0
+        return try readAll(fd, expectedSize: expected)
+    }
+
+    /// Everything up to end of file from `fd` (a file, pipe or socket), retrying interrupted reads.
+    public static func readAll(_ fd: Int32, expectedSize: Int = 0) throws(Errno) -> [UInt8] {
+        var result: [UInt8] = []
+        result.reserveCapacity(expectedSize)
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -33,10 +39,34 @@ public enum FileSystem {
                 if errno == EINTR { continue }
                 throw Errno.current
             }
-            if n == 0 { break }
+            if n == 0 { return result }
             result.append(contentsOf: chunk[0..<n])
         }
-        return result
+    }
+
+    /// All of `bytes` to `fd`, through short writes and interrupted ones.
+    public static func writeAll(_ bytes: UnsafeRawBufferPointer, to fd: Int32) throws(Errno) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Errno.current
+            }
+            offset += n
+        }
+    }
+
+    public static func writeAll(_ bytes: [UInt8], to fd: Int32) throws(Errno) {
+        let failure = bytes.withUnsafeBytes { buffer -> Errno? in
+            do throws(Errno) {
+                try writeAll(buffer, to: fd)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { throw failure }
     }
 
     public static func readString(_ path: String) throws(Errno) -> String {
@@ -49,17 +79,12 @@ public enum FileSystem {
         let temporary = path + ".tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw Errno.current }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let err = Errno.current
-                close(fd)
-                unlink(temporary)
-                throw err
-            }
-            offset += n
+        do {
+            try writeAll(bytes, to: fd)
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
         }
         if fsync(fd) != 0 || close(fd) != 0 {
             let err = Errno.current

@@ -140,16 +140,3 @@ public enum ExecutableIdentity {
 
     public static var ofRunningProgram: String { of(path: "/proc/self/exe") }
 }
-
-enum MonotonicClock {
-    static var now: timespec {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts
-    }
-
-    static func milliseconds(since start: timespec) -> Int {
-        let end = now
-        return (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1_000_000
-    }
-}

@@ -128,7 +128,7 @@ public enum TracepointFormat {
     /// A member declaration for one field. Kernel typedefs and enums become integers of the
     /// field's size, so the struct needs no kernel header; pointers to structs stay as written.
     static func member(_ field: Field) -> String {
-        var declaration = field.declaration.trimmingSpaces()
+        var declaration = String(field.declaration.trimmingSpaces)
         if declaration.hasPrefix("__data_loc ") {
             let name = declaration.split(separator: " ").last.map { String($0) } ?? "field"
             return "int data_loc_\(name.split(separator: "[").first ?? "")"
@@ -138,7 +138,7 @@ public enum TracepointFormat {
         if declaration.hasSuffix("]"), let open = declaration.lastIndex(of: "[") {
             arraySuffix = String(declaration[open...])
             arrayCount = Int(declaration[declaration.index(after: open)..<declaration.index(before: declaration.endIndex)])
-            declaration = String(declaration[..<open]).trimmingSpaces()
+            declaration = String(declaration[..<open].trimmingSpaces)
         }
         var nameStart = declaration.endIndex
         while nameStart > declaration.startIndex {
@@ -147,7 +147,7 @@ public enum TracepointFormat {
             nameStart = previous
         }
         let name = String(declaration[nameStart...])
-        let type = String(declaration[..<nameStart]).trimmingSpaces()
+        let type = String(declaration[..<nameStart].trimmingSpaces)
         if type.contains("*") {
             let words = type.split(whereSeparator: { $0 == " " || $0 == "*" }).map(String.init)
             let isStructPointer = words.contains("struct") || words.contains("union")
@@ -169,14 +169,5 @@ public enum TracepointFormat {
             return "char \(name)[\(field.size)]"
         }
         return arrayCount == nil ? "\(elementType) \(name)" : "\(elementType) \(name)[\(count)]"
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var slice = self[...]
-        while let first = slice.first, first == " " || first == "\t" { slice.removeFirst() }
-        while let last = slice.last, last == " " || last == "\t" { slice.removeLast() }
-        return String(slice)
     }
 }

@@ -125,7 +125,6 @@ extension CXCursor {
     var spelling: String { string(clang_getCursorSpelling(self)) }
     var type: CXType { clang_getCursorType(self) }
     var referenced: CXCursor { clang_getCursorReferenced(self) }
-    var isNull: Bool { clang_Cursor_isNull(self) != 0 }
     var usr: String { string(clang_getCursorUSR(self)) }
 }
 
@@ -138,7 +137,6 @@ extension CXType {
         let kind = canonical.kind
         return kind == CXType_ConstantArray || kind == CXType_IncompleteArray || kind == CXType_VariableArray
     }
-    var isRecord: Bool { canonical.kind == CXType_Record }
 }
 
 /// Byte offsets of a location in the main file, as a compiler maps it to the file: macro

@@ -25,7 +25,7 @@ public struct DeviceTarget: Sendable {
     /// missing there or differs from the one on this host.
     public static func prepare(serial: String?, log: @escaping @Sendable (String) -> Void) throws(RemoteError) -> DeviceTarget {
         let adb = try Adb.connect(serial: serial)
-        let started = Clock.now
+        let started = MonotonicClock.now
         let probe = try adb.shell("""
             echo "machine=$(uname -m)"; echo "stamp=$(cat \(stampPath) 2>/dev/null)"; \
             [ -x \(binaryPath) ] && \(binaryPath) device info
@@ -39,21 +39,19 @@ public struct DeviceTarget: Sendable {
             throw RemoteError(.usage, "device \(adb.serial ?? "") is a '\(machine)' machine, for which kprobe-run has no BPF target")
         }
         let binary = try DeviceBinary.locate(for: arch)
-        var info = DeviceInfo(parsing: text)
-        if fields["stamp"] != binary.stamp || info?.version != KprobeRunVersion.string {
-            info = try install(binary, on: adb, log: log)
+        let info: DeviceInfo
+        if let current = DeviceInfo(parsing: text), fields["stamp"] == binary.stamp, current.version == KprobeRunVersion.string {
+            info = current
+            log("device \(adb.serial ?? ""): \(binaryPath) is current (\(MonotonicClock.milliseconds(since: started)) ms to check)")
         } else {
-            log("device \(adb.serial ?? ""): \(binaryPath) is current (\(Clock.milliseconds(since: started)) ms to check)")
-        }
-        guard let info else {
-            throw RemoteError(.internal, "the device side \(binaryPath) did not report itself")
+            info = try install(binary, on: adb, log: log)
         }
         log("device \(adb.serial ?? ""): \(info.summary)")
         return DeviceTarget(adb: adb, info: info, arch: arch, log: log)
     }
 
     private static func install(_ binary: DeviceBinary, on adb: Adb, log: @Sendable (String) -> Void) throws(RemoteError) -> DeviceInfo {
-        let started = Clock.now
+        let started = MonotonicClock.now
         let staging = "\(directory)/.kprobe-run.\(getpid())"
         let mkdir = try adb.shell("mkdir -p \(directory) && chmod 700 \(directory)")
         guard mkdir.status == 0 else {
@@ -77,7 +75,7 @@ public struct DeviceTarget: Sendable {
         }
         var st = stat()
         let size = stat(binary.path, &st) == 0 ? Int(st.st_size) : 0
-        log("installed \(binary.path) (\(size >> 20) MiB) on the device as \(binaryPath) in \(Clock.milliseconds(since: started)) ms")
+        log("installed \(binary.path) (\(size >> 20) MiB) on the device as \(binaryPath) in \(MonotonicClock.milliseconds(since: started)) ms")
         return info
     }
 
@@ -96,7 +94,7 @@ public struct DeviceTarget: Sendable {
             log("using the device kernel's headers cached in \(archive) (nothing fetched)")
             return archive
         }
-        let started = Clock.now
+        let started = MonotonicClock.now
         let temporary = "\(directory)/.fetch-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
@@ -129,7 +127,7 @@ public struct DeviceTarget: Sendable {
             unlink(temporary)
             throw RemoteError(.internal, "cannot move the fetched headers to \(archive): \(err)")
         }
-        log("fetched the device kernel's headers (\(size / 1024) KiB) into \(archive) in \(Clock.milliseconds(since: started)) ms")
+        log("fetched the device kernel's headers (\(size / 1024) KiB) into \(archive) in \(MonotonicClock.milliseconds(since: started)) ms")
         return archive
     }
 
@@ -157,9 +155,9 @@ public struct DeviceTarget: Sendable {
             throw RemoteError(.internal, "cannot stage the object for adb push: \(error)")
         }
         defer { unlink(local) }
-        let started = Clock.now
+        let started = MonotonicClock.now
         try adb.push(local, to: remoteObject)
-        log("pushed \(object.count) bytes of BPF object to \(remoteObject) in \(Clock.milliseconds(since: started)) ms")
+        log("pushed \(object.count) bytes of BPF object to \(remoteObject) in \(MonotonicClock.milliseconds(since: started)) ms")
         // exec keeps the shell's pid, so the pid file names kprobe-run itself and adb's status is its status.
         let command = "echo $$ > \(pidFile); exec " + ([Self.binaryPath, "run", remoteObject] + arguments).map(quote).joined(separator: " ")
         log("running on the device: \(command)")
@@ -202,15 +200,3 @@ func quote(_ argument: String) -> String {
     return "'" + argument.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
 }
 
-enum Clock {
-    static var now: timespec {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts
-    }
-
-    static func milliseconds(since start: timespec) -> Int {
-        let end = now
-        return (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1_000_000
-    }
-}

@@ -2,12 +2,4 @@ import KprobeSupport
 
 /// A failure talking to a device over adb. Missing devices, tools or device builds are usage
 /// problems (2) with the step that fixes them; adb or the device failing mid-way is internal (1).
-public struct RemoteError: KprobeRunError {
-    public var kind: FailureKind
-    public var message: String
-
-    public init(_ kind: FailureKind, _ message: String) {
-        self.kind = kind
-        self.message = message
-    }
-}
+public typealias RemoteError = Failure

@@ -13,9 +13,14 @@ final class SignalForwarder {
     init() {
         forwardedSignal = 0
         forwardTarget = 0
+        var stops = sigset_t()
+        sigemptyset(&stops)
         for signal in [SIGINT, SIGTERM, SIGHUP] {
             previous.append((signal, Glibc.signal(signal, forwardToChild)))
+            sigaddset(&stops, signal)
         }
+        // kprobe-run may have been started with them blocked; they must reach the handler.
+        pthread_sigmask(SIG_UNBLOCK, &stops, nil)
     }
 
     /// From now on signals go to `pid`; one that arrived before it existed is delivered now.

@@ -11,35 +11,8 @@ import Musl
 // kprobe-run-cc: one request on stdin, one response on stdout, then exit. The parent turns a
 // crash or an LLVM fatal error (stderr, status 70) into a compile error of its own.
 
-func readAll(_ fd: Int32) -> [UInt8]? {
-    var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            return nil
-        }
-        if n == 0 { return result }
-        result.append(contentsOf: chunk[0..<n])
-    }
-}
-
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            return false
-        }
-        offset += n
-    }
-    return true
-}
-
 func fail(_ message: String) -> Never {
-    _ = writeAll(2, Array("kprobe-run-cc: \(message)\n".utf8))
+    try? FileSystem.writeAll(Array("kprobe-run-cc: \(message)\n".utf8), to: 2)
     exit(2)
 }
 
@@ -118,7 +91,12 @@ struct ShimBackend: ClangBackend {
 }
 
 func readRequest() -> CompileRequest {
-    guard let input = readAll(0) else { fail("cannot read the request: \(String(cString: strerror(errno)))") }
+    let input: [UInt8]
+    do {
+        input = try FileSystem.readAll(0)
+    } catch {
+        fail("cannot read the request: \(error)")
+    }
     do {
         return try WorkerProtocol.decodeRequest(input)
     } catch {
@@ -127,8 +105,10 @@ func readRequest() -> CompileRequest {
 }
 
 func writeResponse(_ response: WorkerProtocol.Response) {
-    guard writeAll(1, WorkerProtocol.encode(response)) else {
-        fail("cannot write the response: \(String(cString: strerror(errno)))")
+    do {
+        try FileSystem.writeAll(WorkerProtocol.encode(response), to: 1)
+    } catch {
+        fail("cannot write the response: \(error)")
     }
 }
 

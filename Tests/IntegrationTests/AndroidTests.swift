@@ -1,52 +1,120 @@
 import Foundation
 import Testing
 
-/// Boots ../shared/android-sim as a bare phone-like device (no glibc, kheaders.ko under
-/// /system/lib/modules, tracefs unmounted) and drives it through its adb stand-in, once for the
-/// whole suite: the boot and the emulated device are slow, so every check shares one boot.
-@Suite(.serialized, .enabled(if: isRoot && AndroidSim.available, "needs root, qemu-system-x86_64, busybox-static (/bin/busybox, the bare device's toolbox) and ../shared/android-sim"))
-struct AndroidTests {
-    @Test(.timeLimit(.minutes(20)))
-    func tracesTheDeviceOverAdbAndInItsShell() throws {
-        let staticBinary = try AndroidSim.buildStatic()
-        let sim = try AndroidSim(staticBinary: staticBinary)
-        defer { sim.stop() }
+extension EmulatedKernel {
+    /// Boots ../shared/android-sim as a bare phone-like device (no glibc, kheaders.ko under
+    /// /system/lib/modules, tracefs unmounted) and drives it through its adb stand-in, once for the
+    /// whole suite: the boot and the emulated device are slow, so every check shares one boot.
+    @Suite(.serialized, .enabled(if: isRoot && AndroidSim.available, "needs root, qemu-system-x86_64, busybox-static (/bin/busybox, the bare device's toolbox) and ../shared/android-sim"))
+    struct AndroidTests {
+        @Test(.timeLimit(.minutes(20)))
+        func tracesTheDeviceOverAdbAndInItsShell() throws {
+            let staticBinary = try AndroidSim.buildStatic()
+            let sim = try AndroidSim(staticBinary: staticBinary)
+            defer { sim.stop() }
 
-        // 1. First run: installs the device side, fetches the headers once (the device loads
-        //    kheaders from /system/lib/modules and unloads it), compiles here, prints events.
-        let first = try sim.kprobeRun(["--adb", Tool.example("vfsopen.c"), "-d", "5", "-v"])
-        #expect(first.status == 0, "\(first.stderr)")
-        #expect(first.stdout.contains("vfs_open "), "no events: \(first.stdout)\n\(first.stderr)")
-        #expect(first.stderr.contains("installed "), "\(first.stderr)")
-        #expect(first.stderr.contains("loaded the kheaders module from /system/lib/modules/kheaders.ko"), "\(first.stderr)")
-        #expect(first.stderr.contains("unloaded the kheaders module again"), "\(first.stderr)")
-        #expect(try sim.state().contains("kheaders=unloaded kprobe-run=0"))
+            // 1. First run: installs the device side, fetches the headers once (the device loads
+            //    kheaders from /system/lib/modules and unloads it), compiles here, prints events.
+            let first = try sim.kprobeRun(["--adb", Tool.example("vfsopen.c"), "-d", "5", "-v"])
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stdout.contains("vfs_open "), "no events: \(first.stdout)\n\(first.stderr)")
+            #expect(first.stderr.contains("installed "), "\(first.stderr)")
+            #expect(first.stderr.contains("loaded the kheaders module from /system/lib/modules/kheaders.ko"), "\(first.stderr)")
+            #expect(first.stderr.contains("unloaded the kheaders module again"), "\(first.stderr)")
+            #expect(try sim.state().contains("kheaders=unloaded kprobe-run=0"))
 
-        // 2. Second run: nothing installed, no headers fetched, no module loaded.
-        let second = try sim.kprobeRun(["--adb", Tool.example("vfsopen.c"), "-d", "5", "-v"])
-        #expect(second.status == 0, "\(second.stderr)")
-        #expect(second.stdout.contains("vfs_open "), "no events: \(second.stdout)\n\(second.stderr)")
-        #expect(second.stderr.contains("nothing fetched"), "\(second.stderr)")
-        #expect(!second.stderr.contains("installed "), "\(second.stderr)")
-        #expect(!second.stderr.contains("kheaders module"), "\(second.stderr)")
-        #expect(try sim.state().contains("kheaders=unloaded kprobe-run=0"))
+            // 2. Second run: nothing installed, no headers fetched, no module loaded.
+            let second = try sim.kprobeRun(["--adb", Tool.example("vfsopen.c"), "-d", "5", "-v"])
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(second.stdout.contains("vfs_open "), "no events: \(second.stdout)\n\(second.stderr)")
+            #expect(second.stderr.contains("nothing fetched"), "\(second.stderr)")
+            #expect(!second.stderr.contains("installed "), "\(second.stderr)")
+            #expect(!second.stderr.contains("kheaders module"), "\(second.stderr)")
+            #expect(try sim.state().contains("kheaders=unloaded kprobe-run=0"))
 
-        // 3. SIGTERM to the host mid-run stops the device side, which detaches and exits.
-        let stopped = try sim.kprobeRun(["--adb", Tool.example("vfsopen.c"), "-v"], terminateOnOutput: "vfs_open ")
-        #expect(stopped.stdout.contains("vfs_open "), "\(stopped.stderr)")
-        #expect(stopped.status == 0, "\(stopped.stderr)")
-        #expect(try sim.state().contains("kprobe-run=0"), "a kprobe-run process is left on the device")
+            // 3. SIGTERM to the host mid-run stops the device side, which detaches and exits.
+            let stopped = try sim.kprobeRun(["--adb", Tool.example("vfsopen.c"), "-v"], terminateOnOutput: "vfs_open ")
+            #expect(stopped.stdout.contains("vfs_open "), "\(stopped.stderr)")
+            #expect(stopped.status == 0, "\(stopped.stderr)")
+            #expect(try sim.state().contains("kprobe-run=0"), "a kprobe-run process is left on the device")
 
-        // 4. In an adb shell: the static binary runs a pushed object and mounts tracefs itself.
-        let object = sim.scratch + "/vfsopen-device.o"
-        let compiled = try sim.kprobeRun(["compile", "--adb", Tool.example("vfsopen.c"), "-o", object])
-        #expect(compiled.status == 0, "\(compiled.stderr)")
-        try sim.adb(["push", object, "/data/local/tmp/vfsopen-device.o"])
-        let direct = try sim.adb(["shell", "umount /sys/kernel/tracing; /data/local/tmp/kprobe-run/kprobe-run /data/local/tmp/vfsopen-device.o -d 5 -v"])
-        #expect(direct.status == 0, "\(direct.output)")
-        #expect(direct.output.contains("mounted tracefs"), "\(direct.output)")
-        #expect(direct.output.contains("vfs_open "), "\(direct.output)")
-        #expect(try sim.state().contains("kprobe-run=0"))
+            // 4. In an adb shell: the static binary runs a pushed object and mounts tracefs itself.
+            let object = sim.scratch + "/vfsopen-device.o"
+            let compiled = try sim.kprobeRun(["compile", "--adb", Tool.example("vfsopen.c"), "-o", object])
+            #expect(compiled.status == 0, "\(compiled.stderr)")
+            try sim.adb(["push", object, "/data/local/tmp/vfsopen-device.o"])
+            // One stream: the adb stand-in copies stdout and stderr separately and may cut either short.
+            let direct = try sim.adb(["shell", "exec 2>&1; umount /sys/kernel/tracing; /data/local/tmp/kprobe-run/kprobe-run /data/local/tmp/vfsopen-device.o -d 5 -v"])
+            #expect(direct.status == 0, "\(direct.output)")
+            #expect(direct.output.contains("mounted tracefs"), "\(direct.output)")
+            #expect(direct.output.contains("vfs_open "), "\(direct.output)")
+            #expect(try sim.state().contains("kprobe-run=0"))
+        }
+    }
+}
+
+/// A phone is usually arm64: its headers must be parsed with an aarch64 front end and the probe's
+/// register reads must follow arm64's pt_regs. No device needed: only the header archive.
+@Suite(.enabled(if: Arm64Headers.available, "needs ../shared/arm64-kheaders and ../shared/testkernel"))
+struct Arm64CompileTests {
+    @Test(.timeLimit(.minutes(5)))
+    func registerReadsFollowTheHeadersArchitecture() throws {
+        let scratch = try ScratchDirectory()
+        let environment = ["KPROBE_RUN_CACHE_DIR": scratch.path + "/cache"]
+        var offsets: [String: Int16] = [:]
+        for (name, archive) in [("arm64", Arm64Headers.arm64), ("x86", Arm64Headers.x86)] {
+            let object = scratch.path + "/vfsopen-\(name).o"
+            let result = try Tool.run(["compile", "--headers", archive, Tool.example("vfsopen.c"), "-o", object, "-v"],
+                                      environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("[archive, \(name)]"), "\(result.stderr)")
+            let elf = try Data(contentsOf: URL(fileURLWithPath: object))
+            offsets[name] = try BPFObject.firstContextLoad(in: elf, section: "kprobe/vfs_open")
+        }
+        // PT_REGS_PARM1: arm64 reads regs[0] (offset 0), x86-64 reads di (offset 112).
+        #expect(offsets["arm64"] == 0)
+        #expect(offsets["x86"] == 112)
+    }
+}
+
+enum Arm64Headers {
+    static let arm64 = Tool.packageRoot + "/../shared/arm64-kheaders/kheaders.tar.xz"
+    static let x86 = Tool.packageRoot + "/../shared/testkernel/kheaders.tar.xz"
+    static var available: Bool {
+        FileManager.default.fileExists(atPath: arm64) && FileManager.default.fileExists(atPath: x86)
+    }
+}
+
+/// Just enough ELF and BPF decoding to see where a program reads its context.
+enum BPFObject {
+    /// The offset of the program's first 64-bit load through r1, the context (struct pt_regs *).
+    static func firstContextLoad(in elf: Data, section wanted: String) throws -> Int16? {
+        let bytes = [UInt8](elf)
+        func integer(_ at: Int, _ size: Int) -> Int {
+            (0..<size).reduce(0) { $0 | Int(bytes[at + $1]) << (8 * $1) }
+        }
+        guard bytes.count > 64, bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]), bytes[4] == 2, bytes[5] == 1 else {
+            throw TestFailure("not a 64-bit little-endian ELF object")
+        }
+        let sectionHeaders = integer(0x28, 8), entrySize = integer(0x3a, 2), count = integer(0x3c, 2), names = integer(0x3e, 2)
+        func header(_ index: Int) -> (name: Int, offset: Int, size: Int) {
+            let at = sectionHeaders + index * entrySize
+            return (integer(at, 4), integer(at + 0x18, 8), integer(at + 0x20, 8))
+        }
+        let nameTable = header(names).offset
+        for index in 0..<count {
+            let section = header(index)
+            let nameBytes = bytes[(nameTable + section.name)...].prefix { $0 != 0 }
+            guard String(decoding: nameBytes, as: UTF8.self) == wanted else { continue }
+            for at in stride(from: section.offset, to: section.offset + section.size, by: 8) {
+                // BPF_LDX | BPF_MEM | BPF_DW is 0x79; the source register is the high nibble.
+                if bytes[at] == 0x79, bytes[at + 1] >> 4 == 1 {
+                    return Int16(bitPattern: UInt16(bytes[at + 2]) | UInt16(bytes[at + 3]) << 8)
+                }
+            }
+            return nil
+        }
+        throw TestFailure("no section \(wanted) in the object")
     }
 }
 
@@ -170,8 +238,17 @@ enum Command {
         let cArgv: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         let cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
         defer { (cArgv + cEnv).forEach { free($0) } }
+        // Test threads block most signals, and a child would inherit that: the adb stand-in could
+        // then never stop its helpers.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigmask(&attributes, &unblocked)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArgv, cEnv)
+        let spawned = posix_spawn(&pid, argv[0], &actions, &attributes, cArgv, cEnv)
         guard spawned == 0 else { throw TestFailure("cannot run \(argv[0]): error \(spawned)") }
         let deadline = Date().addingTimeInterval(timeout)
         var status: Int32 = 0

@@ -1,5 +1,6 @@
 import CLibBPF
 import Foundation
+import Testing
 import KprobeSupport
 
 /// Runs the built `kprobe-run` as a user would and collects what it printed.
@@ -121,3 +122,11 @@ final class ScratchDirectory: Sendable {
 }
 
 let isRoot = geteuid() == 0
+
+/// Suites that load programs into this machine's kernel run one at a time: each checks that its
+/// runs leave no program of theirs loaded, and another suite's programs would confuse that.
+@Suite(.serialized) struct HostKernel {}
+
+/// Suites that boot the test kernel under QEMU run one at a time: two emulated machines on two
+/// cores starve each other past their timeouts.
+@Suite(.serialized) struct EmulatedKernel {}

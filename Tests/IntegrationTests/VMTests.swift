@@ -1,33 +1,35 @@
 import Foundation
 import Testing
 
-/// Boots ../shared/testkernel (Linux 6.1: kheaders as a module, kprobes, no BTF) under QEMU and runs
-/// the real binary there. Slow (software emulation), so few and purposeful.
-@Suite(.serialized, .enabled(if: isRoot && VM.available, "needs root and ../shared/testkernel with qemu-system-x86"))
-struct VMTests {
-    @Test(.timeLimit(.minutes(20)))
-    func kheadersLoadedUnpackedCompiledAndUnloaded() throws {
-        let result = try VM.run(["bash", "Tests/vm/kheaders-first-run.sh", Tool.binary])
-        #expect(result.status == 0, "\(result.output)")
-        #expect(result.output.contains("PASS"), "\(result.output)")
-    }
-
-    /// BCC tools' programs compiled here, unchanged, against the test kernel's headers; run there
-    /// with the attach points their Python code would give.
-    @Test(.timeLimit(.minutes(10)))
-    func bccKprobeToolsRunUnchanged() throws {
-        let objects = Tool.packageRoot + "/.build/vm-bcc-objects"
-        try FileManager.default.createDirectory(atPath: objects, withIntermediateDirectories: true)
-        for tool in ["execsnoop", "killsnoop"] {
-            let compile = try Tool.run([
-                "compile", "--dialect", "bcc", "--headers", VM.testKernel + "/kheaders.tar.xz",
-                Tool.packageRoot + "/../shared/bcc-corpus/\(tool).c", "-o", "\(objects)/\(tool).o",
-            ])
-            try #require(compile.status == 0, "\(compile.stderr)")
+extension EmulatedKernel {
+    /// Boots ../shared/testkernel (Linux 6.1: kheaders as a module, kprobes, no BTF) under QEMU and runs
+    /// the real binary there. Slow (software emulation), so few and purposeful.
+    @Suite(.serialized, .enabled(if: isRoot && VM.available, "needs root and ../shared/testkernel with qemu-system-x86"))
+    struct VMTests {
+        @Test(.timeLimit(.minutes(20)))
+        func kheadersLoadedUnpackedCompiledAndUnloaded() throws {
+            let result = try VM.run(["bash", "Tests/vm/kheaders-first-run.sh", Tool.binary])
+            #expect(result.status == 0, "\(result.output)")
+            #expect(result.output.contains("PASS"), "\(result.output)")
         }
-        let result = try VM.run(["bash", "Tests/vm/bcc-kprobes.sh", Tool.binary, objects])
-        #expect(result.status == 0, "\(result.output)")
-        #expect(result.output.contains("PASS"), "\(result.output)")
+
+        /// BCC tools' programs compiled here, unchanged, against the test kernel's headers; run there
+        /// with the attach points their Python code would give.
+        @Test(.timeLimit(.minutes(10)))
+        func bccKprobeToolsRunUnchanged() throws {
+            let objects = Tool.packageRoot + "/.build/vm-bcc-objects"
+            try FileManager.default.createDirectory(atPath: objects, withIntermediateDirectories: true)
+            for tool in ["execsnoop", "killsnoop"] {
+                let compile = try Tool.run([
+                    "compile", "--dialect", "bcc", "--headers", VM.testKernel + "/kheaders.tar.xz",
+                    Tool.packageRoot + "/../shared/bcc-corpus/\(tool).c", "-o", "\(objects)/\(tool).o",
+                ])
+                try #require(compile.status == 0, "\(compile.stderr)")
+            }
+            let result = try VM.run(["bash", "Tests/vm/bcc-kprobes.sh", Tool.binary, objects])
+            #expect(result.status == 0, "\(result.output)")
+            #expect(result.output.contains("PASS"), "\(result.output)")
+        }
     }
 }
 

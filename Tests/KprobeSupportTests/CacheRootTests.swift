@@ -48,7 +48,7 @@ final class TemporaryDirectory {
     init() throws {
         var template = Array("/tmp/kprobe-run-test-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw Errno.current }
-        path = String(cString: template)
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
     deinit { _ = system("rm -rf '\(path)'") }
 }

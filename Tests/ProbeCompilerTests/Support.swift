@@ -65,21 +65,26 @@ func builtWorker() throws -> ProbeCompiler {
     return compiler
 }
 
+/// The kernel's fixed-size integer types, which libbpf's headers use without declaring them.
+let scalarTypedefs = """
+    typedef unsigned char __u8;
+    typedef unsigned short __u16;
+    typedef unsigned int __u32;
+    typedef unsigned long long __u64;
+    typedef signed char __s8;
+    typedef short __s16;
+    typedef int __s32;
+    typedef long long __s64;
+    typedef __u16 __be16;
+    typedef __u32 __be32;
+    typedef __u32 __wsum;
+    """
+
 /// The request every real compile uses: libbpf's headers and the fixed types they need.
 func probeRequest(_ body: String, triple: String = "bpf", arguments: [String] = []) throws -> CompileRequest {
     let libbpf = try LibbpfHeaders.load()
     let source = """
-        typedef unsigned char __u8;
-        typedef unsigned short __u16;
-        typedef unsigned int __u32;
-        typedef unsigned long long __u64;
-        typedef signed char __s8;
-        typedef short __s16;
-        typedef int __s32;
-        typedef long long __s64;
-        typedef __u16 __be16;
-        typedef __u32 __be32;
-        typedef __u32 __wsum;
+        \(scalarTypedefs)
         #include <bpf/bpf_helpers.h>
 
         """ + body

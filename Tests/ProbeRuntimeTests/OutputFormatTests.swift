@@ -1,4 +1,5 @@
 import Glibc
+import KprobeSupport
 import Testing
 @testable import ProbeRuntime
 
@@ -166,7 +167,7 @@ import Testing
         let plain = Reporter(sink: sink, format: .json, timestamps: false, maxEvents: nil)
         plain.event(map: "events", label: false, value: .structure([("pid", .unsigned(1)), ("comm", .string("ls"))]))
         let timed = Reporter(sink: sink, format: .json, timestamps: true, maxEvents: 1)
-        timed.start = Monotonic.now
+        timed.start = MonotonicClock.seconds
         timed.event(map: "events", label: false, value: .unsigned(5))
         timed.event(map: "events", label: false, value: .unsigned(6))
         #expect(timed.limitReached)
@@ -196,7 +197,7 @@ import Testing
         defer { close(fds[0]) }
         let sink = OutputSink(fd: fds[1])
         let reporter = Reporter(sink: sink, format: .text, timestamps: true, maxEvents: nil)
-        reporter.start = Monotonic.now + 100
+        reporter.start = MonotonicClock.seconds + 100
         reporter.event(map: "exec", label: true, value: .structure([("pid", .unsigned(9))]))
         reporter.printk(PrintkLine(task: "ls", pid: 3, cpu: 0, timestamp: "1.0", message: "hi"))
         let folded = Reporter(sink: sink, format: .folded, timestamps: false, maxEvents: nil)

@@ -46,7 +46,7 @@ enum VmlinuxHeader {
             throw HeaderError(error)
         }
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw HeaderError("cannot open \(directory): \(Errno.current)") }
+        guard fd >= 0 else { throw HeaderError("cannot open \(directory): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory") }
         defer { close(fd) }
         if isComplete(in: fd) { return (directory, false) }
 
@@ -55,9 +55,9 @@ enum VmlinuxHeader {
         if isComplete(in: fd) { return (directory, false) }
         if showProgress { Progress.line("kprobe-run: generating vmlinux.h from \(btfPath)…") }
         defer { if showProgress { Progress.clear() } }
-        let started = Monotonic.now()
+        let started = MonotonicClock.now
         try generate(from: btfPath, into: fd, display: directory)
-        log("generated \(directory)/\(fileName) from \(btfPath) in \(Monotonic.milliseconds(since: started)) ms")
+        log("generated \(directory)/\(fileName) from \(btfPath) in \(MonotonicClock.milliseconds(since: started)) ms")
         return (directory, true)
     }
 
@@ -87,7 +87,7 @@ enum VmlinuxHeader {
         guard fd >= 0, let file = fdopen(fd, "w") else {
             let err = Errno.current
             if fd >= 0 { close(fd) }
-            throw HeaderError("cannot create \(display)/\(temporary): \(err)")
+            throw HeaderError("cannot create \(display)/\(temporary): \(err); set KPROBE_RUN_CACHE_DIR to a writable directory")
         }
         var closed = false
         defer {
@@ -96,12 +96,12 @@ enum VmlinuxHeader {
         do throws(HeaderError) {
             try write(btf, to: file, display: display)
             guard fflush(file) == 0, ferror(file) == 0, fsync(fd) == 0 else {
-                throw HeaderError("cannot write \(display)/\(fileName): \(Errno.current)")
+                throw HeaderError("cannot write \(display)/\(fileName): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
             }
             closed = true
-            guard fclose(file) == 0 else { throw HeaderError("cannot write \(display)/\(fileName): \(Errno.current)") }
+            guard fclose(file) == 0 else { throw HeaderError("cannot write \(display)/\(fileName): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory") }
             guard renameat(dirFD, temporary, dirFD, fileName) == 0 else {
-                throw HeaderError("cannot move \(display)/\(temporary) into place: \(Errno.current)")
+                throw HeaderError("cannot move \(display)/\(temporary) into place: \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
             }
             fsync(dirFD)
         } catch {

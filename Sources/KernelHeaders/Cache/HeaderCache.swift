@@ -61,7 +61,7 @@ struct HeaderCache {
     private func openHeaders() throws(HeaderError) -> (path: String, fd: Int32) {
         let path = try headersDirectory()
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw HeaderError("cannot open the header cache \(path): \(Errno.current)") }
+        guard fd >= 0 else { throw HeaderError("cannot open the header cache \(path): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory") }
         return (path, fd)
     }
 
@@ -149,11 +149,11 @@ struct HeaderCache {
         guard tempFD >= 0 else {
             let err = Errno.current
             TreeOps.remove(temporary, in: dirFD)
-            throw HeaderError("cannot open \(dirPath)/\(temporary): \(err)")
+            throw HeaderError("cannot open \(dirPath)/\(temporary): \(err); set KPROBE_RUN_CACHE_DIR to a writable directory")
         }
         do throws(HeaderError) {
             defer { close(tempFD) }
-            let started = Monotonic.now()
+            let started = MonotonicClock.now
             var members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempFD,
                                                       limits: limits, progress: progress)
             members.append(try KernelFlags.writeAsmWorkarounds(into: tempFD, display: dirPath + "/" + temporary))
@@ -164,15 +164,15 @@ struct HeaderCache {
             do {
                 try TreeOps.writeAtomically(manifest.encoded(), name: Manifest.fileName, in: tempFD)
             } catch {
-                throw HeaderError("cannot write the manifest in \(dirPath)/\(temporary): \(error)")
+                throw HeaderError("cannot write the manifest in \(dirPath)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
             }
             let entryName = name(release, digest)
             discard(entryName, dirFD: dirFD)
             guard renameat(dirFD, temporary, dirFD, entryName) == 0 else {
-                throw HeaderError("cannot move the unpacked headers into \(dirPath)/\(entryName): \(Errno.current)")
+                throw HeaderError("cannot move the unpacked headers into \(dirPath)/\(entryName): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
             }
             fsync(dirFD)
-            log("unpacked \(archive.name) (\(members.count) files, \(manifest.totalBytes / 1024) KiB) into \(dirPath)/\(entryName) in \(Monotonic.milliseconds(since: started)) ms")
+            log("unpacked \(archive.name) (\(members.count) files, \(manifest.totalBytes / 1024) KiB) into \(dirPath)/\(entryName) in \(MonotonicClock.milliseconds(since: started)) ms")
             return CacheEntry(name: entryName, path: dirPath + "/" + entryName, manifest: manifest)
         } catch {
             TreeOps.remove(temporary, in: dirFD)
@@ -241,7 +241,7 @@ struct HeaderCache {
             throw HeaderError(error)
         }
         let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw HeaderError("cannot open \(dir): \(Errno.current)") }
+        guard fd >= 0 else { throw HeaderError("cannot open \(dir): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory") }
         defer { close(fd) }
         let name = KernelFlags.asmWorkaroundsFile
         let wanted = Array(KernelFlags.asmWorkarounds.utf8)
@@ -249,7 +249,7 @@ struct HeaderCache {
             do {
                 try TreeOps.writeAtomically(wanted, name: name, in: fd)
             } catch {
-                throw HeaderError("cannot write \(dir)/\(name): \(error)")
+                throw HeaderError("cannot write \(dir)/\(name): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
             }
         }
         return dir + "/" + name
@@ -302,19 +302,5 @@ struct HeaderCache {
         let cut = name.index(name.endIndex, offsetBy: -13)
         guard name[cut] == "-", name[name.index(after: cut)...].allSatisfy(\.isHexDigit) else { return nil }
         return String(name[..<cut])
-    }
-}
-
-/// Wall-clock-independent timing for -v lines.
-enum Monotonic {
-    static func now() -> timespec {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts
-    }
-
-    static func milliseconds(since start: timespec) -> Int {
-        let end = now()
-        return (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1_000_000
     }
 }

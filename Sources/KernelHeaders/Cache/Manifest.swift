@@ -26,11 +26,8 @@ struct Manifest: Equatable, Sendable {
     var release: String
     /// The members, for a manifest being written; empty for one read back by `verified`.
     var members: [TreeMember]
-    /// What `verified` counted.
-    var verifiedCount = 0
+    /// The file bytes `verified` counted.
     var verifiedBytes: Int64 = 0
-
-    var memberCount: Int { members.isEmpty ? verifiedCount : members.count }
 
     var totalBytes: Int64 {
         if members.isEmpty { return verifiedBytes }
@@ -57,7 +54,6 @@ struct Manifest: Equatable, Sendable {
     static func verified(entryFD: Int32) -> Manifest? {
         guard var bytes = TreeOps.read(fileName, in: entryFD), let header = decodeHeader(bytes) else { return nil }
         var total: Int64 = 0
-        var count = 0
         let valid = bytes.withUnsafeMutableBufferPointer { buffer -> Bool in
             let base = buffer.baseAddress!
             var st = stat()
@@ -95,14 +91,13 @@ struct Manifest: Equatable, Sendable {
                 } else {
                     guard (st.st_mode & S_IFMT) == S_IFLNK else { return false }
                 }
-                count += 1
                 lineStart = lineEnd + 1
             }
             return true
         }
         guard valid else { return nil }
         return Manifest(key: header.key, archiveDigest: header.digest, release: header.release,
-                        members: [], verifiedCount: count, verifiedBytes: total)
+                        members: [], verifiedBytes: total)
     }
 
     /// Member paths were checked at extraction; a manifest naming `..` was not written by us.

@@ -57,7 +57,7 @@ enum TreeOps {
         let fd = openat(dirFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw Errno.current }
         do throws(Errno) {
-            try writeAll(fd, bytes)
+            try FileSystem.writeAll(bytes, to: fd)
             guard fsync(fd) == 0 else { throw Errno.current }
         } catch {
             close(fd)
@@ -69,18 +69,6 @@ enum TreeOps {
             let err = Errno.current
             unlinkat(dirFD, temporary, 0)
             throw err
-        }
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(Errno) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Errno.current
-            }
-            offset += n
         }
     }
 
@@ -127,19 +115,6 @@ final class CacheLock {
             throw HeaderError("cannot lock \(display): \(err)")
         }
     }
-
-    /// Whether nobody holds the lock right now (for cleaning leftovers opportunistically).
-    static func tryLock(_ name: String, in dirFD: Int32) -> CacheLock? {
-        let fd = openat(dirFD, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return nil }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            return nil
-        }
-        return CacheLock(locked: fd)
-    }
-
-    private init(locked: Int32) { fd = locked }
 
     deinit { close(fd) }
 }

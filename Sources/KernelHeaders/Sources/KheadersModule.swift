@@ -128,36 +128,13 @@ enum KheadersModule {
 
     /// Runs `modprobe kheaders`; returns its exit status and what it printed on stderr.
     static func runModprobe(_ path: String) -> (status: Int32, output: String) {
-        var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { return (-1, "pipe: \(Errno.current)") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[1])
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("modprobe"), strdup("kheaders"), nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        close(pipeFDs[1])
-        defer { close(pipeFDs[0]) }
-        guard spawned == 0 else { return (-1, "cannot run \(path): \(Errno(spawned))") }
-        var output: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
-            if output.count < 4096 { output.append(contentsOf: chunk[0..<n]) }
+        do {
+            let result = try Subprocess.run(path, arguments: ["modprobe", "kheaders"], capture: .standardError)
+            let text = String(decoding: result.output, as: UTF8.self).split(separator: "\n").joined(separator: "; ")
+            return (result.status, text)
+        } catch {
+            return (-1, "cannot run \(path): \(error)")
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
-        let exitStatus: Int32 = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        let text = String(decoding: output, as: UTF8.self).split(separator: "\n").joined(separator: "; ")
-        return (exitStatus, text)
     }
 
     struct Fetched {

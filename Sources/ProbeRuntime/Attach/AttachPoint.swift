@@ -27,12 +27,6 @@ enum AttachPoint: Equatable, Sendable {
         }
     }
 
-    /// Whether the point uses kprobes (not available on every kernel).
-    var usesKprobes: Bool {
-        if case .kprobe = self { return true }
-        return false
-    }
-
     var summary: String {
         switch self {
         case let .kprobe(symbol, offset, isReturn):

@@ -36,7 +36,7 @@ final class Attacher {
             var opts = bpf_kprobe_opts()
             // libbpf refuses options whose bytes after the last field it knows are not zero
             // ("non-zero extra bytes"), and Swift's initializer leaves the tail padding undefined.
-            withUnsafeMutableBytes(of: &opts) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
+            withUnsafeMutableBytes(of: &opts) { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
             opts.sz = MemoryLayout<bpf_kprobe_opts>.size
             opts.offset = offset
             opts.retprobe = isReturn
@@ -61,7 +61,7 @@ final class Attacher {
                 throw RuntimeError(.attach, "cannot attach \(what): uprobe binary \(path) not found")
             }
             var opts = bpf_uprobe_opts()
-            withUnsafeMutableBytes(of: &opts) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
+            withUnsafeMutableBytes(of: &opts) { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
             opts.sz = MemoryLayout<bpf_uprobe_opts>.size
             opts.retprobe = isReturn
             let link: OpaquePointer? = symbol.withCString { cSymbol in
@@ -142,7 +142,7 @@ final class Attacher {
         let list = text ?? (try? FileSystem.readString("/sys/devices/system/cpu/online")) ?? "0"
         var cpus: [Int] = []
         for range in list.trimmingSpaces.split(separator: ",") {
-            let bounds = range.split(separator: "-").compactMap { Int($0.trimmingSpacesSubstring) }
+            let bounds = range.split(separator: "-").compactMap { Int($0.trimmingSpaces) }
             if bounds.count == 1 { cpus.append(bounds[0]) }
             if bounds.count == 2, bounds[0] <= bounds[1] { cpus.append(contentsOf: bounds[0]...bounds[1]) }
         }

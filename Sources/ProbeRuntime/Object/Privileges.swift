@@ -10,7 +10,7 @@ enum Privileges {
     static var canUseBPF: Bool {
         guard let status = try? FileSystem.readString("/proc/self/status") else { return false }
         for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
-            guard let mask = UInt64(line.dropFirst("CapEff:".count).trimmingSpacesSubstring, radix: 16) else { return false }
+            guard let mask = UInt64(line.dropFirst("CapEff:".count).trimmingSpaces, radix: 16) else { return false }
             func has(_ bit: Int) -> Bool { mask & (1 << UInt64(bit)) != 0 }
             return has(capSysAdmin) || (has(capBPF) && has(capPerfmon))
         }

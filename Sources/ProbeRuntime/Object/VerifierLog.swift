@@ -1,3 +1,5 @@
+import KprobeSupport
+
 /// Picks the useful part out of libbpf's captured output after a failed load.
 enum VerifierLog {
     static let beginMarker = "-- BEGIN PROG LOAD LOG --"
@@ -29,14 +31,5 @@ enum VerifierLog {
             if !inside, line.hasPrefix("libbpf: "), !line.contains(ObjectMetadata.sectionName) { result.append(String(line)) }
         }
         return Array(result.suffix(limit))
-    }
-}
-
-extension String {
-    var trimmingSpaces: Substring {
-        var slice = self[...]
-        while let first = slice.first, first == " " || first == "\t" || first == "\r" || first == "\n" { slice.removeFirst() }
-        while let last = slice.last, last == " " || last == "\t" || last == "\r" || last == "\n" { slice.removeLast() }
-        return slice
     }
 }

@@ -29,16 +29,11 @@ final class OutputSink {
             buffer.removeAll(keepingCapacity: true)
             return
         }
-        var offset = 0
-        while offset < buffer.count {
-            let n = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno != EPIPE { failure = Errno.current }
-                closed = true
-                break
-            }
-            offset += n
+        do {
+            try FileSystem.writeAll(buffer, to: fd)
+        } catch {
+            if error.rawValue != EPIPE { failure = error }
+            closed = true
         }
         buffer.removeAll(keepingCapacity: true)
     }
@@ -47,15 +42,6 @@ final class OutputSink {
 /// Diagnostics that belong on stderr whatever the verbosity (lost events).
 enum StandardError {
     static func write(_ line: String) {
-        let text = Array((line + "\n").utf8)
-        var offset = 0
-        while offset < text.count {
-            let n = text.withUnsafeBytes { Glibc.write(2, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            offset += n
-        }
+        try? FileSystem.writeAll(Array((line + "\n").utf8), to: 2)
     }
 }

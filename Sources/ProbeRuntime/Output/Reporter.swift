@@ -1,4 +1,5 @@
 import Glibc
+import KprobeSupport
 
 /// Writes events and printk lines in the session's format, with `-T` times and the
 /// `--max-events` count. Folded output carries only stacks, so events are not printed there.
@@ -8,7 +9,7 @@ final class Reporter {
     let timestamps: Bool
     let maxEvents: Int?
     /// Monotonic seconds at which the programs were attached: `-T` times count from here.
-    var start: Double = Monotonic.now
+    var start: Double = MonotonicClock.seconds
     private(set) var events = 0
 
     init(sink: OutputSink, format: OutputFormat, timestamps: Bool, maxEvents: Int?) {
@@ -53,7 +54,7 @@ final class Reporter {
         return true
     }
 
-    var elapsed: Double { max(0, Monotonic.now - start) }
+    var elapsed: Double { max(0, MonotonicClock.seconds - start) }
 
     private func textTime() -> String {
         timestamps ? Reporter.seconds(elapsed) + " " : ""

@@ -74,7 +74,7 @@ public final class ProbeSession {
             log("no program was attached; only the maps will be printed")
         }
 
-        let start = Monotonic.now
+        let start = MonotonicClock.seconds
         reporter.start = start
         if let command = options.command {
             command.release()
@@ -97,17 +97,17 @@ public final class ProbeSession {
         for fd in buffers.pollFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
 
         func printMaps(header: Bool) {
-            if header { intervalHeader(reporter: reporter, elapsed: Monotonic.now - start) }
+            if header { intervalHeader(reporter: reporter, elapsed: MonotonicClock.seconds - start) }
             for output in reports(maps) {
                 for line in output.lines(options.format) { sink.emit(line) }
             }
-            lastMapPrint = Monotonic.now
+            lastMapPrint = MonotonicClock.seconds
         }
 
         loop: while true {
             sink.flush()
             if sink.closed || reporter.limitReached { break }
-            let now = Monotonic.now
+            let now = MonotonicClock.seconds
             if let pid = rememberTarget, now >= nextRemember {
                 stacks.user.remember(pid: pid)
                 nextRemember = now + 0.1
@@ -116,7 +116,7 @@ public final class ProbeSession {
                 printMaps(header: true)
                 if options.clearAfterInterval { clearMaps(stacks) }
                 nextInterval = due + options.interval!
-                while let next = nextInterval, next <= Monotonic.now { nextInterval = next + options.interval! }
+                while let next = nextInterval, next <= MonotonicClock.seconds { nextInterval = next + options.interval! }
                 continue
             }
             if let deadline, now >= deadline { break }
@@ -153,7 +153,7 @@ public final class ProbeSession {
         if reporter.limitReached { log("stopping after \(reporter.events) event(s) (--max-events)") }
         // In interval mode the maps were just printed when the run ends on an interval (checked
         // before detaching, which can take a while).
-        let finalPrint = options.interval == nil || Monotonic.now - lastMapPrint > 0.05
+        let finalPrint = options.interval == nil || MonotonicClock.seconds - lastMapPrint > 0.05
 
         attacher.detachAll()
         if !sink.closed {
@@ -218,13 +218,5 @@ public final class ProbeSession {
         case .folded:
             break
         }
-    }
-}
-
-enum Monotonic {
-    static var now: Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 }

@@ -50,7 +50,7 @@ public struct TargetCommand: Sendable {
         let special = Set("|&;<>()$`\\\"'*?[]{}~#=%!\n")
         let words = command.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         if !words.isEmpty, !command.contains(where: { special.contains($0) }) { return words }
-        return ["/bin/sh", "-c", command]
+        return [AndroidSystem.shell, "-c", command]
     }
 
     public static func start(_ command: String) throws(RuntimeError) -> TargetCommand {
@@ -63,16 +63,18 @@ public struct TargetCommand: Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         // dup2 onto fd 3 clears close-on-exec for the shell's copy only.
         posix_spawn_file_actions_adddup2(&actions, fds[0], 3)
-        let arguments = ["/bin/sh", "-c", holdScript, "kprobe-run-command"] + argv(for: command)
+        let shell = AndroidSystem.shell
+        let arguments = [shell, "-c", holdScript, "kprobe-run-command"] + argv(for: command)
         var cArguments: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         cArguments.append(nil)
         defer { for pointer in cArguments { free(pointer) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, "/bin/sh", &actions, nil, cArguments, environ)
+        let attributes = SpawnAttributes()
+        let result = posix_spawn(&pid, shell, &actions, &attributes.raw, cArguments, environ)
         close(fds[0])
         guard result == 0 else {
             close(fds[1])
-            throw RuntimeError(.internal, "cannot start '\(command)' with /bin/sh: \(Errno(result))")
+            throw RuntimeError(.internal, "cannot start '\(command)' with \(shell): \(Errno(result))")
         }
         return TargetCommand(pid: pid, command: command, releaseFD: fds[1])
     }

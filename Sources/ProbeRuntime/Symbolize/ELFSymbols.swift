@@ -98,7 +98,7 @@ struct Mapping: Sendable, Equatable {
             let range = fields[0].split(separator: "-")
             guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16),
                   let offset = UInt64(fields[2], radix: 16) else { continue }
-            let path = String(fields[5].trimmingSpacesSubstring)
+            let path = String(fields[5].trimmingSpaces)
             guard path.hasPrefix("/") || path == "[vdso]" else { continue }
             result.append(Mapping(start: start, end: end, offset: offset, path: path))
         }

@@ -81,7 +81,7 @@ struct PrintkLine: Equatable, Sendable {
     init?(parsing line: Substring) {
         guard let marker = line.firstRange(of: PrintkLine.marker) else { return nil }
         message = String(line[marker.upperBound...])
-        let head = line[..<marker.lowerBound].trimmingSpacesSubstring
+        let head = line[..<marker.lowerBound].trimmingSpaces
         let words = head.split(separator: " ", omittingEmptySubsequences: true)
         timestamp = words.last.map(String.init) ?? ""
         guard let bracket = head.lastIndex(of: "["), let close = head[bracket...].firstIndex(of: "]") else {
@@ -91,7 +91,7 @@ struct PrintkLine: Equatable, Sendable {
             return
         }
         cpu = Int(head[head.index(after: bracket)..<close])
-        let taskPart = head[..<bracket].trimmingSpacesSubstring
+        let taskPart = head[..<bracket].trimmingSpaces
         if let dash = taskPart.lastIndex(of: "-"), let number = Int(taskPart[taskPart.index(after: dash)...]) {
             task = String(taskPart[..<dash])
             pid = number
@@ -116,14 +116,5 @@ struct PrintkLine: Equatable, Sendable {
         JSON.writeString(timestamp, into: &out)
         out += "}"
         return out
-    }
-}
-
-extension Substring {
-    var trimmingSpacesSubstring: Substring {
-        var slice = self
-        while let first = slice.first, first == " " || first == "\t" || first == "\n" { slice.removeFirst() }
-        while let last = slice.last, last == " " || last == "\t" || last == "\r" || last == "\n" { slice.removeLast() }
-        return slice
     }
 }
