@@ -55,7 +55,6 @@ enum Diagnostics {
     }
 
     static func error(_ message: String) { write("kprobe-run: error: \(message)\n") }
-    static func warning(_ message: String) { write("kprobe-run: warning: \(message)\n") }
     static func verbose(_ message: String) { write("kprobe-run: \(message)\n") }
 
     static var stderrIsTerminal: Bool { isatty(2) == 1 }

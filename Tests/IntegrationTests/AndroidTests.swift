@@ -187,7 +187,7 @@ final class AndroidSim {
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
-        let collected = Command.Collected()
+        let collected = Tool.Collected()
         out.fileHandleForReading.readabilityHandler = { collected.append($0.availableData, toError: false) }
         err.fileHandleForReading.readabilityHandler = { collected.append($0.availableData, toError: true) }
         try process.run()
@@ -263,21 +263,6 @@ enum Command {
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return Result(status: code, output: text)
-    }
-
-    final class Collected: @unchecked Sendable {
-        private let lock = NSLock()
-        private var out = Data(), err = Data()
-        func append(_ data: Data, toError: Bool) {
-            lock.lock()
-            defer { lock.unlock() }
-            if toError { err.append(data) } else { out.append(data) }
-        }
-        var strings: (String, String) {
-            lock.lock()
-            defer { lock.unlock() }
-            return (String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
-        }
     }
 }
 

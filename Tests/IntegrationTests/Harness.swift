@@ -72,7 +72,8 @@ enum Tool {
         )
     }
 
-    private final class Collected: @unchecked Sendable {
+    /// Output of a child's two pipes, appended from their readability handlers.
+    final class Collected: @unchecked Sendable {
         private let lock = NSLock()
         private var out = Data(), err = Data()
         func append(_ data: Data, toError: Bool) {
