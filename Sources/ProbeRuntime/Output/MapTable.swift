@@ -74,21 +74,7 @@ struct MapReport {
         }, numeric: numeric)
     }
 
-    var json: String {
-        var out = "{\"type\":\"map\",\"name\":"
-        JSON.writeString(name, into: &out)
-        out += ",\"entries\":["
-        for (index, entry) in entries.enumerated() {
-            if index > 0 { out += "," }
-            out += "{\"key\":"
-            entry.key.writeJSON(into: &out)
-            out += ",\"value\":"
-            entry.value.writeJSON(into: &out)
-            out += "}"
-        }
-        out += "]}"
-        return out
-    }
+    var json: String { JSON.mapLine(name: name, entries: entries) }
 
     /// Hash-like maps whose values are single integers sort by value, largest first (a count
     /// table); everything else sorts by key, numerically where the keys are integers.

@@ -75,17 +75,9 @@ struct StackReport {
     }
 
     var json: String {
-        var out = "{\"type\":\"map\",\"name\":"
-        JSON.writeString(name, into: &out)
-        out += ",\"entries\":["
-        for (index, entry) in entries.enumerated() {
-            if index > 0 { out += "," }
-            out += "{\"key\":"
-            entry.key.writeJSON(into: &out)
-            out += ",\"value\":"
-            entry.value.writeJSON(into: &out)
+        JSON.mapLine(name: name, entries: entries.map { ($0.key, $0.value) }) { index, out in
             out += ",\"stacks\":{"
-            for (stackIndex, stack) in entry.stacks.enumerated() {
+            for (stackIndex, stack) in entries[index].stacks.enumerated() {
                 if stackIndex > 0 { out += "," }
                 JSON.writeString(stack.label, into: &out)
                 out += ":"
@@ -96,10 +88,8 @@ struct StackReport {
                     out += "null"
                 }
             }
-            out += "}}"
+            out += "}"
         }
-        out += "]}"
-        return out
     }
 
     /// The first frame of a folded line: the command name, else `pid:N`, else the map name.

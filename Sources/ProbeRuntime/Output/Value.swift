@@ -178,4 +178,24 @@ enum JSON {
         writeString(text, into: &out)
         return out
     }
+
+    /// A `{"type":"map","name":…,"entries":[{"key":…,"value":…},…]}` line; `extra` appends
+    /// further fields to entry `index` after its value.
+    static func mapLine(name: String, entries: [(key: Value, value: Value)],
+                        extra: (_ index: Int, _ out: inout String) -> Void = { _, _ in }) -> String {
+        var out = "{\"type\":\"map\",\"name\":"
+        writeString(name, into: &out)
+        out += ",\"entries\":["
+        for (index, entry) in entries.enumerated() {
+            if index > 0 { out += "," }
+            out += "{\"key\":"
+            entry.key.writeJSON(into: &out)
+            out += ",\"value\":"
+            entry.value.writeJSON(into: &out)
+            extra(index, &out)
+            out += "}"
+        }
+        out += "]}"
+        return out
+    }
 }
