@@ -54,11 +54,6 @@ struct ProbeBuild {
         }
     }
 
-    /// Lets one probe build against either kind of kernel types (see bpf-examples/vfsopen.c).
-    static func typeSourceArguments(for headers: HeaderSet) -> [String] {
-        headers.kind == .btf ? ["-DKPROBE_RUN_BTF=1"] : []
-    }
-
     func compile(path: String, source: String) throws -> [UInt8] {
         let headerOptions = options.headerOptions()
         let headers = try KernelHeaders(options: headerOptions).resolve()
@@ -71,8 +66,7 @@ struct ProbeBuild {
             sourcePath: path,
             source: source,
             frontendTriple: headers.frontendTriple,
-            arguments: headers.compileArguments + [libbpf.includeArgument] + Self.typeSourceArguments(for: headers)
-                + options.userArguments,
+            arguments: headers.compileArguments + [libbpf.includeArgument] + options.userArguments,
             virtualFiles: libbpf.virtualFiles,
             dialect: dialect
         )

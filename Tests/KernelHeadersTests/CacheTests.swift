@@ -244,7 +244,7 @@ import Testing
         #expect(set.frontendTriple == "bpf")
         let header = set.root + "/vmlinux.h"
         #expect(set.root.hasPrefix(scratch.cache.path + "/btf/\(RunningKernel.release)-"))
-        #expect(set.compileArguments == ["-I\(set.root)", "-D\(set.arch.targetArchMacro)", "-D__BPF_TRACING__"])
+        #expect(set.compileArguments == ["-I\(set.root)", "-D\(set.arch.targetArchMacro)", "-D__BPF_TRACING__", "-DKPROBE_RUN_BTF=1"])
         let text = String(decoding: try #require(readFile(header)), as: UTF8.self)
         #expect(text.hasPrefix("#ifndef __VMLINUX_H__\n#define __VMLINUX_H__\n"))
         #expect(text.contains("#pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)"))

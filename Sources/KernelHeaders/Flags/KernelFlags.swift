@@ -75,9 +75,10 @@ enum KernelFlags {
         return args + quietWarnings
     }
 
-    /// For vmlinux.h: types only, compiled straight for the bpf target.
+    /// For vmlinux.h: types only, compiled straight for the bpf target. KPROBE_RUN_BTF lets one
+    /// probe build against either kind of kernel types (see bpf-examples/vfsopen.c).
     static func btfArguments(directory: String, arch: KernelArch) -> [String] {
-        ["-I" + directory, "-D" + arch.targetArchMacro, "-D__BPF_TRACING__"]
+        ["-I" + directory, "-D" + arch.targetArchMacro, "-D__BPF_TRACING__", "-DKPROBE_RUN_BTF=1"]
     }
 
     /// The architectures a tree has headers for (a kheaders archive holds exactly one).
