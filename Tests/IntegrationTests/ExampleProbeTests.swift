@@ -47,30 +47,23 @@ extension HostKernel {
 
         @Test func readlineSeesWhatBashReads() throws {
             let marker = "kprobe_run_readline_\(UInt32.random(in: 0...UInt32.max))"
-            var typed = false
+            // An interactive bash on a pty (script) reads its commands with readline.
+            let bash = Process()
+            bash.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+            bash.arguments = ["-qec", "bash --norc --noprofile -i", "/dev/null"]
+            let input = Pipe()
+            bash.standardInput = input
+            bash.standardOutput = FileHandle.nullDevice
+            bash.standardError = FileHandle.nullDevice
+            try bash.run()
+            // The marker is typed again on every tick: when the probe attaches is up to the
+            // machine's load, and a uretprobe only sees readline() calls entered after it.
             let result = try Tool.run([Tool.example("readline.c"), "-d", "6"], environment: environment) {
-                guard !typed else { return }
-                typed = true
-                // An interactive bash on a pty (script) reads its commands with readline.
-                let bash = Process()
-                bash.executableURL = URL(fileURLWithPath: "/usr/bin/script")
-                bash.arguments = ["-qec", "bash --norc --noprofile -i", "/dev/null"]
-                let input = Pipe()
-                bash.standardInput = input
-                bash.standardOutput = FileHandle.nullDevice
-                bash.standardError = FileHandle.nullDevice
-                try? bash.run()
-                // bash entered readline() before the probe attached, and a uretprobe cannot catch a
-                // call already in flight: the first line only ends that call.
-                DispatchQueue.global().async {
-                    Thread.sleep(forTimeInterval: 3)
-                    input.fileHandleForWriting.write(Data("true\n".utf8))
-                    Thread.sleep(forTimeInterval: 0.5)
-                    input.fileHandleForWriting.write(Data("echo \(marker)\n".utf8))
-                    Thread.sleep(forTimeInterval: 0.5)
-                    input.fileHandleForWriting.write(Data("exit\n".utf8))
-                }
+                input.fileHandleForWriting.write(Data("echo \(marker)\n".utf8))
             }
+            input.fileHandleForWriting.write(Data("exit\n".utf8))
+            try input.fileHandleForWriting.close()
+            bash.waitUntilExit()
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stdout.contains(marker), "stdout: \(result.stdout)")
         }

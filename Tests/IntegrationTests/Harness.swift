@@ -112,6 +112,15 @@ enum LoadedPrograms {
     }
 }
 
+extension Process {
+    /// Ends a helper process and reaps it. SIGKILL, because children of the test runner inherit
+    /// its blocked SIGTERM, which `terminate()` would send in vain.
+    func kill() {
+        Glibc.kill(processIdentifier, SIGKILL)
+        waitUntilExit()
+    }
+}
+
 /// A private cache per test, so tests neither share state nor touch the machine's cache.
 final class ScratchDirectory: Sendable {
     let path: String

@@ -69,7 +69,7 @@ extension HostKernel {
 
         @Test func profileSymbolizesKernelAndUserFrames() throws {
             let busy = try Self.busyProcess()
-            defer { busy.terminate() }
+            defer { busy.kill() }
             let result = try Tool.run([Tool.example("profile.c"), "-d", "3"], environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
             var section = "", kernel: [String] = [], user: [String] = []
@@ -89,7 +89,7 @@ extension HostKernel {
 
         @Test func foldedStacksHaveFlamegraphFormat() throws {
             let busy = try Self.busyProcess()
-            defer { busy.terminate() }
+            defer { busy.kill() }
             let result = try Tool.run([Tool.example("profile.c"), "-d", "2", "--format", "folded"], environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
             let lines = result.stdout.split(separator: "\n")
