@@ -26,10 +26,12 @@ deps:
 build: deps
 	$(SWIFT) build
 
-# Runs the hello example for a few seconds while starting some programs for it to see.
+# Runs the hello example for a few seconds while starting programs for it to see, for as long as it
+# runs (a first run compiles, and builds a precompiled header, before it attaches).
 run: build
-	@( sleep 3; for i in 1 2 3; do /bin/true; sleep 0.3; done ) &
-	$(SUDO) $(KPROBE_RUN) bpf-examples/hello.c --duration 5
+	@( while :; do /bin/true; sleep 0.5; done ) & trigger=$$!; \
+	$(SUDO) $(KPROBE_RUN) bpf-examples/hello.c --duration 5; status=$$?; \
+	kill $$trigger; exit $$status
 
 test:
 	@./scripts/install-packages $(TEST_PACKAGES)
