@@ -3,9 +3,11 @@
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Build and run: libbpf, clang/LLVM 14 libraries and headers, libarchive (xz through liblzma), libelf.
+# Build and run: libbpf, clang/LLVM 14 static archives and headers (the compiler worker links them;
+# LLVM's support library needs libtinfo from libncurses-dev), libclang for BCC programs, libarchive
+# (xz through liblzma), libelf.
 BUILD_PACKAGES := pkg-config libstdc++-12-dev libbpf-dev libelf-dev zlib1g-dev libarchive-dev liblzma-dev \
-	llvm-14-dev libclang-14-dev libclang-cpp14-dev
+	llvm-14-dev libclang-14-dev libncurses-dev
 # The static device binary also links libarchive's remaining dependencies statically.
 STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils
 # Tests also boot the 6.1 test kernel under QEMU (plain, and as a simulated Android device whose

@@ -22,7 +22,7 @@ public struct CompileRequest: Sendable, Equatable {
     /// Driver-style flags: header flags (-nostdinc, -I, -include, -D, -W…), then the user's -D/-I.
     public var arguments: [String]
     public var virtualFiles: [VirtualFile]
-    /// BCC sources are rewritten into libbpf C inside the worker before they are compiled.
+    /// BCC sources are rewritten into libbpf C by `kprobe-run-bcc` before they are compiled.
     public var dialect: Dialect
     /// The kernel's prefix of system call functions (e.g. "__x64_sys_"), for BCC's
     /// `kprobe__sys_NAME` and `syscall__NAME`; "" for kernels without syscall wrappers.

@@ -7,9 +7,13 @@ import Musl
 
 /// Compiles probes in a separate `kprobe-run-cc` process. LLVM aborts the whole process on a
 /// fatal error, and only the worker links it, so a run whose object is cached never loads it.
+/// BCC programs are first rewritten into libbpf C by `kprobe-run-bcc`, a process of its own:
+/// it reads the program through libclang, whose shared LLVM must not meet the worker's static one.
 public struct ProbeCompiler: Sendable {
     /// The worker executable, once resolved.
     public let workerPath: String
+    /// The BCC rewriter: `kprobe-run-bcc` in the worker's directory.
+    public let rewriterPath: String
     private let explanation: String
 
     /// `workerPath` nil: `$KPROBE_RUN_CC`, else `kprobe-run-cc` beside the running executable.
@@ -25,6 +29,8 @@ public struct ProbeCompiler: Sendable {
             self.workerPath = directory + "/kprobe-run-cc"
             explanation = "looked beside the running executable, in \(directory)"
         }
+        let resolved = self.workerPath
+        rewriterPath = (resolved.lastIndex(of: "/").map { String(resolved[..<$0]) } ?? ".") + "/kprobe-run-bcc"
     }
 
     /// Compiles through `cache`: a hit returns the stored object without starting the worker;
@@ -32,12 +38,16 @@ public struct ProbeCompiler: Sendable {
     /// result. A cache that cannot be read or written only costs the time; it never fails the compile.
     public func compile(_ request: CompileRequest, cache: CompileCache) throws(CompileError) -> CompiledObject {
         let workingDirectory = Self.workingDirectory()
-        let key = cache.key(for: request, workerIdentity: ExecutableIdentity.of(path: workerPath), workingDirectory: workingDirectory)
+        var workerIdentity = ExecutableIdentity.of(path: workerPath)
+        if request.dialect == .bcc { workerIdentity += "+" + ExecutableIdentity.of(path: rewriterPath) }
+        let key = cache.key(for: request, workerIdentity: workerIdentity, workingDirectory: workingDirectory)
         if let hit = cache.lookup(key: key) { return hit }
         var request = request
         request.precompiledHeaders = cache.precompiledHeaderSettings()
-        var compiled = try compile(request)
-        var virtualPaths = Set(request.virtualFiles.map(\.path))
+        let compilable = try libbpfRequest(for: request)
+        var compiled = try compileLibbpf(compilable)
+        // The rewrite of a BCC program adds virtual files (its prelude) that the compile read.
+        var virtualPaths = Set(compilable.virtualFiles.map(\.path))
         virtualPaths.insert(request.sourcePath)
         do {
             try cache.store(compiled, key: key, virtualPaths: virtualPaths, workingDirectory: workingDirectory)
@@ -49,27 +59,59 @@ public struct ProbeCompiler: Sendable {
     }
 
     public func compile(_ request: CompileRequest) throws(CompileError) -> CompiledObject {
-        guard FileSystem.isRegularFile(workerPath), access(workerPath, X_OK) == 0 else {
-            throw CompileError(
-                "the compiler worker kprobe-run-cc was not found at \(workerPath) (\(explanation)); "
-                    + "install it next to kprobe-run or set KPROBE_RUN_CC to its path")
-        }
-        let outcome = try WorkerProcess.run(path: workerPath, input: WorkerProtocol.encode(request))
+        try compileLibbpf(try libbpfRequest(for: request))
+    }
+
+    private func libbpfRequest(for request: CompileRequest) throws(CompileError) -> CompileRequest {
+        try requireExecutable(workerPath, name: "the compiler worker kprobe-run-cc", where: explanation)
+        return request.dialect == .bcc ? try rewrite(request) : request
+    }
+
+    private func compileLibbpf(_ compilable: CompileRequest) throws(CompileError) -> CompiledObject {
+        let outcome = try WorkerProcess.run(path: workerPath, input: WorkerProtocol.encode(compilable))
         guard case .exited(0) = outcome.termination else {
-            throw workerFailure(outcome.termination.description, stderr: outcome.stderr)
+            throw workerFailure(workerPath, outcome.termination.description, stderr: outcome.stderr)
         }
         let response: WorkerProtocol.Response
         do {
             response = try WorkerProtocol.decodeResponse(outcome.stdout)
         } catch {
-            throw workerFailure("wrote a malformed response (\(error))", stderr: outcome.stderr)
+            throw workerFailure(workerPath, "wrote a malformed response (\(error))", stderr: outcome.stderr)
         }
-        guard response.status == 0 else {
-            let text = response.diagnostics.isEmpty ? "compilation failed without diagnostics (code \(response.status))" : response.diagnostics
-            throw CompileError(text)
-        }
+        guard response.status == 0 else { throw Self.failure(response) }
         return CompiledObject(elf: response.elf, diagnostics: response.diagnostics, dependencies: response.dependencies,
                               notes: response.notes)
+    }
+
+    /// The libbpf C that `kprobe-run-bcc` makes of a BCC program, as a request for the worker.
+    private func rewrite(_ request: CompileRequest) throws(CompileError) -> CompileRequest {
+        try requireExecutable(rewriterPath, name: "the BCC rewriter kprobe-run-bcc", where: "it belongs beside kprobe-run-cc")
+        let outcome = try WorkerProcess.run(path: rewriterPath, input: WorkerProtocol.encode(request))
+        guard case .exited(0) = outcome.termination else {
+            throw workerFailure(rewriterPath, outcome.termination.description, stderr: outcome.stderr)
+        }
+        let answer: WorkerProtocol.RewriteAnswer
+        do {
+            answer = try WorkerProtocol.decodeRewriteAnswer(outcome.stdout)
+        } catch {
+            throw workerFailure(rewriterPath, "wrote a malformed answer (\(error))", stderr: outcome.stderr)
+        }
+        switch answer {
+        case .rewritten(let rewritten):
+            return rewritten
+        case .failed(let response):
+            throw Self.failure(response)
+        }
+    }
+
+    private func requireExecutable(_ path: String, name: String, where explanation: String) throws(CompileError) {
+        guard FileSystem.isRegularFile(path), access(path, X_OK) == 0 else {
+            throw CompileError("\(name) was not found at \(path) (\(explanation)); install it next to kprobe-run or set KPROBE_RUN_CC to the path of kprobe-run-cc")
+        }
+    }
+
+    private static func failure(_ response: WorkerProtocol.Response) -> CompileError {
+        CompileError(response.diagnostics.isEmpty ? "compilation failed without diagnostics (code \(response.status))" : response.diagnostics)
     }
 
     private static func workingDirectory() -> String {
@@ -79,8 +121,8 @@ public struct ProbeCompiler: Sendable {
         return String(decoding: buffer[..<end], as: UTF8.self)
     }
 
-    private func workerFailure(_ what: String, stderr: [UInt8]) -> CompileError {
-        var message = "the compiler worker \(workerPath) failed: it \(what)"
+    private func workerFailure(_ path: String, _ what: String, stderr: [UInt8]) -> CompileError {
+        var message = "the compiler worker \(path) failed: it \(what)"
         let tail = String(decoding: stderr, as: UTF8.self).trimmingTrailingWhitespace
         if !tail.isEmpty { message += "; its last output:\n" + tail }
         return CompileError(message)

@@ -1,5 +1,5 @@
-/// The bytes exchanged with `kprobe-run-cc`: one request on its stdin, one response on its
-/// stdout. Length-prefixed binary rather than JSON, because the object and vmlinux.h (several
+/// The bytes exchanged with `kprobe-run-cc` (and `kprobe-run-bcc`): one request on its stdin,
+/// one response on its stdout. Length-prefixed binary rather than JSON, because the object and vmlinux.h (several
 /// megabytes) would otherwise be escaped and parsed character by character.
 ///
 /// Every integer is little-endian; a string or byte array is a UInt32 length and the bytes.
@@ -73,6 +73,25 @@ public enum WorkerProtocol {
         try reader.end()
         return CompileRequest(sourcePath: sourcePath, source: source, frontendTriple: triple, arguments: arguments, virtualFiles: files,
                               dialect: dialect, syscallPrefix: syscallPrefix, precompiledHeaders: settings.isEmpty ? nil : PrecompiledHeaderSettings(directory: settings[0], headerIdentity: settings[1]))
+    }
+
+    /// What `kprobe-run-bcc` answers: the rewritten program as a request for `kprobe-run-cc`
+    /// (encoded as a request), or a response saying why it could not be rewritten.
+    public enum RewriteAnswer: Sendable, Equatable {
+        case rewritten(CompileRequest)
+        case failed(Response)
+    }
+
+    public static func encode(_ answer: RewriteAnswer) -> [UInt8] {
+        switch answer {
+        case .rewritten(let request): return encode(request)
+        case .failed(let response): return encode(response)
+        }
+    }
+
+    public static func decodeRewriteAnswer(_ bytes: [UInt8]) throws(MalformedMessage) -> RewriteAnswer {
+        if bytes.starts(with: requestMagic) { return .rewritten(try decodeRequest(bytes)) }
+        return .failed(try decodeResponse(bytes))
     }
 
     public static func encode(_ response: Response) -> [UInt8] {

@@ -1,7 +1,6 @@
 import CClangBPF
 import KprobeSupport
 import ProbeCompiler
-import ProbeFrontend
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -11,10 +10,7 @@ import Musl
 // kprobe-run-cc: one request on stdin, one response on stdout, then exit. The parent turns a
 // crash or an LLVM fatal error (stderr, status 70) into a compile error of its own.
 
-func fail(_ message: String) -> Never {
-    try? FileSystem.writeAll(Array("kprobe-run-cc: \(message)\n".utf8), to: 2)
-    exit(2)
-}
+let endpoint = WorkerEndpoint(program: "kprobe-run-cc")
 
 /// NUL-terminated copies of strings, alive until `release`.
 struct CStrings {
@@ -33,10 +29,42 @@ struct ShimBackend: ClangBackend {
         run(request, pch: precompiledHeader) { input, result in clang_bpf_compile(&input, &result) }
     }
 
+    /// Built in a child process: parsing the kernel headers is the largest allocation of a run,
+    /// and glibc keeps a freed heap, so the compile that follows would start from that peak. The
+    /// child also never maps the code the worker ran before (start-up, the request): a forked
+    /// process only has the pages it touches itself.
     func buildPrecompiledHeader(_ request: CompileRequest, output: String) -> WorkerProtocol.Response {
-        output.withCString { path in
-            run(request, pch: nil) { input, result in clang_bpf_build_pch(&input, path, &result) }
+        var channel: [Int32] = [-1, -1]
+        guard pipe(&channel) == 0 else {
+            return failed("cannot create a pipe for the precompiled-header build: \(Errno.current)")
         }
+        let child = fork()
+        if child == 0 {
+            close(channel[0])
+            let response = output.withCString { path in
+                run(request, pch: nil) { input, result in clang_bpf_build_pch(&input, path, &result) }
+            }
+            let written = (try? FileSystem.writeAll(WorkerProtocol.encode(response), to: channel[1])) != nil
+            _exit(written ? 0 : 1)
+        }
+        close(channel[1])
+        guard child > 0 else {
+            close(channel[0])
+            return failed("cannot fork to build the precompiled header: \(Errno.current)")
+        }
+        let answer = try? FileSystem.readAll(channel[0])
+        close(channel[0])
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0, errno == EINTR {}
+        guard (status & 0x7f) == 0, (status >> 8) & 0xff == 0, let answer,
+              let response = try? WorkerProtocol.decodeResponse(answer) else {
+            return failed("the precompiled-header build ended with wait status \(status) (its messages are above)")
+        }
+        return response
+    }
+
+    private func failed(_ why: String) -> WorkerProtocol.Response {
+        WorkerProtocol.Response(status: Int32(CLANG_BPF_COMPILE_ERROR), elf: [], diagnostics: why + "\n")
     }
 
     private func run(_ request: CompileRequest, pch: String?,
@@ -90,53 +118,10 @@ struct ShimBackend: ClangBackend {
     }
 }
 
-func readRequest() -> CompileRequest {
-    let input: [UInt8]
-    do {
-        input = try FileSystem.readAll(0)
-    } catch {
-        fail("cannot read the request: \(error)")
-    }
-    do {
-        return try WorkerProtocol.decodeRequest(input)
-    } catch {
-        fail("malformed request (\(error)); this program is run by kprobe-run, not by hand")
-    }
+let request = endpoint.readRequest()
+guard request.dialect == .libbpf else {
+    endpoint.fail("got a \(request.dialect.rawValue) program; kprobe-run-bcc rewrites those into libbpf C first")
 }
-
-func writeResponse(_ response: WorkerProtocol.Response) {
-    do {
-        try FileSystem.writeAll(WorkerProtocol.encode(response), to: 1)
-    } catch {
-        fail("cannot write the response: \(error)")
-    }
-}
-
-/// A BCC program becomes libbpf C before anything else sees it, so that the precompiled-header
-/// decision and the compile both work on the source clang will really compile.
-func rewritten(_ request: CompileRequest) -> Result<CompileRequest, Failure> {
-    guard request.dialect == .bcc else { return .success(request) }
-    do {
-        let rewrite = try BCCFrontend.rewrite(
-            source: request.source, path: request.sourcePath, triple: request.frontendTriple,
-            arguments: request.arguments, virtualFiles: request.virtualFiles, syscallPrefix: request.syscallPrefix)
-        var compiled = request
-        compiled.source = rewrite.source
-        compiled.arguments += rewrite.arguments
-        compiled.virtualFiles += rewrite.virtualFiles
-        compiled.dialect = .libbpf
-        return .success(compiled)
-    } catch {
-        return .failure(error)
-    }
-}
-
-let request = readRequest()
 clang_bpf_initialize()
-switch rewritten(request) {
-case .success(let compilable):
-    writeResponse(PrecompiledHeaders.compile(compilable, backend: ShimBackend()))
-case .failure(let failure):
-    writeResponse(WorkerProtocol.Response(status: Int32(CLANG_BPF_COMPILE_ERROR), elf: [], diagnostics: failure.message + "\n"))
-}
+endpoint.write(WorkerProtocol.encode(PrecompiledHeaders.compile(request, backend: ShimBackend())))
 exit(0)

@@ -24,6 +24,17 @@ import KprobeSupport
         #expect(try WorkerProtocol.decodeResponse(WorkerProtocol.encode(full)) == full)
     }
 
+    /// kprobe-run-bcc answers with the rewritten program as a request, or with a failed response.
+    @Test func rewriteAnswerRoundTrip() throws {
+        let rewritten = CompileRequest(sourcePath: "tool.c", source: "SEC(\"kprobe/x\") int f(void *ctx) { return 0; }\n",
+                                       frontendTriple: "x86_64-linux-gnu", arguments: ["-I/kprobe-run/include"])
+        let failed = WorkerProtocol.Response(status: 1, elf: [], diagnostics: "tool.c:3:1: error: x\n")
+        for answer in [WorkerProtocol.RewriteAnswer.rewritten(rewritten), .failed(failed)] {
+            #expect(try WorkerProtocol.decodeRewriteAnswer(WorkerProtocol.encode(answer)) == answer)
+        }
+        #expect(throws: WorkerProtocol.MalformedMessage.self) { try WorkerProtocol.decodeRewriteAnswer(Array("garbage".utf8)) }
+    }
+
     @Test func rejectsDamagedMessages() {
         let bytes = WorkerProtocol.encode(CompileRequest(sourcePath: "p.c", source: "int x;", frontendTriple: "bpf", arguments: ["-DA"]))
         #expect(throws: WorkerProtocol.MalformedMessage.self) { try WorkerProtocol.decodeRequest(Array(bytes.dropLast())) }
