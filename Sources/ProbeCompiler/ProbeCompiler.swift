@@ -68,16 +68,7 @@ public struct ProbeCompiler: Sendable {
     }
 
     private func compileLibbpf(_ compilable: CompileRequest) throws(CompileError) -> CompiledObject {
-        let outcome = try WorkerProcess.run(path: workerPath, input: WorkerProtocol.encode(compilable))
-        guard case .exited(0) = outcome.termination else {
-            throw workerFailure(workerPath, outcome.termination.description, stderr: outcome.stderr)
-        }
-        let response: WorkerProtocol.Response
-        do {
-            response = try WorkerProtocol.decodeResponse(outcome.stdout)
-        } catch {
-            throw workerFailure(workerPath, "wrote a malformed response (\(error))", stderr: outcome.stderr)
-        }
+        let response = try exchange(workerPath, compilable, WorkerProtocol.decodeResponse)
         guard response.status == 0 else { throw Self.failure(response) }
         return CompiledObject(elf: response.elf, diagnostics: response.diagnostics, dependencies: response.dependencies,
                               notes: response.notes)
@@ -86,21 +77,26 @@ public struct ProbeCompiler: Sendable {
     /// The libbpf C that `kprobe-run-bcc` makes of a BCC program, as a request for the worker.
     private func rewrite(_ request: CompileRequest) throws(CompileError) -> CompileRequest {
         try requireExecutable(rewriterPath, name: "the BCC rewriter kprobe-run-bcc", where: "it belongs beside kprobe-run-cc")
-        let outcome = try WorkerProcess.run(path: rewriterPath, input: WorkerProtocol.encode(request))
-        guard case .exited(0) = outcome.termination else {
-            throw workerFailure(rewriterPath, outcome.termination.description, stderr: outcome.stderr)
-        }
-        let answer: WorkerProtocol.RewriteAnswer
-        do {
-            answer = try WorkerProtocol.decodeRewriteAnswer(outcome.stdout)
-        } catch {
-            throw workerFailure(rewriterPath, "wrote a malformed answer (\(error))", stderr: outcome.stderr)
-        }
-        switch answer {
+        switch try exchange(rewriterPath, request, WorkerProtocol.decodeRewriteAnswer) {
         case .rewritten(let rewritten):
             return rewritten
         case .failed(let response):
             throw Self.failure(response)
+        }
+    }
+
+    /// Runs one of the worker programs on `request`; a crash, a failing exit or an answer that
+    /// does not decode becomes a CompileError naming the program, with the end of its stderr.
+    private func exchange<Answer>(_ path: String, _ request: CompileRequest,
+                                  _ decode: ([UInt8]) throws(WorkerProtocol.MalformedMessage) -> Answer) throws(CompileError) -> Answer {
+        let outcome = try WorkerProcess.run(path: path, input: WorkerProtocol.encode(request))
+        guard case .exited(0) = outcome.termination else {
+            throw workerFailure(path, outcome.termination.description, stderr: outcome.stderr)
+        }
+        do {
+            return try decode(outcome.stdout)
+        } catch {
+            throw workerFailure(path, "wrote a malformed response (\(error))", stderr: outcome.stderr)
         }
     }
 
