@@ -12,7 +12,13 @@ import Testing
         let scratch = try Scratch()
         let archive = scratch.path + "/in.tar.xz"
         writeArchive(members, to: archive, compression: compression)
+        try expectRefused(archive, in: scratch, mentioning: mentioning, limits: limits)
+    }
 
+    /// Extracts `archive`, the only file in `scratch`, both ways and expects a refusal naming
+    /// `mentioning`.
+    private func expectRefused(_ archive: String, in scratch: Scratch, mentioning: String,
+                               limits: ExtractionLimits = .standard) throws {
         let direct = #expect(throws: HeaderError.self) {
             try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out", limits: limits)
         }
@@ -145,6 +151,40 @@ import Testing
         #expect(error?.kind == .noKernelHeaders)
         #expect(error?.message.contains("truncated or corrupt") == true, "\(error?.message ?? "")")
         #expect(!scratch.names().contains { $0.contains("out") })
+    }
+
+    @Test func corruptStreamMidArchiveIsRefused() throws {
+        let scratch = try Scratch()
+        // Incompressible, so that xz stores it as is and only its check can notice the damage,
+        // long after the first members were handed to the tar reader.
+        var payload: [UInt8] = []
+        var state: UInt32 = 1
+        for _ in 0..<(2 << 20) {
+            state = state &* 1_664_525 &+ 1_013_904_223
+            payload.append(UInt8(truncatingIfNeeded: state >> 24))
+        }
+        let archive = scratch.path + "/in.tar.xz"
+        writeArchive([.file("first.h"), Member(path: "big.bin", data: payload), .file("after.h")], to: archive)
+        var bytes = try #require(readFile(archive))
+        for i in (bytes.count * 3 / 5)..<(bytes.count * 3 / 5 + 64) { bytes[i] ^= 0x55 }
+        writeFile(archive, bytes)
+        try expectRefused(archive, in: scratch, mentioning: "truncated or corrupt")
+    }
+
+    @Test func streamLargerThanTheLimitsAllowIsRefused() throws {
+        let scratch = try Scratch()
+        // A small tar followed by zeros that compress to almost nothing: the tar reader stops at
+        // the first zero blocks, but the stream goes on.
+        writeArchive([.file("a.h")], to: scratch.path + "/plain.tar", compression: .none)
+        let tar = try #require(readFile(scratch.path + "/plain.tar"))
+        unlink(scratch.path + "/plain.tar")
+        let archive = scratch.path + "/in.tar.xz"
+        writeCompressed(tar + [UInt8](repeating: 0, count: 8 << 20), to: archive)
+        try expectRefused(archive, in: scratch, mentioning: "decompresses to more than",
+                          limits: ExtractionLimits(maxTotalBytes: 4096, maxEntries: 10))
+        // Within the limits the same padding is harmless.
+        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out")
+        #expect(FileSystem.isRegularFile(scratch.path + "/out/a.h"))
     }
 
     @Test func oversizedArchiveIsRefused() throws {

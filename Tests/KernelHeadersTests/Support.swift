@@ -83,6 +83,23 @@ func writeArchive(_ members: [Member], to path: String, compression: Compression
     archive_write_free(writer)
 }
 
+/// Writes `bytes` as one xz stream (no tar around them).
+func writeCompressed(_ bytes: [UInt8], to path: String) {
+    let writer = archive_write_new()
+    archive_write_add_filter_xz(writer)
+    archive_write_set_format_raw(writer)
+    precondition(archive_write_open_filename(writer, path) == ARCHIVE_OK)
+    let entry = archive_entry_new()
+    archive_entry_set_pathname(entry, "data")
+    archive_entry_set_filetype(entry, S_IFREG)
+    archive_entry_set_size(entry, Int64(bytes.count))
+    precondition(archive_write_header(writer, entry) == ARCHIVE_OK)
+    _ = bytes.withUnsafeBytes { archive_write_data(writer, $0.baseAddress, $0.count) }
+    archive_entry_free(entry)
+    archive_write_close(writer)
+    archive_write_free(writer)
+}
+
 func readFile(_ path: String) -> [UInt8]? { try? FileSystem.read(path) }
 
 func writeFile(_ path: String, _ bytes: [UInt8]) {

@@ -50,7 +50,9 @@ enum ExtractDirectory {
         }
         do throws(HeaderError) {
             defer { close(tempFD) }
-            _ = try SecureExtractor.extract(archive.bytes, archiveName: name, into: tempFD, limits: limits, progress: nil)
+            // Like tar, no durability is promised here, so no early writeback either.
+            _ = try SecureExtractor.extract(archive.bytes, archiveName: name, into: tempFD, limits: limits,
+                                            startWriteback: false, progress: nil)
             fchmod(tempFD, 0o755)
             if replaceEmpty { unlinkat(parentFD, base, AT_REMOVEDIR) }
             guard renameat(parentFD, temporary, parentFD, base) == 0 else {

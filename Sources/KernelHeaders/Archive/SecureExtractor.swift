@@ -23,18 +23,29 @@ typealias ExtractionProgress = (Int, Int64) -> Void
 
 /// Unpacks a kheaders tar.xz below a directory descriptor without ever leaving it.
 ///
-/// Every path is built component by component with `openat(O_NOFOLLOW)` from the root
-/// descriptor, so neither a member nor a symlink created earlier can redirect a write. Symlinks
-/// are created last, each only after its target has been resolved through every other symlink in
-/// the archive and found to stay inside the tree.
+/// Every directory is opened component by component with `openat(O_NOFOLLOW)` from the root
+/// descriptor, so neither a member nor a symlink created earlier can redirect a write; each stays
+/// open for the members below it (nothing the extractor does can remove or replace a directory it
+/// opened). Symlinks are created last, each only after its target has been resolved through every
+/// other symlink in the archive and found to stay inside the tree.
+///
+/// The xz stream is decompressed on a second thread (`DecompressionPipe`); this one parses the
+/// tar stream and writes the files.
 final class SecureExtractor {
+    /// Directories kept open at once; past this the cache starts over (a kheaders tree has ~350).
+    static let maxOpenDirectories = 256
+    /// Room in the tar stream for each member's header blocks and padding, beyond its data.
+    static let tarOverheadPerEntry: Int64 = 4096
+    /// Room for the end-of-archive blocks and the record padding after them.
+    static let tarTrailer: Int64 = 1 << 20
+
     private let rootFD: Int32
     private let archiveName: String
     private let limits: ExtractionLimits
+    private let startWriteback: Bool
     private let progress: ExtractionProgress?
 
-    private var cachedParentPath: [Substring] = []
-    private var cachedParentFD: Int32 = -1
+    private var directories: [String: Int32] = [:]
     private var members: [TreeMember] = []
     private var writtenFiles: Set<String> = []
     private var pendingLinks: [(parent: [Substring], name: Substring, target: String, member: String)] = []
@@ -42,55 +53,71 @@ final class SecureExtractor {
     private var totalBytes: Int64 = 0
     private var buffer = [UInt8](repeating: 0, count: 1 << 18)
 
-    private init(rootFD: Int32, archiveName: String, limits: ExtractionLimits, progress: ExtractionProgress?) {
+    private init(rootFD: Int32, archiveName: String, limits: ExtractionLimits, startWriteback: Bool,
+                 progress: ExtractionProgress?) {
         self.rootFD = rootFD
         self.archiveName = archiveName
         self.limits = limits
+        self.startWriteback = startWriteback
         self.progress = progress
     }
 
-    deinit {
-        if cachedParentFD >= 0 { close(cachedParentFD) }
-    }
+    deinit { closeDirectories() }
 
     static let xzMagic: [UInt8] = [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]
 
     /// Unpacks `archive` (xz-compressed tar) into the directory open at `rootFD`; returns the
     /// regular files and symlinks written. On error the caller removes the directory.
-    static func extract(_ archive: [UInt8], archiveName: String, into rootFD: Int32,
-                        limits: ExtractionLimits, progress: ExtractionProgress?) throws(HeaderError) -> [TreeMember] {
+    ///
+    /// `startWriteback` starts writing each file to disk as soon as it is complete, for a caller
+    /// that flushes the whole tree afterwards (the cache); without it the files are left to the
+    /// kernel's writeback, as tar leaves them.
+    static func extract(_ archive: [UInt8], archiveName: String, into rootFD: Int32, limits: ExtractionLimits,
+                        startWriteback: Bool, progress: ExtractionProgress?) throws(HeaderError) -> [TreeMember] {
         guard archive.starts(with: xzMagic) else {
             throw HeaderError("\(archiveName) is not an xz-compressed archive (kheaders archives are .tar.xz); point --headers at the kernel's kheaders.tar.xz, kheaders.ko, a vmlinux or a header directory")
         }
-        let extractor = SecureExtractor(rootFD: rootFD, archiveName: archiveName, limits: limits, progress: progress)
+        let extractor = SecureExtractor(rootFD: rootFD, archiveName: archiveName, limits: limits,
+                                        startWriteback: startWriteback, progress: progress)
         let result = archive.withUnsafeBytes { bytes in
             Result { () throws(HeaderError) -> [TreeMember] in try extractor.run(bytes) }
         }
         return try result.get()
     }
 
+    /// The most the tar stream inside may decompress to: the unpacked-size cap plus room for
+    /// every allowed member's headers. Data libarchive skips (the contents of a directory entry,
+    /// say) counts here although it is never written.
+    static func maxStreamBytes(_ limits: ExtractionLimits) -> Int64 {
+        let headers = Int64(limits.maxEntries).multipliedReportingOverflow(by: tarOverheadPerEntry)
+        let data = limits.maxTotalBytes.addingReportingOverflow(headers.partialValue)
+        let total = data.partialValue.addingReportingOverflow(tarTrailer)
+        return headers.overflow || data.overflow || total.overflow ? .max : total.partialValue
+    }
+
     private func run(_ archive: UnsafeRawBufferPointer) throws(HeaderError) -> [TreeMember] {
+        let pipe = try DecompressionPipe(archive, archiveName: archiveName, maxBytes: Self.maxStreamBytes(limits))
+        defer { pipe.stop() }
         guard let reader = archive_read_new() else { throw HeaderError("cannot allocate an archive reader", kind: .internal) }
         defer { archive_read_free(reader) }
-        // Only what kheaders produces: xz around a tar. No other decompressors or formats are
-        // reachable from an untrusted file.
-        archive_read_support_filter_xz(reader)
+        // Only what kheaders produces: the pipe accepts nothing but xz and this reader nothing but
+        // tar, with no filter of its own, so no other decompressor or format is reachable from an
+        // untrusted file.
         archive_read_support_format_tar(reader)
         archive_read_support_format_gnutar(reader)
-        guard archive_read_open_memory(reader, archive.baseAddress, archive.count) == ARCHIVE_OK else {
-            throw damaged(reader)
-        }
-        guard archive_filter_code(reader, 0) == ARCHIVE_FILTER_XZ else {
-            throw HeaderError("\(archiveName) is not an xz-compressed archive; point --headers at the kernel's kheaders.tar.xz, kheaders.ko, a vmlinux or a header directory")
+        guard pipe.open(reader) == ARCHIVE_OK else {
+            throw pipe.error ?? damaged(reader)
         }
         var entry: OpaquePointer?
         while true {
             let status = archive_read_next_header(reader, &entry)
             if status == ARCHIVE_EOF { break }
-            guard status >= ARCHIVE_WARN, let entry else { throw damaged(reader) }
-            try unpack(entry, reader: reader)
+            guard status >= ARCHIVE_WARN, let entry else { throw pipe.error ?? damaged(reader) }
+            try unpack(entry, reader: reader, pipe: pipe)
             if let progress, entryCount % 256 == 0 { progress(entryCount, totalBytes) }
         }
+        // xz's integrity check, at the very end of the stream, vouches for every member above.
+        try pipe.drain()
         guard entryCount > 0 else {
             throw HeaderError("\(archiveName) is an empty archive; it holds no kernel headers")
         }
@@ -99,16 +126,22 @@ final class SecureExtractor {
         return members
     }
 
-    private func damaged(_ reader: OpaquePointer) -> HeaderError {
+    private func damaged(_ reader: OpaquePointer) -> HeaderError { Self.corrupt(archiveName, reader) }
+
+    static func corrupt(_ archiveName: String, _ reader: OpaquePointer) -> HeaderError {
         let detail = archive_error_string(reader).map { String(cString: $0) } ?? "unreadable data"
         return HeaderError("\(archiveName) is truncated or corrupt (\(detail)); fetch the archive again or use another --headers source")
+    }
+
+    static func notXZ(_ archiveName: String) -> HeaderError {
+        HeaderError("\(archiveName) is not an xz-compressed archive; point --headers at the kernel's kheaders.tar.xz, kheaders.ko, a vmlinux or a header directory")
     }
 
     private func refuse(_ member: String, _ why: String) -> HeaderError {
         HeaderError("refusing \(archiveName): member '\(member)' \(why); nothing was unpacked from it. Use the kernel's own kheaders archive or another --headers source")
     }
 
-    private func unpack(_ entry: OpaquePointer, reader: OpaquePointer) throws(HeaderError) {
+    private func unpack(_ entry: OpaquePointer, reader: OpaquePointer, pipe: DecompressionPipe) throws(HeaderError) {
         guard let rawName = archive_entry_pathname(entry) else {
             throw refuse("?", "has no usable name")
         }
@@ -127,10 +160,10 @@ final class SecureExtractor {
         }
         switch type {
         case S_IFDIR:
-            if !components.isEmpty { _ = try directory(components, member: member, create: true) }
+            if !components.isEmpty { _ = try directory(components[...], member: member, create: true) }
         case S_IFREG:
             guard !components.isEmpty else { throw refuse(member, "is a file in place of the root") }
-            try writeFile(components, entry: entry, reader: reader, member: member)
+            try writeFile(components, entry: entry, reader: reader, pipe: pipe, member: member)
         case S_IFLNK:
             guard !components.isEmpty else { throw refuse(member, "is a symlink in place of the root") }
             guard let target = archive_entry_symlink(entry).map({ String(cString: $0) }), !target.isEmpty else {
@@ -163,44 +196,44 @@ final class SecureExtractor {
     }
 
     /// Opens (optionally creating) the directory `components` below the root without following
-    /// symlinks. The returned descriptor belongs to the cache of the last parent used.
-    private func directory(_ components: [Substring], member: String, create: Bool) throws(HeaderError) -> Int32 {
+    /// symlinks, through the directories already open. The descriptor belongs to the cache: it
+    /// stays valid until the next call.
+    private func directory(_ components: ArraySlice<Substring>, member: String, create: Bool) throws(HeaderError) -> Int32 {
         if components.isEmpty { return rootFD }
-        if cachedParentFD >= 0, cachedParentPath == components { return cachedParentFD }
-        var fd = rootFD
-        for component in components {
-            let name = String(component)
-            var next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            if next < 0, errno == ENOENT, create {
-                if mkdirat(fd, name, 0o755) != 0, errno != EEXIST {
-                    let err = Errno.current
-                    if fd != rootFD { close(fd) }
-                    throw HeaderError("cannot create directory for '\(member)' while unpacking \(archiveName): \(err)")
-                }
-                next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            }
-            let err = Errno.current
-            if fd != rootFD { close(fd) }
-            guard next >= 0 else {
-                if err.rawValue == ELOOP || err.rawValue == ENOTDIR {
-                    throw refuse(member, "leads through a symlink or a file")
-                }
-                throw HeaderError("cannot open directory for '\(member)' while unpacking \(archiveName): \(err)")
-            }
-            fd = next
+        let key = components.joined(separator: "/")
+        if let fd = directories[key] { return fd }
+        let parent = try directory(components.dropLast(), member: member, create: create)
+        let name = String(components.last!)
+        // In a fresh tree most directories are new: create first, then open what is there (a
+        // symlink in the way makes mkdirat fail with EEXIST and the open refuse it).
+        if create, mkdirat(parent, name, 0o755) != 0, errno != EEXIST {
+            throw HeaderError("cannot create directory for '\(member)' while unpacking \(archiveName): \(Errno.current)")
         }
-        if cachedParentFD >= 0 { close(cachedParentFD) }
-        cachedParentFD = fd
-        cachedParentPath = components
+        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let err = Errno.current
+            if err.rawValue == ELOOP || err.rawValue == ENOTDIR {
+                throw refuse(member, "leads through a symlink or a file")
+            }
+            throw HeaderError("cannot open directory for '\(member)' while unpacking \(archiveName): \(err)")
+        }
+        // Only after the open: `parent` may be one of the descriptors closed here.
+        if directories.count >= Self.maxOpenDirectories { closeDirectories() }
+        directories[key] = fd
         return fd
     }
 
+    private func closeDirectories() {
+        for fd in directories.values { close(fd) }
+        directories.removeAll()
+    }
+
     private func writeFile(_ components: [Substring], entry: OpaquePointer, reader: OpaquePointer,
-                           member: String) throws(HeaderError) {
+                           pipe: DecompressionPipe, member: String) throws(HeaderError) {
         if archive_entry_size_is_set(entry) != 0, totalBytes + archive_entry_size(entry) > limits.maxTotalBytes {
             throw refuse(member, "would take the unpacked size over the limit of \(limits.maxTotalBytes) bytes")
         }
-        let parent = try directory(Array(components.dropLast()), member: member, create: true)
+        let parent = try directory(components.dropLast(), member: member, create: true)
         let name = String(components.last!)
         // No setuid, setgid, sticky or group/other write; always readable and replaceable by us.
         let mode = (archive_entry_perm(entry) & 0o755) | 0o600
@@ -224,7 +257,7 @@ final class SecureExtractor {
         while true {
             let n = buffer.withUnsafeMutableBytes { archive_read_data(reader, $0.baseAddress, $0.count) }
             if n == 0 { break }
-            guard n > 0 else { throw damaged(reader) }
+            guard n > 0 else { throw pipe.error ?? damaged(reader) }
             size += Int64(n)
             totalBytes += Int64(n)
             guard totalBytes <= limits.maxTotalBytes else {
@@ -240,7 +273,7 @@ final class SecureExtractor {
                 offset += written
             }
         }
-        _ = kprobe_run_start_writeback(fd)
+        if startWriteback { _ = kprobe_run_start_writeback(fd) }
         let path = self.pathOf(components)
         writtenFiles.insert(path)
         members.append(TreeMember(path: path, kind: .file(size: size)))
@@ -259,11 +292,11 @@ final class SecureExtractor {
               }) else {
             throw refuse(member, "is a hard link to '\(target)', which is not a file unpacked from the archive")
         }
-        let targetParent = try directory(Array(targetComponents.dropLast()), member: member, create: false)
+        let targetParent = try directory(targetComponents.dropLast(), member: member, create: false)
         let targetDup = dup(targetParent)
         guard targetDup >= 0 else { throw HeaderError("cannot link '\(member)': \(Errno.current)", kind: .internal) }
         defer { close(targetDup) }
-        let parent = try directory(Array(components.dropLast()), member: member, create: true)
+        let parent = try directory(components.dropLast(), member: member, create: true)
         let name = String(components.last!)
         guard linkat(targetDup, String(targetComponents.last!), parent, name, 0) == 0 else {
             throw refuse(member, "cannot be linked to '\(target)' (\(Errno.current))")
@@ -287,7 +320,7 @@ final class SecureExtractor {
             }
         }
         for link in pendingLinks {
-            let parent = try directory(link.parent, member: link.member, create: true)
+            let parent = try directory(link.parent[...], member: link.member, create: true)
             guard symlinkat(link.target, parent, String(link.name)) == 0 else {
                 if errno == EEXIST { throw refuse(link.member, "collides with another member of the same name") }
                 throw HeaderError("cannot create symlink '\(link.member)' while unpacking \(archiveName): \(Errno.current)")

@@ -154,8 +154,9 @@ struct HeaderCache {
         do throws(HeaderError) {
             defer { close(tempFD) }
             let started = MonotonicClock.now
+            // Writeback starts per file so that the syncfs before the manifest finds little left.
             var members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempFD,
-                                                      limits: limits, progress: progress)
+                                                      limits: limits, startWriteback: true, progress: progress)
             members.append(try KernelFlags.writeAsmWorkarounds(into: tempFD, display: dirPath + "/" + temporary))
             let release = KernelFlags.release(ofTreeAt: tempFD) ?? fallbackRelease
             let manifest = Manifest(key: key, archiveDigest: digest, release: release, members: members)
