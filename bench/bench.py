@@ -35,6 +35,9 @@ REPO = os.path.dirname(HERE)
 PROBES = os.path.join(HERE, "probes")
 
 
+BCC_DIALECT = "kprobe-run, BCC's program text, new probe (BCC rewriter, then compiler worker)"
+
+
 class Failed(Exception):
     pass
 
@@ -358,6 +361,11 @@ class Bench:
         rss["kprobe-run, first run"] = peak_rss_kib(
             [self.kprobe_run, probe, "--headers", self.archive, "-d", "0.2"], self.kenv(cache))
         shutil.rmtree(cache)
+        # BCC's own program text, which kprobe-run takes as it is: the rewrite into libbpf C runs in
+        # kprobe-run-bcc (libclang, with the shared LLVM) before the compiler worker.
+        rss[BCC_DIALECT] = peak_rss_kib(
+            [self.kprobe_run, self.variant("exec_kheaders_bcc.c", "f", ".c"), "--headers", self.archive, "-d", "0.2"],
+            self.kenv(self.warm_cache))
         rss["BCC"] = peak_rss_kib(["/usr/bin/python3", os.path.join(PROBES, "bcc_run.py"),
                                    self.variant("exec_kheaders_bcc.c", "a", ".c"), "0.2"],
                                   dict(self.env, BCC_KERNEL_SOURCE=self.tree))
@@ -398,9 +406,13 @@ def report(bench, output):
         ("(d) unpack no slower than tar -xJf", m["d.kprobe-run.extract"], m["d.tar.extract"],
          f"{m['d.kprobe-run.extract']:.0f} ms vs {m['d.tar.extract']:.0f} ms = {m['d.kprobe-run.extract'] / m['d.tar.extract']:.3f}×"),
     ]
-    ours_rss = max(v for k, v in bench.rss.items() if k.startswith("kprobe-run"))
-    targets.append(("(e) peak RSS of any kprobe-run process ≤ 0.5× BCC's", ours_rss, 0.5 * bench.rss["BCC"],
-                    f"{ours_rss / 1024:.1f} MiB vs {bench.rss['BCC'] / 1024:.1f} MiB = {ours_rss / bench.rss['BCC']:.3f}×"))
+    bcc_rss = bench.rss["BCC"]
+    ours_rss = max(v for k, v in bench.rss.items() if k.startswith("kprobe-run") and k != BCC_DIALECT)
+    targets.append(("(e) peak RSS of any kprobe-run process ≤ 0.5× BCC's", ours_rss, 0.5 * bcc_rss,
+                    f"{ours_rss / 1024:.1f} MiB vs {bcc_rss / 1024:.1f} MiB = {ours_rss / bcc_rss:.3f}×"))
+    dialect_rss = bench.rss[BCC_DIALECT]
+    targets.append(("(e) the same, running BCC's program text itself (--dialect bcc)", dialect_rss, 0.5 * bcc_rss,
+                    f"{dialect_rss / 1024:.1f} MiB vs {bcc_rss / 1024:.1f} MiB = {dialect_rss / bcc_rss:.3f}×"))
 
     lines = [
         "# kprobe-run benchmark",
@@ -482,10 +494,11 @@ def main():
     bench = Bench(args)
     bench.notes += args.note
     try:
+        # Unpacking first: the later sections delete trees, which slows the next file creations.
+        bench.unpack()
         bench.cached_rerun()
         bench.new_probe()
         bench.first_run()
-        bench.unpack()
         bench.memory()
         report(bench, args.output)
         print(f"wrote {args.output}", file=sys.stderr)
