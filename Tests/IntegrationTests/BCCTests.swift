@@ -20,6 +20,19 @@ extension HostKernel {
             #expect(!result.stderr.contains("warning:"), "\(program): \(result.stderr)")
         }
 
+        /// The rewrite runs in kprobe-run-bcc before the worker; its result is cached like any
+        /// object, so a second run starts neither process.
+        @Test func secondCompileComesFromTheCompileCache() throws {
+            let scratch = try ScratchDirectory()
+            let arguments = ["compile", "-v", "--headers", BCC.headers, Tool.example("bcc/opencount.c"), "-o", scratch.path + "/out.o"]
+            let first = try Tool.run(arguments, environment: environment)
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stderr.contains("stored in the compile cache"), "\(first.stderr)")
+            let second = try Tool.run(arguments, environment: environment)
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(second.stderr.contains("compile cache hit"), "\(second.stderr)")
+        }
+
         @Test func execsnoopExamplePrintsDecodedEvents() throws {
             let result = try Tool.run(["--headers", BCC.headers, Tool.example("bcc/execsnoop.c"), "-d", "4"], environment: environment) {
                 _ = try? Process.run(URL(fileURLWithPath: "/bin/true"), arguments: [])
