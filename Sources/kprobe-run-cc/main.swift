@@ -31,8 +31,8 @@ struct ShimBackend: ClangBackend {
 
     /// Built in a child process: parsing the kernel headers is the largest allocation of a run,
     /// and glibc keeps a freed heap, so the compile that follows would start from that peak. The
-    /// child also never maps the code the worker ran before (start-up, the request): a forked
-    /// process only has the pages it touches itself.
+    /// child also starts without the worker's code pages mapped (fork copies no page tables of
+    /// file mappings), so of LLVM's start-up code only what the build itself runs counts against it.
     func buildPrecompiledHeader(_ request: CompileRequest, output: String) -> WorkerProtocol.Response {
         var channel: [Int32] = [-1, -1]
         guard pipe(&channel) == 0 else {
