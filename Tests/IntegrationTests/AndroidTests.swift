@@ -178,40 +178,13 @@ final class AndroidSim {
 
     /// Runs the host's kprobe-run; with `terminateOnOutput` sends it SIGTERM once stdout shows that.
     func kprobeRun(_ arguments: [String], terminateOnOutput: String? = nil, timeout: Double = 240) throws -> Tool.Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Tool.binary)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: Tool.packageRoot)
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        let collected = Tool.Collected()
-        out.fileHandleForReading.readabilityHandler = { collected.append($0.availableData, toError: false) }
-        err.fileHandleForReading.readabilityHandler = { collected.append($0.availableData, toError: true) }
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
         var terminated = false
-        while process.isRunning {
-            if Date() > deadline {
-                kill(process.processIdentifier, SIGKILL)
-                break
-            }
+        return try Tool.run(arguments, completeEnvironment: environment, timeout: timeout, interval: 0.1) { process, collected in
             if let marker = terminateOnOutput, !terminated, collected.strings.0.contains(marker) {
                 process.terminate()
                 terminated = true
             }
-            Thread.sleep(forTimeInterval: 0.1)
         }
-        process.waitUntilExit()
-        out.fileHandleForReading.readabilityHandler = nil
-        err.fileHandleForReading.readabilityHandler = nil
-        collected.append(out.fileHandleForReading.readDataToEndOfFile(), toError: false)
-        collected.append(err.fileHandleForReading.readDataToEndOfFile(), toError: true)
-        let (stdout, stderr) = collected.strings
-        return Tool.Result(status: process.terminationStatus, stdout: stdout, stderr: stderr,
-                           uncaughtSignal: process.terminationReason == .uncaughtSignal)
     }
 }
 

@@ -32,13 +32,25 @@ enum Tool {
         timeout: Double = 120,
         trigger: (() -> Void)? = nil
     ) throws -> Result {
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        return try run(arguments, completeEnvironment: env, timeout: timeout, interval: 0.2) { _, _ in trigger?() }
+    }
+
+    /// Runs kprobe-run in exactly `completeEnvironment`; every `interval` seconds while it runs,
+    /// `tick` sees it and its output so far. Kills it after `timeout` seconds.
+    static func run(
+        _ arguments: [String],
+        completeEnvironment: [String: String],
+        timeout: Double,
+        interval: Double,
+        tick: (Process, Collected) -> Void
+    ) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: packageRoot)
-        var env = ProcessInfo.processInfo.environment
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
+        process.environment = completeEnvironment
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -55,8 +67,8 @@ enum Tool {
                 if process.isRunning { kill(process.processIdentifier, SIGKILL) }
                 break
             }
-            trigger?()
-            Thread.sleep(forTimeInterval: 0.2)
+            tick(process, collected)
+            Thread.sleep(forTimeInterval: interval)
         }
         process.waitUntilExit()
         out.fileHandleForReading.readabilityHandler = nil
