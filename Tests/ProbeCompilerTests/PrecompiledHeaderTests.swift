@@ -86,19 +86,8 @@ struct PCHFixture {
     }
 
     var pchFiles: [String] {
-        (try? listDirectory(settings.directory))?.filter { $0.hasSuffix(".pch") } ?? []
+        (try? ScratchDirectory.list(settings.directory))?.filter { $0.hasSuffix(".pch") } ?? []
     }
-}
-
-func listDirectory(_ path: String) throws -> [String] {
-    guard let dir = opendir(path) else { throw Errno.current }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
 }
 
 @Suite struct PrecompiledHeaderTests {

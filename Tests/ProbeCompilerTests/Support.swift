@@ -22,7 +22,8 @@ final class ScratchDirectory {
         rmdir(path)
     }
 
-    private static func list(_ path: String) throws -> [String] {
+    /// The names in directory `path`, without "." and "..".
+    static func list(_ path: String) throws -> [String] {
         guard let dir = opendir(path) else { throw Errno.current }
         defer { closedir(dir) }
         var names: [String] = []
