@@ -54,9 +54,7 @@ public struct PrecompiledPrefix: Sendable, Equatable {
 
     /// The directory clang searches first for the probe's quoted includes.
     public static func sourceDirectory(of sourcePath: String) -> String {
-        guard let slash = sourcePath.lastIndex(of: "/") else { return "." }
-        let directory = String(sourcePath[..<slash])
-        return directory.isEmpty ? "/" : directory
+        FileSystem.directory(of: sourcePath)
     }
 
     private enum Item {

@@ -29,8 +29,7 @@ public struct ProbeCompiler: Sendable {
             self.workerPath = directory + "/kprobe-run-cc"
             explanation = "looked beside the running executable, in \(directory)"
         }
-        let resolved = self.workerPath
-        rewriterPath = (resolved.lastIndex(of: "/").map { String(resolved[..<$0]) } ?? ".") + "/kprobe-run-bcc"
+        rewriterPath = FileSystem.directory(of: self.workerPath) + "/kprobe-run-bcc"
     }
 
     /// Compiles through `cache`: a hit returns the stored object without starting the worker;
