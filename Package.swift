@@ -64,7 +64,7 @@ let package = Package(
         .target(name: "ProbeCompiler", dependencies: ["KprobeSupport"]),
         // BCC rewriting through libclang, used only by kprobe-run-bcc.
         .target(
-            name: "ProbeFrontend",
+            name: "BCCRewriter",
             dependencies: ["KprobeSupport", "ProbeCompiler", "CClang"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
@@ -78,7 +78,7 @@ let package = Package(
         // The BCC rewriter (libclang, with its shared LLVM), run before the worker for BCC programs.
         .executableTarget(
             name: "kprobe-run-bcc",
-            dependencies: ["ProbeCompiler", "ProbeFrontend"],
+            dependencies: ["ProbeCompiler", "BCCRewriter"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
         // Stage 3: load, attach, report, detach.
@@ -99,8 +99,8 @@ let package = Package(
         .testTarget(name: "KernelHeadersTests", dependencies: ["KernelHeaders", "KprobeSupport"]),
         .testTarget(name: "ProbeCompilerTests", dependencies: ["ProbeCompiler", "KprobeSupport"]),
         .testTarget(
-            name: "ProbeFrontendTests",
-            dependencies: ["ProbeFrontend", "ProbeCompiler", "KprobeSupport"],
+            name: "BCCRewriterTests",
+            dependencies: ["BCCRewriter", "ProbeCompiler", "KprobeSupport"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
         .testTarget(name: "ProbeRuntimeTests", dependencies: ["ProbeRuntime", "KprobeSupport"]),

@@ -2,8 +2,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// One resolve: tries the sources in order and remembers what it tried for the error message.

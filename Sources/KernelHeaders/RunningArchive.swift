@@ -8,7 +8,7 @@ public struct RunningKernelArchive: Sendable {
     public var origin: String
 }
 
-extension KernelHeaders {
+extension HeaderLocator {
     /// /sys/kernel/kheaders.tar.xz, loading the kheaders module (modprobe, else the module file
     /// from /lib/modules or Android's module directories) when needed and unloading it again
     /// unless `keepModule`; failing that, the archive read out of the module file.

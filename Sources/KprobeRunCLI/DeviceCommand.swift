@@ -40,7 +40,7 @@ struct DeviceCommand: ParsableCommand {
                 throw Failure(.usage, "refusing to write a binary archive to a terminal; redirect stdout (the host runs this through `adb exec-out`)")
             }
             let verbose = verbose
-            let archive = try KernelHeaders.runningKernelArchive(keepModule: keepModule) { line in
+            let archive = try HeaderLocator.runningKernelArchive(keepModule: keepModule) { line in
                 if verbose { Diagnostics.verbose(line) }
             }
             if verbose { Diagnostics.verbose("writing \(archive.bytes.count) bytes from \(archive.origin)") }

@@ -18,7 +18,7 @@ struct Headers: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the header sources found, which one is used and why, and the cache entries.")
         @OptionGroup var options: HeaderCommandOptions
         func run() throws {
-            print(KernelHeaders(options: options.headerOptions()).status())
+            print(HeaderLocator(options: options.headerOptions()).status())
         }
     }
 
@@ -26,7 +26,7 @@ struct Headers: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the directory of the headers used for the running kernel (unpacking them if needed).")
         @OptionGroup var options: HeaderCommandOptions
         func run() throws {
-            print(try KernelHeaders(options: options.headerOptions()).resolve().root)
+            print(try HeaderLocator(options: options.headerOptions()).resolve().root)
         }
     }
 
@@ -34,7 +34,7 @@ struct Headers: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Find and unpack the headers now, so the next run starts at once.")
         @OptionGroup var options: HeaderCommandOptions
         func run() throws {
-            let set = try KernelHeaders(options: options.headerOptions()).resolve()
+            let set = try HeaderLocator(options: options.headerOptions()).resolve()
             Diagnostics.verbose("headers ready: \(set.origin) at \(set.root)")
         }
     }
@@ -43,7 +43,7 @@ struct Headers: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove cached headers of kernels other than the running one.")
         @OptionGroup var options: HeaderCommandOptions
         func run() throws {
-            for removed in try KernelHeaders(options: options.headerOptions()).prune() {
+            for removed in try HeaderLocator(options: options.headerOptions()).prune() {
                 print("removed \(removed)")
             }
         }
@@ -58,7 +58,7 @@ struct Headers: ParsableCommand {
         var output: String
         func run() throws {
             guard FileSystem.exists(file) else { throw Failure(.usage, "\(file): no such file") }
-            try KernelHeaders.extractArchive(from: file, to: output)
+            try HeaderLocator.extractArchive(from: file, to: output)
         }
     }
 }

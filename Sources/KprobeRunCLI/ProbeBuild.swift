@@ -56,7 +56,7 @@ struct ProbeBuild {
 
     func compile(path: String, source: String) throws -> [UInt8] {
         let headerOptions = options.headerOptions()
-        let headers = try KernelHeaders(options: headerOptions).resolve()
+        let headers = try HeaderLocator(options: headerOptions).resolve()
         if options.verbose {
             Diagnostics.verbose("headers: \(headers.origin) [\(headers.kind.rawValue), \(headers.arch.rawValue)] at \(headers.root)")
         }
@@ -73,7 +73,7 @@ struct ProbeBuild {
         if dialect == .bcc { try prepareBCC(&request, headers: headers) }
         let started = MonotonicClock.now
         let cache = CompileCache(root: headerOptions.cache, headerIdentity: headers.identity)
-        let compiled = try ProbeCompiler().compile(request, cache: cache)
+        let compiled = try WorkerCompiler().compile(request, cache: cache)
         // Warnings are kept with cached objects and shown again on a hit.
         if !compiled.diagnostics.isEmpty { Diagnostics.write(compiled.diagnostics) }
         if options.verbose {

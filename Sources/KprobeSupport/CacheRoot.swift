@@ -1,7 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// The one directory that holds everything kprobe-run keeps between runs (headers, vmlinux.h,

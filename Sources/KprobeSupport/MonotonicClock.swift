@@ -1,7 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// CLOCK_MONOTONIC, for durations in -v lines and for -T and -i timing: a wall clock set

@@ -1,7 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// posix_spawn attributes for a child that starts as a freshly exec'd program would: nothing

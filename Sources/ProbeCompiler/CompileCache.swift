@@ -1,8 +1,6 @@
 import KprobeSupport
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// Compiled objects kept between runs: `<cache>/objects/<key>.o` and, next to it,

@@ -28,7 +28,7 @@ public struct CompileRequest: Sendable, Equatable {
     /// `kprobe__sys_NAME` and `syscall__NAME`; "" for kernels without syscall wrappers.
     public var syscallPrefix: String
     /// Where the worker keeps precompiled headers for this header entry; nil compiles plainly.
-    /// `ProbeCompiler.compile(_:cache:)` fills it in.
+    /// `WorkerCompiler.compile(_:cache:)` fills it in.
     public var precompiledHeaders: PrecompiledHeaderSettings?
 
     public init(sourcePath: String, source: String, frontendTriple: String, arguments: [String], virtualFiles: [VirtualFile] = [],

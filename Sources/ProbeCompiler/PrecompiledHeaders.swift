@@ -1,8 +1,6 @@
 import KprobeSupport
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// What the worker's compiler can do; the worker implements it with the C++ shim. Kept apart

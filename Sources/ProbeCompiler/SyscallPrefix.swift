@@ -1,8 +1,6 @@
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// The prefix the kernel gives system call entry points (`__x64_sys_openat`), which BCC's

@@ -1,8 +1,6 @@
 import KprobeSupport
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// The workers' side of WorkerProtocol (kprobe-run-cc, kprobe-run-bcc): one request from stdin,

@@ -1,8 +1,6 @@
 import KprobeSupport
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// One run of a child process with its stdin fed from memory and its stdout and stderr

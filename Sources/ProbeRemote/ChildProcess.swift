@@ -2,8 +2,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// posix_spawn and wait, without Foundation: the adb client is the only program kprobe-run runs

@@ -3,8 +3,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// The static kprobe-run that runs on the device (`make static` builds it for this machine's

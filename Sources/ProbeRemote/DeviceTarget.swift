@@ -3,8 +3,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// One Android device reached over adb, with the static kprobe-run installed on it: the host

@@ -1,7 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// While a device-side run streams back, SIGINT, SIGTERM and SIGHUP to kprobe-run go to the adb

@@ -1,9 +1,7 @@
 import ProbeCompiler
-import ProbeFrontend
+import BCCRewriter
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 // kprobe-run-bcc: one BCC program on stdin, the libbpf C made of it on stdout (as a request for

@@ -3,8 +3,6 @@ import KprobeSupport
 import ProbeCompiler
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 // kprobe-run-cc: one request on stdin, one response on stdout, then exit. The parent turns a

@@ -8,7 +8,7 @@ import Testing
 @Suite(.serialized) struct RealArchiveTests {
     @Test(.enabled(if: TestKernel.available)) func tarAndModuleGiveTheSameEntry() throws {
         let scratch = try Scratch()
-        let fromTar = try KernelHeaders(options: options(scratch, source: TestKernel.archive)).resolve()
+        let fromTar = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let manifestFromTar = try #require(readFile(fromTar.root + "/MANIFEST"))
         #expect(fromTar.kind == .archive)
         #expect(fromTar.identity.hasPrefix(TestKernel.release + "-"))
@@ -17,24 +17,24 @@ import Testing
 
         // A second cache, so the module really is unpacked again rather than found.
         let other = try Scratch()
-        let fromModule = try KernelHeaders(options: options(other, source: TestKernel.module)).resolve()
+        let fromModule = try HeaderLocator(options: options(other, source: TestKernel.module)).resolve()
         #expect(fromModule.kind == .moduleFile)
         #expect(fromModule.identity == fromTar.identity)
         #expect(readFile(fromModule.root + "/MANIFEST") == manifestFromTar)
 
         // And in the same cache the module finds the tar's entry.
-        let again = try KernelHeaders(options: options(scratch, source: TestKernel.module)).resolve()
+        let again = try HeaderLocator(options: options(scratch, source: TestKernel.module)).resolve()
         #expect(again.root == fromTar.root)
     }
 
     @Test(.enabled(if: TestKernel.available), arguments: ["xz", "gz", "zst"])
     func compressedModuleGivesTheSameEntry(_ compression: String) throws {
         let scratch = try Scratch()
-        let reference = try KernelHeaders(options: options(scratch, source: TestKernel.archive)).resolve()
+        let reference = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let module = scratch.path + "/kheaders.ko." + compression
         compressFile(TestKernel.module, to: module, compression: compression)
         let other = try Scratch()
-        let set = try KernelHeaders(options: options(other, source: module)).resolve()
+        let set = try HeaderLocator(options: options(other, source: module)).resolve()
         #expect(set.kind == .moduleFile)
         #expect(set.identity == reference.identity)
         #expect(readFile(set.root + "/MANIFEST") == readFile(reference.root + "/MANIFEST"))
@@ -42,7 +42,7 @@ import Testing
 
     @Test(.enabled(if: TestKernel.available)) func flagsForTheTestKernel() throws {
         let scratch = try Scratch()
-        let set = try KernelHeaders(options: options(scratch, source: TestKernel.archive)).resolve()
+        let set = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let r = set.root
         #expect(set.arch == .x86)
         #expect(set.frontendTriple == "x86_64-linux-gnu")
@@ -68,13 +68,13 @@ import Testing
 
     @Test(.enabled(if: FileSystem.isRegularFile(TestKernel.arm64Archive))) func arm64Archive() throws {
         let scratch = try Scratch()
-        let set = try KernelHeaders(options: options(scratch, source: TestKernel.arm64Archive)).resolve()
+        let set = try HeaderLocator(options: options(scratch, source: TestKernel.arm64Archive)).resolve()
         #expect(set.arch == .arm64)
         #expect(set.frontendTriple == "aarch64-linux-gnu")
         #expect(set.compileArguments.contains("-D__TARGET_ARCH_arm64"))
         #expect(set.compileArguments.contains("-I\(set.root)/arch/arm64/include/generated"))
         let wrong = #expect(throws: HeaderError.self) {
-            try KernelHeaders(options: options(scratch, source: TestKernel.arm64Archive, arch: .x86)).resolve()
+            try HeaderLocator(options: options(scratch, source: TestKernel.arm64Archive, arch: .x86)).resolve()
         }
         #expect(wrong?.kind == .noKernelHeaders)
     }
@@ -82,7 +82,7 @@ import Testing
     @Test(.enabled(if: TestKernel.available)) func concurrentFirstResolvesUnpackOnce() throws {
         let scratch = try Scratch()
         let log = LogLines()
-        let headers = KernelHeaders(options: options(scratch, source: TestKernel.archive, log: log))
+        let headers = HeaderLocator(options: options(scratch, source: TestKernel.archive, log: log))
         let results = Mutex<[String]>([])
         let done = DispatchSemaphore(value: 0)
         for _ in 0..<8 {
@@ -112,7 +112,7 @@ import Testing
         mkdir(headersDir + "/" + name, 0o700)
         mkdir(headersDir + "/" + name + "/include", 0o700)
         let log = LogLines()
-        let set = try KernelHeaders(options: options(scratch, source: TestKernel.archive, log: log)).resolve()
+        let set = try HeaderLocator(options: options(scratch, source: TestKernel.archive, log: log)).resolve()
         #expect(set.root == headersDir + "/" + name)
         #expect(FileSystem.isRegularFile(set.root + "/MANIFEST"))
         #expect(FileSystem.isRegularFile(set.root + "/include/linux/sched.h"))
@@ -122,7 +122,7 @@ import Testing
 
     @Test(.enabled(if: TestKernel.available)) func damagedEntryIsUnpackedAgain() throws {
         let scratch = try Scratch()
-        let headers = KernelHeaders(options: options(scratch, source: TestKernel.archive))
+        let headers = HeaderLocator(options: options(scratch, source: TestKernel.archive))
         let first = try headers.resolve()
         let victim = first.root + "/include/linux/sched.h"
         #expect(unlink(victim) == 0)
@@ -139,7 +139,7 @@ import Testing
 
         // Reuse does not unpack.
         let log = LogLines()
-        _ = try KernelHeaders(options: options(scratch, source: TestKernel.archive, log: log)).resolve()
+        _ = try HeaderLocator(options: options(scratch, source: TestKernel.archive, log: log)).resolve()
         #expect(!log.all.contains { $0.hasPrefix("unpacked ") })
     }
 
@@ -152,7 +152,7 @@ import Testing
         let archive = scratch.path + "/a.tar.xz"
         writeArchive([.file("include/linux/kconfig.h"), .file("include/generated/autoconf.h"), .dir("arch/x86/include/")], to: archive)
         let error = #expect(throws: HeaderError.self) {
-            try KernelHeaders(options: options(scratch, source: archive)).resolve()
+            try HeaderLocator(options: options(scratch, source: archive)).resolve()
         }
         #expect(error?.message.contains("symlink") == true, "\(error?.message ?? "")")
         #expect(scratch.names("victim").isEmpty)
@@ -160,10 +160,10 @@ import Testing
 
     @Test(.enabled(if: TestKernel.available)) func pruneRemovesOtherKernels() throws {
         let scratch = try Scratch()
-        let set = try KernelHeaders(options: options(scratch, source: TestKernel.archive)).resolve()
+        let set = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let headersDir = scratch.cache.path + "/headers"
         mkdir(headersDir + "/.tmp-1-stale", 0o700)
-        let removed = try KernelHeaders(options: options(scratch)).prune()
+        let removed = try HeaderLocator(options: options(scratch)).prune()
         if RunningKernel.release != TestKernel.release {
             #expect(removed.contains(set.root))
             #expect(!FileSystem.exists(set.root))
@@ -173,8 +173,8 @@ import Testing
 
     @Test(.enabled(if: TestKernel.available)) func statusListsEntries() throws {
         let scratch = try Scratch()
-        let set = try KernelHeaders(options: options(scratch, source: TestKernel.archive)).resolve()
-        let status = KernelHeaders(options: options(scratch)).status()
+        let set = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
+        let status = HeaderLocator(options: options(scratch)).status()
         #expect(status.entries.contains { $0.path == set.root && $0.valid && $0.bytes > 20 << 20 })
         let text = status.description
         #expect(text.contains("kernel: \(RunningKernel.release)"))
@@ -188,13 +188,13 @@ import Testing
         let scratch = try Scratch()
         let source = scratch.path + "/linux-headers-common"
         let build = scratch.path + "/linux-headers-amd64"
-        try KernelHeaders.extractArchive(from: TestKernel.archive, to: source)
+        try HeaderLocator.extractArchive(from: TestKernel.archive, to: source)
         for dir in ["", "/include", "/arch", "/arch/x86", "/arch/x86/include"] { mkdir(build + dir, 0o755) }
         #expect(rename(source + "/include/generated", build + "/include/generated") == 0)
         #expect(rename(source + "/arch/x86/include/generated", build + "/arch/x86/include/generated") == 0)
         writeFile(build + "/Makefile", Array("include \(source)/Makefile\n".utf8))
 
-        let set = try KernelHeaders(options: options(scratch, source: build)).resolve()
+        let set = try HeaderLocator(options: options(scratch, source: build)).resolve()
         #expect(set.kind == .directory)
         #expect(set.arch == .x86)
         #expect(set.root == build)
@@ -208,18 +208,18 @@ import Testing
         // A build directory whose source tree is gone is not a usable tree.
         unlink(build + "/Makefile")
         let error = #expect(throws: HeaderError.self) {
-            try KernelHeaders(options: options(scratch, source: build)).resolve()
+            try HeaderLocator(options: options(scratch, source: build)).resolve()
         }
         #expect(error?.kind == .noKernelHeaders)
     }
 
     @Test(.enabled(if: TestKernel.available)) func extractMatchesTar() throws {
         let scratch = try Scratch()
-        try KernelHeaders.extractArchive(from: TestKernel.module, to: scratch.path + "/tree")
+        try HeaderLocator.extractArchive(from: TestKernel.module, to: scratch.path + "/tree")
         #expect(FileSystem.isRegularFile(scratch.path + "/tree/include/linux/sched.h"))
         #expect(FileSystem.isRegularFile(scratch.path + "/tree/arch/x86/include/generated/asm/syscalls_64.h"))
         // An unpacked tree works as --headers DIR, in place.
-        let set = try KernelHeaders(options: options(scratch, source: scratch.path + "/tree")).resolve()
+        let set = try HeaderLocator(options: options(scratch, source: scratch.path + "/tree")).resolve()
         #expect(set.kind == .directory)
         #expect(set.root == scratch.path + "/tree")
         #expect(set.identity.hasPrefix(TestKernel.release + "-"))
@@ -239,7 +239,7 @@ import Testing
     @Test(.enabled(if: hasBTF && !hasOtherSource)) func runningKernelFallsBackToVmlinuxH() throws {
         let scratch = try Scratch()
         let log = LogLines()
-        let set = try KernelHeaders(options: options(scratch, log: log)).resolve()
+        let set = try HeaderLocator(options: options(scratch, log: log)).resolve()
         #expect(set.kind == .btf)
         #expect(set.frontendTriple == "bpf")
         let header = set.root + "/vmlinux.h"
@@ -254,7 +254,7 @@ import Testing
         #expect(log.all.contains { $0.contains("linux/sched.h") })
 
         let before = try #require(mtime(header))
-        let again = try KernelHeaders(options: options(scratch)).resolve()
+        let again = try HeaderLocator(options: options(scratch)).resolve()
         let after = try #require(mtime(header))
         #expect(again.root == set.root)
         #expect(before.tv_sec == after.tv_sec && before.tv_nsec == after.tv_nsec)
@@ -262,7 +262,7 @@ import Testing
 
     @Test(.enabled(if: hasBTF)) func explicitBTFFile() throws {
         let scratch = try Scratch()
-        let set = try KernelHeaders(options: options(scratch, source: "/sys/kernel/btf/vmlinux")).resolve()
+        let set = try HeaderLocator(options: options(scratch, source: "/sys/kernel/btf/vmlinux")).resolve()
         #expect(set.kind == .btf)
         #expect(FileSystem.isRegularFile(set.root + "/vmlinux.h"))
     }
@@ -270,7 +270,7 @@ import Testing
     @Test func nothingFoundSaysWhatToDo() throws {
         let scratch = try Scratch()
         let error = #expect(throws: HeaderError.self) {
-            try KernelHeaders(options: options(scratch, source: scratch.path + "/missing")).resolve()
+            try HeaderLocator(options: options(scratch, source: scratch.path + "/missing")).resolve()
         }
         #expect(error?.kind == .noKernelHeaders)
         #expect(error?.message.contains("--headers") == true)

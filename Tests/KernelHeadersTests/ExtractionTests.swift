@@ -20,13 +20,13 @@ import Testing
     private func expectRefused(_ archive: String, in scratch: Scratch, mentioning: String,
                                limits: ExtractionLimits = .standard) throws {
         let direct = #expect(throws: HeaderError.self) {
-            try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out", limits: limits)
+            try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/out", limits: limits)
         }
         #expect(direct?.kind == .noKernelHeaders)
         #expect(direct?.message.contains(mentioning) == true, "\(direct?.message ?? "")")
         #expect(scratch.names() == ["in.tar.xz"], "left behind: \(scratch.names())")
 
-        let headers = KernelHeaders(options: options(scratch, source: archive), limits: limits)
+        let headers = HeaderLocator(options: options(scratch, source: archive), limits: limits)
         let cached = #expect(throws: HeaderError.self) { try headers.resolve() }
         #expect(cached?.kind == .noKernelHeaders)
         #expect(Set(scratch.names()).isSubset(of: ["cache", "in.tar.xz"]), "left behind: \(scratch.names())")
@@ -43,7 +43,7 @@ import Testing
             .link("./include/alias.h", to: "linux/kconfig.h"),
             Member(path: "include/hard.h", hardlink: "include/linux/kconfig.h"),
         ], to: archive)
-        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out")
+        try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/out")
         #expect(readFile(scratch.path + "/out/include/linux/kconfig.h") == Array("#define X 1\n".utf8))
         #expect(readFile(scratch.path + "/out/include/alias.h") == Array("#define X 1\n".utf8))
         #expect(readFile(scratch.path + "/out/include/hard.h") == Array("#define X 1\n".utf8))
@@ -56,10 +56,10 @@ import Testing
         let archive = scratch.path + "/in.tar.xz"
         writeArchive([.file("a.h")], to: archive)
         mkdir(scratch.path + "/empty", 0o755)
-        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/empty")
+        try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/empty")
         #expect(FileSystem.isRegularFile(scratch.path + "/empty/a.h"))
         let error = #expect(throws: HeaderError.self) {
-            try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/empty")
+            try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/empty")
         }
         #expect(error?.kind == .usage)
     }
@@ -74,7 +74,7 @@ import Testing
             .link("include/dir-link", to: "uapi/linux"),
             .link("include/via-dir-link.h", to: "dir-link/input-event-codes.h"),
         ], to: archive)
-        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out")
+        try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/out")
         #expect(readFile(scratch.path + "/out/include/dt-bindings/input/linux-event-codes.h") == Array("codes".utf8))
         #expect(readFile(scratch.path + "/out/include/via-dir-link.h") == Array("codes".utf8))
     }
@@ -130,7 +130,7 @@ import Testing
         let scratch = try Scratch()
         let archive = scratch.path + "/in.tar.xz"
         writeArchive([.file("tool", "#!/bin/sh\n", perm: 0o6777), .dir("sticky/")], to: archive)
-        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out")
+        try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/out")
         let mode = try #require(lstatMode(scratch.path + "/out/tool"))
         #expect(mode & (S_ISUID | S_ISGID | S_ISVTX) == 0)
         #expect(mode & 0o022 == 0)
@@ -146,7 +146,7 @@ import Testing
         let truncated = scratch.path + "/cut.tar.xz"
         writeFile(truncated, Array(bytes.prefix(bytes.count / 2)))
         let error = #expect(throws: HeaderError.self) {
-            try KernelHeaders.extractArchive(from: truncated, to: scratch.path + "/out")
+            try HeaderLocator.extractArchive(from: truncated, to: scratch.path + "/out")
         }
         #expect(error?.kind == .noKernelHeaders)
         #expect(error?.message.contains("truncated or corrupt") == true, "\(error?.message ?? "")")
@@ -183,7 +183,7 @@ import Testing
         try expectRefused(archive, in: scratch, mentioning: "decompresses to more than",
                           limits: ExtractionLimits(maxTotalBytes: 4096, maxEntries: 10))
         // Within the limits the same padding is harmless.
-        try KernelHeaders.extractArchive(from: archive, to: scratch.path + "/out")
+        try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/out")
         #expect(FileSystem.isRegularFile(scratch.path + "/out/a.h"))
     }
 
@@ -207,7 +207,7 @@ import Testing
         let scratch = try Scratch()
         writeFile(scratch.path + "/notes.txt", Array("hello\n".utf8))
         let error = #expect(throws: HeaderError.self) {
-            try KernelHeaders.extractArchive(from: scratch.path + "/notes.txt", to: scratch.path + "/out")
+            try HeaderLocator.extractArchive(from: scratch.path + "/notes.txt", to: scratch.path + "/out")
         }
         #expect(error?.kind == .noKernelHeaders)
         #expect(scratch.names() == ["notes.txt"])

@@ -22,7 +22,7 @@ struct CannedWorker {
         cache = CacheRoot(path: try scratch.makeDirectory("cache"))
     }
 
-    var compiler: ProbeCompiler { ProbeCompiler(workerPath: path) }
+    var compiler: WorkerCompiler { WorkerCompiler(workerPath: path) }
 
     func closeGate() { unlink(gate) }
 

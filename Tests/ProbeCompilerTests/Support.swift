@@ -58,8 +58,8 @@ final class ScratchDirectory {
 
 /// The worker built alongside the tests: `$KPROBE_RUN_CC`, else beside the test bundle, which
 /// SwiftPM puts in the same products directory (.build/debug or .build-<scratch>/debug).
-func builtWorker() throws -> ProbeCompiler {
-    let compiler = ProbeCompiler()
+func builtWorker() throws -> WorkerCompiler {
+    let compiler = WorkerCompiler()
     guard FileSystem.isRegularFile(compiler.workerPath) else {
         throw CompileError("kprobe-run-cc not found at \(compiler.workerPath): run swift build first or set KPROBE_RUN_CC")
     }

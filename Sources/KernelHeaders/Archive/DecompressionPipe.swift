@@ -3,8 +3,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// Decompresses an xz stream on a thread of its own and hands the tar stream over in chunks,

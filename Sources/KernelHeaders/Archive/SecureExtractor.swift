@@ -4,8 +4,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// One member of an unpacked tree as the manifest records it.

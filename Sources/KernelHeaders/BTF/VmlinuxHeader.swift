@@ -3,8 +3,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// vmlinux.h: every type of the kernel's BTF as C, written with libbpf's btf_dump in the shape

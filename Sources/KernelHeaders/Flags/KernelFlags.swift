@@ -2,8 +2,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// Compiler arguments for a kernel header tree, as the kernel's own build derives them.

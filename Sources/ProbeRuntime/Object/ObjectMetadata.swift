@@ -2,7 +2,7 @@ import CLibELF
 import Glibc
 
 /// What the BCC front end records about a rewritten program in the `.kprobe_run.meta` section
-/// (JSON, written by ProbeFrontend's ProbeMetadata): the runtime's view of it. ProbeRuntime does
+/// (JSON, written by BCCRewriter's ProbeMetadata): the runtime's view of it. ProbeRuntime does
 /// not link the front end (it links libclang), so the few fields it needs are read here.
 struct ObjectMetadata: Equatable, Sendable {
     static let sectionName = ".kprobe_run.meta"

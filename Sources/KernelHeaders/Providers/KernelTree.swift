@@ -2,8 +2,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// A header tree used where it lies: the kernel's build directory (generated headers) and its

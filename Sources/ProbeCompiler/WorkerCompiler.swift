@@ -1,15 +1,13 @@
 import KprobeSupport
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// Compiles probes in a separate `kprobe-run-cc` process. LLVM aborts the whole process on a
 /// fatal error, and only the worker links it, so a run whose object is cached never loads it.
 /// BCC programs are first rewritten into libbpf C by `kprobe-run-bcc`, a process of its own:
 /// it reads the program through libclang, whose shared LLVM must not meet the worker's static one.
-public struct ProbeCompiler: Sendable {
+public struct WorkerCompiler: Sendable {
     /// The worker executable, once resolved.
     public let workerPath: String
     /// The BCC rewriter: `kprobe-run-bcc` in the worker's directory.

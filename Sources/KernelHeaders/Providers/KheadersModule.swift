@@ -3,8 +3,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// The running kernel's kheaders archive: /sys/kernel/kheaders.tar.xz, appearing once the

@@ -3,8 +3,6 @@ import ProbeCompiler
 import KprobeSupport
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// One parsed translation unit, freed with its index.

@@ -4,7 +4,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import ProbeFrontend
+@testable import BCCRewriter
 
 @Suite(.enabled(if: Fixtures.available, "needs \(Fixtures.archive) for kernel headers"))
 struct RewriteTests {

@@ -1,6 +1,6 @@
 import KprobeSupport
 import ProbeCompiler
-@testable import ProbeFrontend
+@testable import BCCRewriter
 #if canImport(Glibc)
 import Glibc
 #endif

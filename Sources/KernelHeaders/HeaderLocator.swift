@@ -2,8 +2,6 @@ import KprobeSupport
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
 #endif
 
 /// A kernel architecture, named as the kernel's `arch/` directory names it.
@@ -160,7 +158,7 @@ public struct ExtractionLimits: Sendable, Equatable {
 
 /// Finds the running kernel's headers (or a given tree or archive), keeps them in the cache and
 /// says how to compile against them.
-public struct KernelHeaders: Sendable {
+public struct HeaderLocator: Sendable {
     public let options: HeaderOptions
     let limits: ExtractionLimits
 
