@@ -6,18 +6,24 @@ import KprobeSupport
 /// (a program attached via --attach may need its type changed, which only works before load).
 final class ProbeObject {
     struct Program {
-        let handle: OpaquePointer
+        let program: BPFProgram
         let name: String
         let section: String
         /// Where to attach; several when --attach names the program more than once.
         var points: [AttachPoint]
         /// Calls bpf_trace_printk/bpf_trace_vprintk, so trace_pipe must be read.
         let usesPrintk: Bool
+
+        /// The raw pointer, for the Attacher's libbpf calls.
+        var handle: OpaquePointer { program.pointer }
     }
 
-    let handle: OpaquePointer
+    private let pointer: OpaquePointer
     let name: String
     private(set) var programs: [Program] = []
+    /// Every map, in object order.
+    let maps: [BPFMap]
+    let btf: BTFHandle?
     /// What the BCC front end recorded (record types, histograms); empty for other objects.
     let metadata: ObjectMetadata
     /// libbpf reads the ELF image lazily, so the bytes live as long as the object.
@@ -29,7 +35,7 @@ final class ProbeObject {
         bytes.withUnsafeBytes { image.copyMemory(from: $0) }
         self.image = image
         var opts = bpf_object_open_opts()
-        opts.sz = MemoryLayout<bpf_object_open_opts>.size
+        LibbpfOptions.prepare(&opts, size: \.sz)
         let opened: OpaquePointer? = name.withCString { cName in
             opts.object_name = cName
             return bpf_object__open_mem(image.baseAddress, bytes.count, &opts)
@@ -40,21 +46,28 @@ final class ProbeObject {
             let details = VerifierLog.warnings(in: LibbpfLog.shared.contents)
             throw RuntimeError(.internal, "cannot open BPF object '\(name)': \(err)" + ProbeObject.indented(details))
         }
-        handle = opened
+        pointer = opened
         self.name = name
         metadata = ObjectMetadata.read(from: UnsafeRawBufferPointer(image)) ?? ObjectMetadata()
-        var program = bpf_object__next_program(handle, nil)
+        btf = bpf_object__btf(opened).map(BTFHandle.init(pointer:))
+        var program = bpf_object__next_program(opened, nil)
         while let current = program {
-            let programName = String(cString: bpf_program__name(current))
-            let section = String(cString: bpf_program__section_name(current))
-            programs.append(Program(handle: current, name: programName, section: section, points: [],
-                                    usesPrintk: ProbeObject.callsPrintk(current)))
-            program = bpf_object__next_program(handle, current)
+            let handle = BPFProgram(pointer: current)
+            programs.append(Program(program: handle, name: handle.name, section: handle.section, points: [],
+                                    usesPrintk: handle.callsPrintk))
+            program = bpf_object__next_program(opened, current)
         }
+        var maps: [BPFMap] = []
+        var map = bpf_object__next_map(opened, nil)
+        while let current = map {
+            maps.append(BPFMap(pointer: current))
+            map = bpf_object__next_map(opened, current)
+        }
+        self.maps = maps
     }
 
     deinit {
-        bpf_object__close(handle)
+        bpf_object__close(pointer)
         image.deallocate()
     }
 
@@ -71,7 +84,7 @@ final class ProbeObject {
         var unattachable: [(name: String, section: String, reason: String)] = []
         for index in programs.indices {
             let program = programs[index]
-            let type = bpf_program__type(program.handle)
+            let type = program.program.type
             let named = specs.filter { $0.program == program.name }
             let points = named.isEmpty
                 ? [AttachPoint.classify(section: program.section, function: program.name, type: type)]
@@ -84,7 +97,7 @@ final class ProbeObject {
                 }
             }
             if let wanted = points[0].programType, wanted != type {
-                if bpf_program__set_type(program.handle, wanted) != 0 {
+                if bpf_program__set_type(program.program.pointer, wanted) != 0 {
                     throw RuntimeError(.internal, "cannot set the program type of '\(program.name)' for \(points[0].summary)")
                 }
             }
@@ -102,24 +115,14 @@ final class ProbeObject {
     /// load; returns false when the object declares no such variable.
     @discardableResult
     func setTargetPID(_ pid: Int32) -> Bool {
-        guard let btf = bpf_object__btf(handle) else { return false }
-        var map = bpf_object__next_map(handle, nil)
-        while let current = map {
-            map = bpf_object__next_map(handle, current)
-            let mapName = String(cString: bpf_map__name(current))
-            guard bpf_map__is_internal(current), mapName.hasSuffix(".rodata"),
-                  let section = btf__type_by_id(btf, bpf_map__btf_value_type_id(current)), btf_is_datasec(section),
-                  let variables = btf_var_secinfos(section) else { continue }
-            for index in 0..<Int(btf_vlen(section)) {
-                let info = variables[index]
-                guard let variable = btf__type_by_id(btf, info.type), btf_is_var(variable),
-                      let cName = btf__name_by_offset(btf, variable.pointee.name_off),
-                      String(cString: cName) == ProbeObject.pidVariable, info.size == 4 else { continue }
+        guard let btf else { return false }
+        for map in maps where map.isInternal && map.name.hasSuffix(".rodata") {
+            for variable in btf.variables(ofSection: map.valueTypeID) where variable.name == ProbeObject.pidVariable && variable.size == 4 {
                 var size = 0
-                guard let data = bpf_map__initial_value(current, &size), Int(info.offset) + 4 <= size else { return false }
+                guard let data = bpf_map__initial_value(map.pointer, &size), variable.offset + 4 <= size else { return false }
                 var contents = Array(UnsafeRawBufferPointer(start: data, count: size))
-                withUnsafeBytes(of: pid) { contents.replaceSubrange(Int(info.offset)..<Int(info.offset) + 4, with: $0) }
-                return bpf_map__set_initial_value(current, contents, size) == 0
+                withUnsafeBytes(of: pid) { contents.replaceSubrange(variable.offset..<variable.offset + 4, with: $0) }
+                return bpf_map__set_initial_value(map.pointer, contents, size) == 0
             }
         }
         return false
@@ -128,7 +131,7 @@ final class ProbeObject {
     /// Loads every program into the kernel (this is where the verifier runs).
     func load() throws(RuntimeError) {
         LibbpfLog.shared.clear()
-        let result = bpf_object__load(handle)
+        let result = bpf_object__load(pointer)
         guard result != 0 else { return }
         let sections = Dictionary(programs.map { ($0.name, $0.section) }, uniquingKeysWith: { first, _ in first })
         throw ProbeObject.loadError(code: -result, log: LibbpfLog.shared.contents, object: name,
@@ -179,18 +182,5 @@ final class ProbeObject {
 
     static func indented(_ lines: [String]) -> String {
         lines.isEmpty ? "" : "\n" + lines.map { "  " + $0 }.joined(separator: "\n")
-    }
-
-    /// BPF_JMP|BPF_CALL with src_reg 0 calls a helper; 6 is bpf_trace_printk, 177 bpf_trace_vprintk.
-    private static func callsPrintk(_ program: OpaquePointer) -> Bool {
-        guard let instructions = bpf_program__insns(program) else { return false }
-        let count = Int(bpf_program__insn_cnt(program))
-        for index in 0..<count {
-            let instruction = instructions[index]
-            if instruction.code == 0x85, instruction.src_reg == 0, instruction.imm == 6 || instruction.imm == 177 {
-                return true
-            }
-        }
-        return false
     }
 }

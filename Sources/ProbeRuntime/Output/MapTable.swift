@@ -74,8 +74,6 @@ struct MapReport {
         }, numeric: numeric)
     }
 
-    var json: String { JSON.mapLine(name: name, entries: entries) }
-
     /// Hash-like maps whose values are single integers sort by value, largest first (a count
     /// table); everything else sorts by key, numerically where the keys are integers.
     static func ordered(_ entries: [(key: Value, value: Value)], byValue: Bool) -> [(key: Value, value: Value)] {
