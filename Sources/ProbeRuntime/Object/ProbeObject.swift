@@ -13,6 +13,9 @@ final class ProbeObject {
         var points: [AttachPoint]
         /// Calls bpf_trace_printk/bpf_trace_vprintk, so trace_pipe must be read.
         let usesPrintk: Bool
+        /// Why the program is not loaded (see `ProgramSelection`); such a program has no points.
+        var leftOut: String?
+        var selected: Bool { leftOut == nil }
 
         /// The raw pointer, for the Attacher's libbpf calls.
         var handle: OpaquePointer { program.pointer }
@@ -71,21 +74,45 @@ final class ProbeObject {
         image.deallocate()
     }
 
-    var programNames: [String] { programs.map(\.name) }
+    /// The programs that load.
+    var programNames: [String] { programs.filter(\.selected).map(\.name) }
 
-    /// Decides every program's attach points: from `specs` for the programs they name, from the
-    /// SEC (or BCC-style) name for the rest. With `requireAttachable`, a tracing program that
-    /// nothing tells where to attach is an error.
-    func plan(specs: [AttachSpec], requireAttachable: Bool) throws(RuntimeError) {
+    /// Everything decided before load: map sizes, `--set` parameters, which programs load
+    /// (`ProgramSelection`) and where each attaches.
+    func prepare(specs: [AttachSpec], options: LoadOptions, requireAttachable: Bool, log: (String) -> Void) throws(RuntimeError) {
+        try sizeMaps(options.mapSizes, log: log)
+        try setParameters(options.parameters, log: log)
+        try plan(specs: specs, options: options, requireAttachable: requireAttachable, log: log)
+    }
+
+    /// Decides which programs load and every loaded program's attach points: from `specs` for
+    /// the programs they name, from the SEC (or BCC-style) name for the rest. With
+    /// `requireAttachable`, a tracing program that nothing tells where to attach is an error.
+    func plan(specs: [AttachSpec], options: LoadOptions = LoadOptions(), requireAttachable: Bool,
+              log: (String) -> Void = { _ in }) throws(RuntimeError) {
         for spec in specs where !programs.contains(where: { $0.name == spec.program }) {
-            let known = programs.isEmpty ? "it has none" : "it has: " + programNames.joined(separator: ", ")
+            let names = programs.map(\.name)
+            let known = names.isEmpty ? "it has none" : "it has: " + names.joined(separator: ", ")
             throw RuntimeError(.usage, "--attach \(spec): the object has no program named '\(spec.program)'; \(known)")
         }
+        let dropped = try ProgramSelection.choose(programs: programs.map { ($0.name, $0.section) },
+                                                  explicit: Set(specs.map(\.program)), options: options,
+                                                  features: KernelFeatures.shared)
         var unattachable: [(name: String, section: String, reason: String)] = []
         for index in programs.indices {
             let program = programs[index]
+            if let reason = dropped[program.name] {
+                program.program.autoload = false
+                programs[index].leftOut = reason
+                log("not loading '\(program.name)' (SEC(\"\(program.section)\")): \(reason)")
+                continue
+            }
             let type = program.program.type
             let named = specs.filter { $0.program == program.name }
+            if let first = named.first, let target = try retarget(program, to: first) {
+                programs[index].points = [target]
+                continue
+            }
             let points = named.isEmpty
                 ? [AttachPoint.classify(section: program.section, function: program.name, type: type)]
                 : named.map(AttachPoint.init(spec:))
@@ -103,10 +130,26 @@ final class ProbeObject {
             }
             programs[index].points = points
         }
+        if !dropped.isEmpty {
+            log("loading " + programs.filter(\.selected).map { "'\($0.name)' (SEC(\"\($0.section)\"))" }.joined(separator: ", "))
+        }
         if let first = unattachable.first {
             let list = unattachable.map { "'\($0.name)' (\($0.reason))" }.joined(separator: ", ")
             throw RuntimeError(.attach, "no attach point for program \(list); name one with --attach, e.g. --attach \(AttachPoint.attachExample(section: first.section, program: first.name)) (forms: \(AttachSpec.acceptedForms.joined(separator: ", ")))")
         }
+    }
+
+    /// An fentry/fexit program named by `-a kprobe:FUNC=PROG` keeps its type (its code reads
+    /// fentry arguments) and gets FUNC as its BTF attach target, as libbpf-tools' userspace does
+    /// for `fentry/dummy_*` placeholders; nil for every other program.
+    private func retarget(_ program: Program, to spec: AttachSpec) throws(RuntimeError) -> AttachPoint? {
+        guard ["fentry/", "fexit/", "fmod_ret/"].contains(where: { program.section.hasPrefix($0) }),
+              case let .kprobe(symbol, _, _) = AttachPoint(spec: spec) else { return nil }
+        let result = bpf_program__set_attach_target(program.program.pointer, 0, symbol)
+        guard result == 0 else {
+            throw RuntimeError(.attach, "cannot attach program '\(program.name)' (SEC(\"\(program.section)\")) to '\(symbol)': \(Errno(-result))")
+        }
+        return .libbpf(section: program.section)
     }
 
     static let pidVariable = "kprobe_run_pid"
@@ -115,24 +158,19 @@ final class ProbeObject {
     /// load; returns false when the object declares no such variable.
     @discardableResult
     func setTargetPID(_ pid: Int32) -> Bool {
-        guard let btf else { return false }
-        for map in maps where map.isInternal && map.name.hasSuffix(".rodata") {
-            for variable in btf.variables(ofSection: map.valueTypeID) where variable.name == ProbeObject.pidVariable && variable.size == 4 {
-                var size = 0
-                guard let data = bpf_map__initial_value(map.pointer, &size), variable.offset + 4 <= size else { return false }
-                var contents = Array(UnsafeRawBufferPointer(start: data, count: size))
-                withUnsafeBytes(of: pid) { contents.replaceSubrange(variable.offset..<variable.offset + 4, with: $0) }
-                return bpf_map__set_initial_value(map.pointer, contents, size) == 0
-            }
-        }
-        return false
+        guard let parameter = parameters.first(where: { $0.name == ProbeObject.pidVariable && $0.size == 4 }) else { return false }
+        return (try? write(withUnsafeBytes(of: pid) { Array($0) }, to: parameter)) ?? false
     }
 
-    /// Loads every program into the kernel (this is where the verifier runs).
+    /// After a failed `load`, the program libbpf names in its log, if any.
+    private(set) var failedProgram: String?
+
+    /// Loads every selected program into the kernel (this is where the verifier runs).
     func load() throws(RuntimeError) {
         LibbpfLog.shared.clear()
         let result = bpf_object__load(pointer)
         guard result != 0 else { return }
+        failedProgram = ProbeObject.failedProgram(in: VerifierLog.warnings(in: LibbpfLog.shared.contents))
         let sections = Dictionary(programs.map { ($0.name, $0.section) }, uniquingKeysWith: { first, _ in first })
         throw ProbeObject.loadError(code: -result, log: LibbpfLog.shared.contents, object: name,
                                     sections: sections, privileged: Privileges.canUseBPF)

@@ -21,17 +21,15 @@ public final class ProbeSession {
     public init(object bytes: [UInt8], name: String, options: SessionOptions) throws(RuntimeError) {
         self.options = options
         object = try ProbeObject(bytes: bytes, name: name)
-        try object.plan(specs: options.attach, requireAttachable: true)
+        let verbose = options.verbose, userLog = options.log
+        let log: (String) -> Void = { line in if verbose { userLog(line) } }
+        try object.prepare(specs: options.attach, options: options.load, requireAttachable: true, log: log)
         if let pid = options.targetPID {
             let set = object.setTargetPID(pid)
-            if options.verbose {
-                options.log(set ? "set \(ProbeObject.pidVariable) = \(pid)" : "the probe declares no 'const volatile int \(ProbeObject.pidVariable)'; pid \(pid) only limits uprobes")
-            }
+            log(set ? "set \(ProbeObject.pidVariable) = \(pid)" : "the probe declares no 'const volatile int \(ProbeObject.pidVariable)'; pid \(pid) only limits uprobes")
         }
         try object.load()
-        if options.verbose {
-            options.log("loaded \(name): \(object.programs.count) program(s): \(object.programNames.joined(separator: ", "))")
-        }
+        log("loaded \(name): \(object.programNames.count) program(s): \(object.programNames.joined(separator: ", "))")
     }
 
     /// Setup, poll loop, teardown (bpftrace's split); `RunState.close` undoes setup on every path.
