@@ -70,6 +70,37 @@ struct BTFFormatter {
         return nil
     }
 
+    /// A ring/perf-buffer record of a struct type: the record may be shorter than the type when
+    /// its last member is a char array filled only as far as needed (execsnoop's `args`, sent
+    /// with `offsetof(args) + args_size` bytes). That tail then shows what was sent, its
+    /// NUL-separated strings joined by spaces; any other short record is hex.
+    func decodeRecord(typeID: UInt32, size: Int, bytes: UnsafeRawBufferPointer) -> Value {
+        if bytes.count >= size { return decode(typeID: typeID, bytes: UnsafeRawBufferPointer(rebasing: bytes[0..<size])) }
+        guard let tail = characterTail(typeID), tail.offset <= bytes.count else { return .bytes(Array(bytes)) }
+        var padded = Array(bytes)
+        padded += [UInt8](repeating: 0, count: size - bytes.count)
+        guard case var .structure(fields) = decode(typeID: typeID, bytes: padded), fields.last?.name == tail.name else {
+            return .bytes(Array(bytes))
+        }
+        let text = bytes[tail.offset...].split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+        fields[fields.count - 1].value = .string(text)
+        return .structure(fields)
+    }
+
+    /// The last member of a struct when it is a char array: its name and byte offset.
+    private func characterTail(_ typeID: UInt32) -> (name: String, offset: Int)? {
+        guard let btf else { return nil }
+        let resolved = btf__resolve_type(btf.pointer, typeID)
+        guard resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_struct(type),
+              let members = btf_members(type), btf_vlen(type) > 0 else { return nil }
+        let index = Int(btf_vlen(type)) - 1
+        let member = members + index
+        guard let array = btf__type_by_id(btf.pointer, UInt32(max(btf__resolve_type(btf.pointer, member.pointee.type), 0))),
+              btf_is_array(array), let info = btf_array(array), characterKind(info.pointee.type) != nil else { return nil }
+        let name = btf__name_by_offset(btf.pointer, member.pointee.name_off).map { String(cString: $0) } ?? ""
+        return (name, Int(btf_member_bit_offset(type, UInt32(index))) / 8)
+    }
+
     static func untyped(_ bytes: UnsafeRawBufferPointer) -> Value {
         switch bytes.count {
         case 1, 2, 4, 8: return .unsigned(loadUnsigned(bytes, offset: 0, size: bytes.count))

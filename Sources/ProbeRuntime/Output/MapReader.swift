@@ -16,6 +16,9 @@ struct MapReader {
     let formatter: BTFFormatter
     var metadata: ObjectMetadata = ObjectMetadata()
     var stacks: StackResolver?
+    /// The record types of the object's ring and perf buffers: a one-entry per-CPU array of
+    /// such a type is scratch space for building records (libbpf-tools' `heap`), not data.
+    var recordTypes: Set<UInt32> = []
 
     init(formatter: BTFFormatter, metadata: ObjectMetadata = ObjectMetadata(), stacks: StackResolver? = nil) {
         self.formatter = formatter
@@ -42,6 +45,7 @@ struct MapReader {
             return globals(map, name: name).map(MapContent.table)
         }
         guard MapReader.isData(map) else { return nil }
+        if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1, recordTypes.contains(map.valueTypeID) { return nil }
         let isArray = map.isArray
         guard let entries = read(map, skipZero: isArray) else { return nil }
 

@@ -10,6 +10,9 @@ final class EventBuffers {
     private var perfBuffers: [(buffer: OpaquePointer, stream: EventStream)] = []
     private(set) var pollFDs: [Int32] = []
 
+    /// The BTF types records are decoded as.
+    var recordTypes: Set<UInt32> { Set(streams.compactMap(\.typeID)) }
+
     init(maps allMaps: [BPFMap], formatter: BTFFormatter, metadata: ObjectMetadata, reporter: Reporter, log: (String) -> Void) throws(RuntimeError) {
         let maps = allMaps.filter { $0.type == BPF_MAP_TYPE_RINGBUF || $0.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY }
         for map in maps {

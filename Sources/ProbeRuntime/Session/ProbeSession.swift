@@ -58,8 +58,10 @@ public final class ProbeSession {
             run.tracePipe = tracePipe
             run.log("reading bpf_printk output from \(try run.tracefs.path())/trace_pipe" + (stale > 0 ? " (discarded \(stale) earlier line(s))" : ""))
         }
-        run.buffers = try EventBuffers(maps: object.maps, formatter: run.mapReader.formatter, metadata: object.metadata,
+        let buffers = try EventBuffers(maps: object.maps, formatter: run.mapReader.formatter, metadata: object.metadata,
                                        reporter: run.reporter, log: run.log)
+        run.buffers = buffers
+        run.mapReader.recordTypes = buffers.recordTypes
         for program in object.programs {
             for point in program.points {
                 try run.attacher.attach(program, at: point)

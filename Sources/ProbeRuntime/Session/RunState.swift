@@ -12,7 +12,7 @@ final class RunState {
     let tracefs: Tracefs
     let attacher: Attacher
     let stacks: StackResolver
-    let mapReader: MapReader
+    var mapReader: MapReader
     /// Verbose lines (nothing without -v).
     let log: (String) -> Void
     var signals: SignalPipe?
