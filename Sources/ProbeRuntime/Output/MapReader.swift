@@ -39,11 +39,13 @@ struct MapReader {
     }
 
     /// nil for maps that are not printed.
-    func report(_ map: BPFMap) -> MapContent? {
+    func report(_ map: BPFMap) -> [MapContent] {
+        if map.isInternal { return globals(map, name: map.name) }
+        return table(map).map { [$0] } ?? []
+    }
+
+    private func table(_ map: BPFMap) -> MapContent? {
         let name = map.name
-        if map.isInternal {
-            return globals(map, name: name).map(MapContent.table)
-        }
         guard MapReader.isData(map) else { return nil }
         if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1, recordTypes.contains(map.valueTypeID) { return nil }
         let isArray = map.isArray
@@ -177,19 +179,21 @@ struct MapReader {
         return .signed(Int64(clamping: total))
     }
 
-    /// .data and .bss as `variable  value` rows, leaving out zero variables; nil when nothing
-    /// is left (or for .rodata and .kconfig, which the program cannot change).
-    private func globals(_ map: BPFMap, name: String) -> MapReport? {
+    /// .data and .bss as `variable  value` rows, leaving out zero variables (nothing for .rodata
+    /// and .kconfig, which the program cannot change); a `struct hist` global, or an array of
+    /// them (runqlen's per-CPU `hists[]`, one histogram per non-zero index), prints as histograms.
+    private func globals(_ map: BPFMap, name: String) -> [MapContent] {
         guard let dot = name.lastIndex(of: "."), [".data", ".bss"].contains(String(name[dot...])) || name[dot...].hasPrefix(".data.") else {
-            return nil
+            return []
         }
         let fd = map.fd
         let size = map.valueSize
-        guard fd >= 0, size > 0, let btf = formatter.btf else { return nil }
+        guard fd >= 0, size > 0, let btf = formatter.btf else { return [] }
         var key: UInt32 = 0
         var value = [UInt8](repeating: 0, count: size)
-        guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }
+        guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return [] }
         var entries: [(key: Value, value: Value)] = []
+        var histograms: [Histogram] = []
         for variable in btf.variables(ofSection: map.valueTypeID) {
             let end = variable.offset + variable.size
             guard end <= value.count else { continue }
@@ -197,10 +201,19 @@ struct MapReader {
             if variable.name.hasPrefix("__kprobe_run_") { continue }
             let decoded = formatter.decode(typeID: variable.typeID, bytes: Array(value[variable.offset..<end]))
             if decoded.isZero { continue }
-            entries.append((.string(variable.name.isEmpty ? "?" : variable.name), decoded))
+            if case let .array(items) = decoded,
+               let perIndex = MapReader.slotHistograms(name: variable.name, entries: items.enumerated().filter { !$0.element.isZero }
+                   .map { (Value.unsigned(UInt64($0.offset)), $0.element) }, keyed: true) {
+                histograms += perIndex
+            } else if let single = MapReader.slotHistograms(name: variable.name, entries: [(.unsigned(0), decoded)], keyed: false) {
+                histograms += single
+            } else {
+                entries.append((.string(variable.name.isEmpty ? "?" : variable.name), decoded))
+            }
         }
-        guard !entries.isEmpty else { return nil }
-        return MapReport(name: String(name[dot...]), entries: entries, keyTitle: "variable")
+        var contents: [MapContent] = entries.isEmpty ? [] : [.table(MapReport(name: String(name[dot...]), entries: entries, keyTitle: "variable"))]
+        if !histograms.isEmpty { contents.append(.histograms(histograms)) }
+        return contents
     }
 
     /// Empties a map for `--clear`: hashes lose their keys, arrays are zeroed.

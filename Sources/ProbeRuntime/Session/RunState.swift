@@ -50,7 +50,7 @@ final class RunState {
         let writer = reporter.writer
         if header { reporter.emit(writer.intervalHeader(elapsed: MonotonicClock.seconds - start)) }
         for map in object.maps {
-            if let content = mapReader.report(map) { reporter.emit(writer.map(content)) }
+            for content in mapReader.report(map) { reporter.emit(writer.map(content)) }
         }
         lastMapPrint = MonotonicClock.seconds
     }
