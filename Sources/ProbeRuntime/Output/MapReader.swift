@@ -41,6 +41,8 @@ struct MapReader {
     /// Whether `report` prints the map (and `clear` empties it).
     static func isData(_ map: OpaquePointer) -> Bool {
         guard !bpf_map__is_internal(map) else { return false }
+        // usdt.bpf.h's maps are libbpf's bookkeeping for USDT arguments, not the probe's data.
+        guard !String(cString: bpf_map__name(map)).hasPrefix("__bpf_usdt_") else { return false }
         switch bpf_map__type(map) {
         case BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LPM_TRIE,
              BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY:
