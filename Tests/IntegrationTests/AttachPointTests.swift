@@ -18,16 +18,10 @@ extension HostKernel {
                 .filter { $0.hasPrefix("\(category):\(prefix)") }
         }
 
-        static func probe(_ scratch: ScratchDirectory, _ name: String, _ text: String) throws -> String {
-            let path = scratch.path + "/" + name
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-            return path
-        }
-
         /// funccount-style: one program counting at every sys_enter_open* tracepoint.
         @Test func tracepointWildcardAttachesAtEveryMatch() throws {
             let scratch = try ScratchDirectory()
-            let probe = try Self.probe(scratch, "count.bpf.c", """
+            let probe = try scratch.write(named: "count.bpf.c", """
                 #include "vmlinux.h"
                 #include <bpf/bpf_helpers.h>
 
@@ -75,7 +69,7 @@ extension HostKernel {
         /// with exit 6 naming them and the --attach syntax instead of printing empty maps.
         @Test func nothingAttachedIsAnError() throws {
             let scratch = try ScratchDirectory()
-            let probe = try Self.probe(scratch, "filter.bpf.c", """
+            let probe = try scratch.write(named: "filter.bpf.c", """
                 #include "vmlinux.h"
                 #include <bpf/bpf_helpers.h>
 

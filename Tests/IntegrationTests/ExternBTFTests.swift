@@ -10,8 +10,8 @@ import Testing
 struct ExternBTFTests {
     @Test func kconfigExternCompiledAgainstKernelHeadersOpens() throws {
         let scratch = try ScratchDirectory()
-        let probe = scratch.path + "/version.c", object = scratch.path + "/version.o"
-        try """
+        let object = scratch.path + "/version.o"
+        let probe = try scratch.write(named: "version.c", """
             #include <linux/bpf.h>
             #include <bpf/bpf_helpers.h>
 
@@ -24,7 +24,7 @@ struct ExternBTFTests {
                 bpf_printk("kernel version %d", LINUX_KERNEL_VERSION);
                 return 0;
             }
-            """.write(toFile: probe, atomically: true, encoding: .utf8)
+            """)
         let result = try Tool.run(["compile", "--headers", BCC.headers, probe, "-o", object],
                                   environment: ["KPROBE_RUN_CACHE_DIR": scratch.path + "/cache"])
         #expect(result.status == 0, "\(result.stderr)")

@@ -22,13 +22,7 @@ extension HostKernel {
                                       environment: environment)
             }
             #expect(result.status == 0, "\(result.stderr)")
-            let ticks = result.stdout.split(separator: "\n").filter { $0.hasPrefix("usdt tick ") }
-            #expect(!ticks.isEmpty, "stdout: \(result.stdout.prefix(2000))")
-            // The count and the string the program formatted from it arrive together.
-            #expect(ticks.allSatisfy { line in
-                let words = line.split(separator: " ")
-                return words.count == 6 && words[2].dropLast() == words[5]
-            }, "\(ticks.prefix(5))")
+            USDTTarget.expectTicks(in: result.stdout, prefix: "usdt tick ")
             #expect(result.stdout.contains("usdt guarded "), "stdout: \(result.stdout.prefix(2000))")
             #expect(left.isEmpty, "programs left loaded: \(left)")
         }
@@ -61,12 +55,7 @@ extension HostKernel {
             let result = try Tool.run(["--headers", BCC.headers, try target.bccProbe(), "-d", "3",
                                        "-a", "usdt:\(target.binary):kprobe_run_test:tick=on_tick"], environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
-            let ticks = result.stdout.split(separator: "\n").filter { $0.hasPrefix("bcc tick ") }
-            #expect(!ticks.isEmpty, "stdout: \(result.stdout.prefix(2000))")
-            #expect(ticks.allSatisfy { line in
-                let words = line.split(separator: " ")
-                return words.count == 6 && words[2].dropLast() == words[5]
-            }, "\(ticks.prefix(5))")
+            USDTTarget.expectTicks(in: result.stdout, prefix: "bcc tick ")
         }
 
         @Test func missingProbeAndMissingSupportSayWhatToDo() throws {
@@ -76,13 +65,12 @@ extension HostKernel {
             #expect(missing.status == 6, "\(missing.stderr)")
             #expect(missing.stderr.contains("kprobe-run -l 'usdt:\(target.binary):*'"), "\(missing.stderr)")
             // A program that does not include usdt.bpf.h has none of libbpf's USDT maps.
-            let plain = target.scratch.path + "/plain.bpf.c"
-            try """
+            let plain = try target.scratch.write(named: "plain.bpf.c", """
                 #include "vmlinux.h"
                 #include <bpf/bpf_helpers.h>
                 SEC("usdt") int on_tick(void *ctx) { return 0; }
                 char LICENSE[] SEC("license") = "GPL";
-                """.write(toFile: plain, atomically: true, encoding: .utf8)
+                """)
             let unsupported = try Tool.run([plain, "-d", "1", "-a", "usdt:\(target.binary):kprobe_run_test:tick=on_tick"], environment: environment)
             #expect(unsupported.status == 6, "\(unsupported.stderr)")
             #expect(unsupported.stderr.contains("include <bpf/usdt.bpf.h>"), "\(unsupported.stderr)")
@@ -122,6 +110,17 @@ struct USDTTarget {
         guard cc.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
     }
 
+    /// Lines "PREFIX N: tick number N" from the tick probe: both arguments, the count and the
+    /// string the program formatted from it, arrive and agree.
+    static func expectTicks(in stdout: String, prefix: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let ticks = stdout.split(separator: "\n").filter { $0.hasPrefix(prefix) }
+        #expect(!ticks.isEmpty, "stdout: \(stdout.prefix(2000))", sourceLocation: sourceLocation)
+        #expect(ticks.allSatisfy { line in
+            let words = line.split(separator: " ")
+            return words.count == 6 && words[2].dropLast() == words[5]
+        }, "\(ticks.prefix(5))", sourceLocation: sourceLocation)
+    }
+
     /// A running copy, which prints how often its guarded probe was enabled when it ends.
     final class Running: @unchecked Sendable {
         let process = Process()
@@ -156,8 +155,7 @@ struct USDTTarget {
     /// usdt.bpf.h comes after a declaration: a leading include would join the precompiled
     /// header, which (until issue 12's fix) loses its `__kconfig` extern's BTF.
     func libbpfProbe() throws -> String {
-        let path = scratch.path + "/tick.bpf.c"
-        try """
+        try scratch.write(named: "tick.bpf.c", """
             #include "vmlinux.h"
             #include <bpf/bpf_helpers.h>
             #include <bpf/bpf_tracing.h>
@@ -182,13 +180,11 @@ struct USDTTarget {
                 bpf_printk("usdt guarded %ld pid %d", value, bpf_get_current_pid_tgid() >> 32);
                 return 0;
             }
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+            """)
     }
 
     func bccProbe() throws -> String {
-        let path = scratch.path + "/tick.c"
-        try """
+        try scratch.write(named: "tick.c", """
             #include <uapi/linux/ptrace.h>
 
             int on_tick(struct pt_regs *ctx)
@@ -201,7 +197,15 @@ struct USDTTarget {
                 bpf_trace_printk("bcc tick %ld: %s\\n", count, message);
                 return 0;
             }
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+            """)
+    }
+}
+
+extension ScratchDirectory {
+    /// Writes `text` to a file of the directory and returns its path.
+    func write(named name: String, _ text: String) throws -> String {
+        let path = self.path + "/" + name
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 }
