@@ -22,7 +22,8 @@ public enum LibbpfHeaders {
                 continue
             }
             do {
-                files.append(VirtualFile(path: virtualDirectory + "/bpf/" + name, contents: try FileSystem.readString(path)))
+                let installed = try FileSystem.readString(path)
+                files.append(VirtualFile(path: virtualDirectory + "/bpf/" + name, contents: installed + (LibbpfHeaderAdditions.byHeader[name] ?? "")))
             } catch {
                 throw CompileError("cannot read \(path): \(error)")
             }
