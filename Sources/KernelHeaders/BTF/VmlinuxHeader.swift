@@ -27,7 +27,7 @@ enum VmlinuxHeader {
     /// differently, so it is not taken as complete and is generated again.
     static let epilogue = """
 
-    /* kprobe-run vmlinux.h format 2: types, then kfunc declarations */
+    /* kprobe-run vmlinux.h format 3: types, then kfunc declarations */
     #ifndef BPF_NO_PRESERVE_ACCESS_INDEX
     #pragma clang attribute pop
     #endif
@@ -156,11 +156,18 @@ enum VmlinuxHeader {
             defer { id += 1 }
             guard let function = kfunc(tagged: id, in: btf), written.insert(function.id).inserted,
                   let name = btf__name_by_offset(btf, function.type.pointee.name_off) else { continue }
+            guard let proto = btf__type_by_id(btf, function.type.pointee.type) else { continue }
+            // libbpf 1.1 writes a prototype without parameters as `f()`, which C reads as "any
+            // arguments" and libbpf then finds incompatible with the kernel's: write `f(void)`.
+            let takesNothing = proto.pointee.info & 0xffff == 0
             fputs("extern ", file)
+            let declarator = String(cString: name) + (takesNothing ? "(void)" : "")
             var opts = btf_dump_emit_type_decl_opts()
             opts.sz = MemoryLayout<btf_dump_emit_type_decl_opts>.size
-            opts.field_name = name
-            let status = btf_dump__emit_type_decl(dump, function.type.pointee.type, &opts)
+            let status = declarator.withCString { declaratorName in
+                opts.field_name = declaratorName
+                return btf_dump__emit_type_decl(dump, takesNothing ? proto.pointee.type : function.type.pointee.type, &opts)
+            }
             guard status >= 0 else {
                 throw HeaderError("libbpf cannot write the declaration of kfunc \(String(cString: name)): \(Errno(-status))", kind: .internal)
             }
