@@ -1,4 +1,5 @@
 import ProbeCompiler
+import KprobeSupport
 
 /// The headers that give BCC programs the names BCC provides implicitly.
 ///
@@ -104,9 +105,9 @@ static __always_inline unsigned int bpf_log2l(unsigned long v)
 }
 
 #define TRACEPOINT_PROBE(category, event) \
-    int tracepoint__##category##__##event(struct tracepoint__##category##__##event *args)
+    int \#(BCCName.tracepointPrefix)##category##\#(BCCName.separator)##event(struct \#(BCCName.tracepointPrefix)##category##\#(BCCName.separator)##event *args)
 #define RAW_TRACEPOINT_PROBE(event) \
-    int raw_tracepoint__##event(struct bpf_raw_tracepoint_args *ctx)
+    int \#(BCCName.rawTracepointPrefix)##event(struct bpf_raw_tracepoint_args *ctx)
 
 #if __has_include("/kprobe-run/include/bcc/tracepoints.h")
 #include "/kprobe-run/include/bcc/tracepoints.h"

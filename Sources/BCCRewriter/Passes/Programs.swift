@@ -11,7 +11,7 @@ extension Rewriter {
         var pointee = type.pointee.canonical.spelling
         if pointee.hasPrefix("const ") { pointee.removeFirst(6) }
         if pointee == "struct pt_regs" { return .ptRegs }
-        for prefix in ["struct tracepoint__", "struct bpf_raw_tracepoint_args", "struct bpf_perf_event_data",
+        for prefix in ["struct " + BCCName.tracepointPrefix, "struct bpf_raw_tracepoint_args", "struct bpf_perf_event_data",
                        "struct __sk_buff", "struct xdp_md"] where pointee.hasPrefix(prefix) {
             return .other
         }
@@ -24,15 +24,13 @@ extension Rewriter {
     func section(of function: Node) -> String? {
         let name = function.cursor.spelling
         if clang_Cursor_getStorageClass(function.cursor) == CX_SC_Static { return nil }
-        if name.hasPrefix("kprobe__") { return "kprobe/" + attachTarget(String(name.dropFirst(8))) }
-        if name.hasPrefix("kretprobe__") { return "kretprobe/" + attachTarget(String(name.dropFirst(11))) }
-        if name.hasPrefix("tracepoint__") {
-            let rest = name.dropFirst(12)
-            if let split = rest.firstRange(of: "__") {
-                return "tracepoint/\(rest[..<split.lowerBound])/\(rest[split.upperBound...])"
-            }
+        switch BCCName(function: name) {
+        case .kprobe(let symbol): return "kprobe/" + attachTarget(symbol)
+        case .kretprobe(let symbol): return "kretprobe/" + attachTarget(symbol)
+        case .tracepoint(let category, let event): return "tracepoint/\(category)/\(event)"
+        case .rawTracepoint(let event): return "raw_tracepoint/" + event
+        case nil: break
         }
-        if name.hasPrefix("raw_tracepoint__") { return "raw_tracepoint/" + name.dropFirst(16) }
         guard let first = parameters(function).first, first.type.isPointer else { return nil }
         var pointee = first.type.pointee.canonical.spelling
         if pointee.hasPrefix("const ") { pointee.removeFirst(6) }
@@ -55,11 +53,10 @@ extension Rewriter {
         guard !syscallPrefix.isEmpty else { return false }
         let name = function.cursor.spelling
         if name.hasPrefix("syscall__") { return true }
-        for prefix in ["kprobe__", "kretprobe__"] where name.hasPrefix(prefix) {
-            let target = attachTarget(String(name.dropFirst(prefix.count)))
-            return target.hasPrefix(syscallPrefix)
+        switch BCCName(function: name) {
+        case .kprobe(let symbol), .kretprobe(let symbol): return attachTarget(symbol).hasPrefix(syscallPrefix)
+        default: return false
         }
-        return false
     }
 
     mutating func rewriteFunction(_ function: Node) {
