@@ -37,7 +37,7 @@ public enum BCCFrontend {
         var rewriter = Rewriter(unit: unit, source: Array(source.utf8), path: path, syscallPrefix: syscallPrefix)
         try rewriter.run()
         return BCCRewrite(source: rewriter.output(), virtualFiles: BCCPrelude.compileFiles,
-                          arguments: [BCCPrelude.includeArgument], metadata: rewriter.metadata)
+                          arguments: BCCPrelude.compileArguments, metadata: rewriter.metadata)
     }
 }
 
@@ -106,7 +106,11 @@ struct Rewriter {
         var text = "#include \"\(BCCPrelude.helpersPath)\"\n#line 1 \"\(escaped(path))\"\n"
         text += edits.render()
         text += "\n"
-        if !hasLicense { text += "char _license[] SEC(\"license\") = \"GPL\";\n" }
+        if !hasLicense {
+            // At the end, so that a BPF_LICENSE the program defines anywhere counts.
+            text += "#ifndef BPF_LICENSE\n#define BPF_LICENSE GPL\n#endif\n"
+            text += "char _license[] SEC(\"license\") = __BCC_LICENSE(BPF_LICENSE);\n"
+        }
         // The runtime decodes records through these types' BTF, which clang emits only for
         // types that a global refers to (a local variable's type is not enough).
         for (table, type) in metadata.events.sorted(by: { $0.key < $1.key })

@@ -83,7 +83,7 @@ extension Rewriter {
             return external.contains(declarationKey(node.referenced))
         case CXCursor_CallExpr:
             let name = node.cursor.spelling
-            return name == "bpf_get_current_task" || name == "bpf_get_current_task_btf"
+            return name == "bpf_get_current_task" || name == "bpf_get_current_task_btf" || external.contains(returnKey(name))
         case CXCursor_MemberRefExpr, CXCursor_ArraySubscriptExpr:
             return isExternalLoad(node)
         case CXCursor_UnaryOperator:
@@ -121,8 +121,11 @@ extension Rewriter {
         }
     }
 
-    /// Spreads "holds a kernel pointer" through initialisations, assignments and calls of the
-    /// program's own functions, until nothing changes.
+    /// The key in `external` that says a function of the program returns a kernel pointer.
+    func returnKey(_ function: String) -> String { "return:" + function }
+
+    /// Spreads "holds a kernel pointer" through initialisations, assignments, calls of the
+    /// program's own functions and what they return, until nothing changes.
     mutating func propagateExternal() {
         var definitions: [String: Node] = [:]
         for function in functions { definitions[function.cursor.spelling] = function }
@@ -133,8 +136,13 @@ extension Rewriter {
             rounds += 1
             var additions: [String] = []
             for function in functions {
+                let returnsPointer = clang_getResultType(function.type).isPointer
                 walkTree(function) { node in
                     switch node.kind {
+                    case CXCursor_ReturnStmt:
+                        if returnsPointer, let value = node.expressionChildren.first, isExternal(value) {
+                            additions.append(returnKey(function.cursor.spelling))
+                        }
                     case CXCursor_VarDecl:
                         if let initializer = node.expressionChildren.last, isExternal(initializer) {
                             additions.append(declarationKey(node.cursor))
@@ -161,7 +169,6 @@ extension Rewriter {
             for key in additions where external.insert(key).inserted { changed = true }
         }
     }
-
 
     /// Makes the load `node` performs through a kernel pointer, if it does one, an explicit read.
     mutating func rewriteKernelRead(_ node: Node) {

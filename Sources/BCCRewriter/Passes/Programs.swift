@@ -20,7 +20,11 @@ extension Rewriter {
 
     func parameters(_ function: Node) -> [Node] { function.children.filter { $0.kind == CXCursor_ParmDecl } }
 
-    /// The section of a function that is a program, or nil for a helper function.
+    /// The section of a function that is a program, or nil for a helper function. As in BCC,
+    /// every non-static function is a program: the tool's Python attaches the ones whose name
+    /// says nothing, with the type it chooses. The context's type gives the program type here;
+    /// any other context (`void *`, none, a struct of the program's own) makes a kprobe, BCC's
+    /// default type and the one tools attach such functions with.
     func section(of function: Node) -> String? {
         let name = function.cursor.spelling
         if clang_Cursor_getStorageClass(function.cursor) == CX_SC_Static { return nil }
@@ -31,7 +35,7 @@ extension Rewriter {
         case .rawTracepoint(let event): return "raw_tracepoint/" + event
         case nil: break
         }
-        guard let first = parameters(function).first, first.type.isPointer else { return nil }
+        guard let first = parameters(function).first, first.type.isPointer else { return "kprobe" }
         var pointee = first.type.pointee.canonical.spelling
         if pointee.hasPrefix("const ") { pointee.removeFirst(6) }
         switch pointee {
@@ -40,7 +44,8 @@ extension Rewriter {
         case "struct __sk_buff": return "socket"
         case "struct xdp_md": return "xdp"
         case "struct bpf_raw_tracepoint_args": return "raw_tp"
-        default: return nil
+        case _ where pointee.hasPrefix("struct " + BCCName.tracepointPrefix): return "tracepoint"
+        default: return "kprobe"
         }
     }
 
@@ -59,15 +64,22 @@ extension Rewriter {
         }
     }
 
+    /// Whether the declaration already says always_inline or noinline, before its name.
+    func declaresInlining(_ function: Node) -> Bool {
+        guard let start = function.range?.lowerBound,
+              let name = function.children.first(where: { $0.kind == CXCursor_ParmDecl || $0.kind == CXCursor_CompoundStmt })?.range?.lowerBound,
+              start < name else { return false }
+        let head = text(start..<name)
+        return head.contains("always_inline") || head.contains("noinline")
+    }
+
     mutating func rewriteFunction(_ function: Node) {
         guard let start = function.range?.lowerBound else { return }
         let name = function.cursor.spelling
-        guard let section = section(of: function) else {
-            if clang_Cursor_getStorageClass(function.cursor) != CX_SC_Static {
-                edits.insert("static __always_inline ", at: start)
-            }
-            return
-        }
+        // BCC inlines every function: a program may call another, which libbpf can only link
+        // inlined, and constants (a string literal handed to a static helper) fold as in BCC.
+        if !declaresInlining(function) { edits.insert("__attribute__((always_inline)) ", at: start) }
+        guard let section = section(of: function) else { return }
         metadata.programs[name] = section
         edits.insert("SEC(\"\(section)\") ", at: start)
         let parameters = parameters(function)
