@@ -42,9 +42,15 @@ grep -q 'vfs_open version pid' /tmp/vfsopen.out || fail "no vfs_open event for c
 echo "== BCC dialect: kprobe__sys_openat reads dfd and filename through the syscall wrapper"
 "$kprobe_run" "$objects/openat-bcc.o" -d 6 -v > /tmp/openat.out 2> /tmp/openat.err &
 run=$!
-sleep 4
-grep -q '__arm64_sys_openat' $kprobes && echo "kprobe registered on __arm64_sys_openat while it runs"
-attached=$?
+attached=1
+while kill -0 $run 2>/dev/null; do
+    if grep -q '__arm64_sys_openat' $kprobes; then
+        echo "kprobe registered on __arm64_sys_openat while it runs"
+        attached=0
+        break
+    fi
+    sleep 0.5
+done
 wait $run
 status=$?
 cat /tmp/openat.err
