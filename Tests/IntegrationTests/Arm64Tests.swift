@@ -9,8 +9,7 @@ extension EmulatedKernel {
     struct Arm64DeviceTests {
         @Test(.timeLimit(.minutes(20)))
         func staticBinaryFetchesHeadersAndRunsProbesCompiledHere() throws {
-            let build = try Command.run(["/bin/bash", Tool.packageRoot + "/scripts/build-static", "aarch64"], timeout: 1200)
-            try #require(build.status == 0, "scripts/build-static aarch64 failed: \(build.output)")
+            let binary = try AndroidSim.buildStatic(machine: "aarch64")
 
             // The guest sees the package root, not this machine's /tmp.
             let objects = Tool.packageRoot + "/.build/arm64-vm-objects"
@@ -24,9 +23,28 @@ extension EmulatedKernel {
                 #expect(compile.stderr.contains("[archive, arm64]"), "\(compile.stderr)")
             }
 
-            let result = try VM.run(["sh", "Tests/arm64/device.sh", Arm64VM.binary, objects], launcher: Arm64VM.runVM)
+            let result = try VM.run(["sh", "Tests/arm64/device.sh", binary, objects], launcher: Arm64VM.runVM)
             #expect(result.status == 0, "\(result.output)")
             #expect(result.output.contains("PASS"), "\(result.output)")
+        }
+
+        /// `--adb` to an arm64 phone (Tests/android-arm64: the arm64 test kernel as a bare Android
+        /// device behind an adb stand-in): the host installs the arm64 binary, fetches the device's
+        /// headers once, compiles for arm64 and runs the probe there.
+        @Test(.timeLimit(.minutes(20)))
+        func adbInstallsTheArm64BinaryAndCompilesForTheDevice() throws {
+            let binary = try AndroidSim.buildStatic(machine: "aarch64")
+            let sim = try AndroidSim(staticBinary: binary, tools: Arm64VM.androidSim)
+            defer { sim.stop() }
+
+            let run = try sim.kprobeRun(["--adb", Tool.example("vfsopen.c"), "-d", "5", "-v"])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdout.contains("vfs_open "), "no events: \(run.stdout)\n\(run.stderr)")
+            #expect(run.stderr.contains("installed \(binary)"), "\(run.stderr)")
+            #expect(run.stderr.contains("loaded the kheaders module from /system/lib/modules/kheaders.ko"), "\(run.stderr)")
+            #expect(run.stderr.contains("unloaded the kheaders module again"), "\(run.stderr)")
+            #expect(run.stderr.contains("[archive, arm64]"), "\(run.stderr)")
+            #expect(try sim.state().contains("kheaders=unloaded kprobe-run=0"))
         }
     }
 }
@@ -34,7 +52,7 @@ extension EmulatedKernel {
 enum Arm64VM {
     static let runVM = Tool.packageRoot + "/../shared/arm64-testkernel/run-vm-arm64"
     static let sdk = Tool.packageRoot + "/../shared/swift-sdk-aarch64/aarch64-linux-glibc-static.artifactbundle.tar.xz"
-    static let binary = Tool.packageRoot + "/.build/static/kprobe-run-static-aarch64"
+    static let androidSim = Tool.packageRoot + "/Tests/android-arm64"
     static let missing: Comment = "needs root, ../shared/arm64-testkernel, ../shared/arm64-kheaders, qemu-system-aarch64 and cpio (qemu-system-arm, cpio), and a Swift SDK for aarch64 (../shared/swift-sdk-aarch64 or $SWIFT_SDK)"
 
     static var available: Bool {
