@@ -133,7 +133,7 @@ struct Rewriter {
     func output() -> String {
         var text = "#include \"\(BCCPrelude.helpersPath)\"\n#line 1 \"\(escaped(path))\"\n"
         text += edits.render()
-        text += "\n"
+        text += "\n" + BCCPrelude.usdtInclude(for: String(decoding: source, as: UTF8.self))
         if !hasLicense { text += "char _license[] SEC(\"license\") = \"GPL\";\n" }
         // The runtime decodes records through these types' BTF, which clang emits only for
         // types that a global refers to (a local variable's type is not enough).

@@ -1,5 +1,6 @@
 #include "clang_bpf.h"
 
+#include <clang/AST/RecursiveASTVisitor.h>
 #include <clang/Basic/Diagnostic.h>
 #include <clang/Basic/DiagnosticOptions.h>
 #include <clang/Basic/Version.h>
@@ -10,6 +11,7 @@
 #include <clang/Frontend/CompilerInstance.h>
 #include <clang/Frontend/CompilerInvocation.h>
 #include <clang/Frontend/FrontendActions.h>
+#include <clang/Frontend/MultiplexConsumer.h>
 #include <clang/Frontend/Utils.h>
 #include <clang/Lex/PreprocessorOptions.h>
 #include <clang/Frontend/TextDiagnosticPrinter.h>
@@ -180,6 +182,43 @@ private:
     }
 };
 
+// The extern variables (`__kconfig`, `__ksym`) that function bodies use. clang gives code
+// generation extern variables, for their debug info and so their BTF, only when the target allows
+// debug info for external references, as BPF does and the host triple does not; libbpf refuses
+// an object whose externs have no BTF ("failed to find BTF for extern"). This hands the externs
+// over for a host-triple compile.
+class ExternDebugInfo : public clang::ASTConsumer, public clang::RecursiveASTVisitor<ExternDebugInfo> {
+public:
+    explicit ExternDebugInfo(clang::ASTConsumer &codegen) : codegen(codegen) {}
+
+    bool HandleTopLevelDecl(clang::DeclGroupRef group) override {
+        for (clang::Decl *decl : group) {
+            auto *function = llvm::dyn_cast<clang::FunctionDecl>(decl);
+            if (function && function->doesThisDeclarationHaveABody()) functions.push_back(function);
+        }
+        return true;
+    }
+
+    // Runs before code generation's end of the translation unit (it comes first in the multiplexer).
+    void HandleTranslationUnit(clang::ASTContext &context) override {
+        if (context.getDiagnostics().hasErrorOccurred()) return;
+        for (clang::FunctionDecl *function : functions) TraverseStmt(function->getBody());
+    }
+
+    bool VisitDeclRefExpr(clang::DeclRefExpr *reference) {
+        auto *variable = llvm::dyn_cast<clang::VarDecl>(reference->getDecl());
+        if (!variable || !variable->hasExternalStorage() || variable->hasInit()) return true;
+        clang::VarDecl *first = variable->getCanonicalDecl();
+        if (seen.insert(first).second) codegen.CompleteExternalDeclaration(first);
+        return true;
+    }
+
+private:
+    clang::ASTConsumer &codegen;
+    std::vector<clang::FunctionDecl *> functions;
+    std::set<clang::VarDecl *> seen;
+};
+
 // What `clang -emit-llvm | llc -march=bpf` does between the two tools: the module keeps the
 // host's struct layouts (they match the kernel's headers) and is given to the BPF back end.
 // It runs at the end of the source file, while clang's source manager can still place
@@ -192,6 +231,15 @@ public:
     int status = CLANG_BPF_COMPILE_ERROR;
 
 protected:
+    std::unique_ptr<clang::ASTConsumer> CreateASTConsumer(clang::CompilerInstance &compiler, llvm::StringRef file) override {
+        std::unique_ptr<clang::ASTConsumer> codegen = clang::EmitLLVMOnlyAction::CreateASTConsumer(compiler, file);
+        if (!codegen) return nullptr;
+        std::vector<std::unique_ptr<clang::ASTConsumer>> consumers;
+        consumers.push_back(std::make_unique<ExternDebugInfo>(*codegen));
+        consumers.push_back(std::move(codegen));
+        return std::make_unique<clang::MultiplexConsumer>(std::move(consumers));
+    }
+
     void EndSourceFileAction() override {
         clang::EmitLLVMOnlyAction::EndSourceFileAction();
         clang::CompilerInstance &compiler = getCompilerInstance();

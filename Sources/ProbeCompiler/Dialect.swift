@@ -10,6 +10,7 @@ public enum Dialect: String, Sendable, CaseIterable {
         "BPF_HASH(", "BPF_ARRAY(", "BPF_HISTOGRAM(", "BPF_PERCPU_ARRAY(", "BPF_PERCPU_HASH(",
         "BPF_TABLE(", "BPF_F_TABLE(", "BPF_PERF_OUTPUT(", "BPF_RINGBUF_OUTPUT(", "BPF_STACK_TRACE(",
         "BPF_PROG_ARRAY(", "BPF_QUEUE(", "BPF_STACK(", "TRACEPOINT_PROBE(", "RAW_TRACEPOINT_PROBE(",
+        "bpf_usdt_readarg(", "bpf_usdt_readarg_p(",
     ]
     static let conventionalPrefixes = ["kprobe__", "kretprobe__", "tracepoint__", "raw_tracepoint__"]
 
