@@ -128,9 +128,8 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
     private static func entries(cache: CacheRoot, running: KernelKey) -> [Entry] {
         var result: [Entry] = []
         let headers = cache.path + "/headers"
-        let headersFD = open(headers, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if headersFD >= 0 {
-            defer { close(headersFD) }
+        if let directory = TreeOps.openDirectory(headers, in: AT_FDCWD) {
+            let headersFD = directory.rawValue
             for name in TreeOps.list(headersFD).sorted() {
                 let path = headers + "/" + name
                 if name.hasPrefix(HeaderCache.temporaryPrefix) || name.hasPrefix(HeaderCache.discardedPrefix) {
@@ -138,9 +137,8 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
                     continue
                 }
                 if name.hasPrefix(".") { continue }
-                let entryFD = TreeOps.openDirectory(name, in: headersFD)
-                let manifest = entryFD >= 0 ? Manifest.verified(entryFD: entryFD) : nil
-                if entryFD >= 0 { close(entryFD) }
+                var manifest: Manifest?
+                if let entry = TreeOps.openDirectory(name, in: headersFD) { manifest = Manifest.verified(entryFD: entry.rawValue) }
                 let ofRunning = name == running.entryName
                     || (manifest?.key == .archive && HeaderCache.release(ofEntry: name) == running.release)
                 result.append(Entry(kind: .headers, path: path, bytes: manifest?.totalBytes ?? 0,
@@ -148,13 +146,11 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
             }
         }
         let btf = cache.path + "/btf"
-        let btfFD = open(btf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if btfFD >= 0 {
-            defer { close(btfFD) }
+        if let directory = TreeOps.openDirectory(btf, in: AT_FDCWD) {
+            let btfFD = directory.rawValue
             for name in TreeOps.list(btfFD).sorted() where !name.hasPrefix(".") {
-                let entryFD = TreeOps.openDirectory(name, in: btfFD)
-                guard entryFD >= 0 else { continue }
-                defer { close(entryFD) }
+                guard let entry = TreeOps.openDirectory(name, in: btfFD) else { continue }
+                let entryFD = entry.rawValue
                 var st = stat()
                 let size = fstatat(entryFD, VmlinuxHeader.fileName, &st, AT_SYMLINK_NOFOLLOW) == 0 ? Int64(st.st_size) : 0
                 result.append(Entry(kind: .btf, path: btf + "/" + name + "/" + VmlinuxHeader.fileName, bytes: size,

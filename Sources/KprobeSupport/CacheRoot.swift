@@ -46,25 +46,15 @@ public enum SecureDirectory {
     /// effective user and not writable by group or others; anything else is refused.
     public static func ensure(root: String, components: [String]) throws(Failure) -> String {
         try createParents(of: root)
-        var fd = try openChecked(parent: AT_FDCWD, name: root, display: root)
+        var directory = try openChecked(parent: AT_FDCWD, name: root, display: root)
         var path = root
         for component in components {
             guard !component.isEmpty, !component.contains("/"), component != ".", component != ".." else {
-                close(fd)
                 throw Failure(.internal, "invalid cache path component '\(component)'")
             }
             path += "/" + component
-            let next: Int32
-            do {
-                next = try openChecked(parent: fd, name: component, display: path)
-            } catch {
-                close(fd)
-                throw error
-            }
-            close(fd)
-            fd = next
+            directory = try openChecked(parent: directory.rawValue, name: component, display: path)
         }
-        close(fd)
         return path
     }
 
@@ -88,29 +78,26 @@ public enum SecureDirectory {
         }
     }
 
-    private static func openChecked(parent: Int32, name: String, display: String) throws(Failure) -> Int32 {
+    private static func openChecked(parent: Int32, name: String, display: String) throws(Failure) -> FileDescriptor {
         if mkdirat(parent, name, 0o700) != 0, errno != EEXIST {
             throw Failure(.internal, "cannot create cache directory \(display): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
         }
-        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else {
-            let err = Errno.current
-            if err.rawValue == ELOOP || err.rawValue == ENOTDIR {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.openDirectory(name, relativeTo: parent)
+        } catch {
+            if error.rawValue == ELOOP || error.rawValue == ENOTDIR {
                 throw Failure(.internal, "refusing cache path \(display): it is a symlink or not a directory; remove it or set KPROBE_RUN_CACHE_DIR")
             }
-            throw Failure(.internal, "cannot open cache directory \(display): \(err)")
+            throw Failure(.internal, "cannot open cache directory \(display): \(error)")
         }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            close(fd)
-            throw Failure(.internal, "cannot inspect cache directory \(display): \(Errno.current)")
-        }
+        let st: stat
         do {
-            try verify(st, path: display)
+            st = try fd.status()
         } catch {
-            close(fd)
-            throw error
+            throw Failure(.internal, "cannot inspect cache directory \(display): \(error)")
         }
+        try verify(st, path: display)
         return fd
     }
 
