@@ -48,9 +48,9 @@ struct Resolver {
                     if let path = KheadersModule.archivePath {
                         origin = path
                         do throws(Errno) {
-                            return ArchiveBytes(bytes: try FileSystem.read(path), name: path)
+                            return ArchiveBytes(bytes: try FileSystem.read(path, limit: InputLimit.archive), name: path)
                         } catch {
-                            throw HeaderError("cannot read \(path): \(error)", kind: error.isPermission ? .notPermitted : .noKernelHeaders)
+                            throw HeaderError.unreadable(path, error)
                         }
                     }
                     guard let fetched = try KheadersModule.fetch(release: release, keep: keep, log: log, notes: &notes) else {

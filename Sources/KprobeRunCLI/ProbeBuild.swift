@@ -18,9 +18,10 @@ enum ProbeInput {
         }
         let bytes: [UInt8]
         do {
-            bytes = try FileSystem.read(path)
+            bytes = try FileSystem.read(path, limit: InputLimit.probe)
         } catch {
-            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(path): \(error)")
+            let why = error.rawValue == EFBIG ? "it is \(InputLimit.describe(InputLimit.probe)), far more than any probe" : "\(error)"
+            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(path): \(why)")
         }
         if bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]) {
             return .object(path: path, bytes: bytes)

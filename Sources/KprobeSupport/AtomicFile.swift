@@ -21,12 +21,16 @@ public enum AtomicFile {
         return "\(directory).\(base)\(marker)\(getpid())-\(token())"
     }
 
-    /// The pid of the writer of a temporary name made by `temporaryName`, nil for other names.
+    /// The pid of the writer of a temporary name made by `temporaryName` (or by versions before
+    /// it: `NAME.tmp.<pid>`), nil for other names.
     public static func writer(ofTemporary name: String) -> pid_t? {
-        guard name.hasPrefix("."), let range = name.ranges(of: marker).last else { return nil }
-        let rest = name[range.upperBound...]
-        guard let dash = rest.firstIndex(of: "-") else { return nil }
-        return pid_t(rest[..<dash])
+        if name.hasPrefix("."), let range = name.ranges(of: marker).last {
+            let rest = name[range.upperBound...]
+            guard let dash = rest.firstIndex(of: "-") else { return nil }
+            return pid_t(rest[..<dash])
+        }
+        guard let range = name.ranges(of: ".tmp.").last else { return nil }
+        return pid_t(name[range.upperBound...])
     }
 
     /// Whether the writer of a temporary name is gone (its file can be removed).

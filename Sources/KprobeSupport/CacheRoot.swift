@@ -30,6 +30,17 @@ public struct CacheRoot: Sendable, Equatable {
         return CacheRoot(path: home + "/.cache/kprobe-run")
     }
 
+    /// Removes the temporaries of writers that died (`AtomicFile`) in the compile cache's
+    /// directories; returns their paths.
+    public func removeDeadTemporaries(in directories: [String] = ["objects", "pch"]) -> [String] {
+        var removed: [String] = []
+        for directory in directories {
+            guard let fd = try? FileDescriptor.openDirectory(path + "/" + directory) else { continue }
+            removed += AtomicFile.removeLeftovers(in: fd.rawValue).map { path + "/" + directory + "/" + $0 }
+        }
+        return removed
+    }
+
     /// Creates (or checks) the root and the given subdirectories, every one 0700, owned by the
     /// invoking user and reached without following a symlink; returns the innermost path.
     @discardableResult

@@ -77,6 +77,27 @@ public enum FileSystem {
         try AtomicFile.write(bytes, to: path, relativeTo: AT_FDCWD, mode: mode)
     }
 
+    /// Refuses an output path that is neither a new name nor a regular file: renaming a result
+    /// over a FIFO, a device (/dev/null) or a directory's symlink would replace the node itself.
+    public static func checkReplaceable(_ path: String) throws(Failure) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            guard errno == ENOENT else { throw Failure(.usage, "cannot use \(path) as the output: \(Errno.current)") }
+            return
+        }
+        let kind: String
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: kind = "a directory"
+        case S_IFLNK: kind = "a symbolic link"
+        case S_IFIFO: kind = "a FIFO"
+        case S_IFCHR, S_IFBLK: kind = "a device"
+        case S_IFSOCK: kind = "a socket"
+        default: kind = "not a regular file"
+        }
+        throw Failure(.usage, "refusing to write the output to \(path): it is \(kind), which the output would replace; name a regular file or a new path")
+    }
+
     /// Directory of the running executable, from /proc/self/exe.
     public static func executableDirectory() -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
@@ -91,6 +112,19 @@ public enum FileSystem {
         let directory = String(path[..<slash])
         return directory.isEmpty ? "/" : directory
     }
+}
+
+/// The most kprobe-run reads of an input that it takes whole, so that an endless or huge file
+/// (`--headers /dev/zero`) is refused with a message instead of exhausting memory.
+public enum InputLimit {
+    /// A probe's source or a compiled object: real ones are kilobytes.
+    public static let probe = 64 << 20
+    /// A kheaders archive or a kernel module as given (kheaders is about 4 MiB), and what is
+    /// read of a file that cannot be mapped (a pipe, a device).
+    public static let archive = 128 << 20
+
+    /// "larger than N MiB" for messages.
+    public static func describe(_ limit: Int) -> String { "larger than \(limit >> 20) MiB" }
 }
 
 /// The process environment as a dictionary, without Foundation.

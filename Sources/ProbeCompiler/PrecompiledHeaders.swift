@@ -50,6 +50,7 @@ public enum PrecompiledHeaders {
 
         var response = backend.compile(withPrefix, precompiledHeader: path)
         if response.status == 0 {
+            CacheBudget.touch(path)
             response.notes = notes + ["loaded precompiled header \(path) (\(prefix.includeCount) leading #include lines)"] + response.notes
             // Warnings in the headers were printed while the header was built, not again now.
             response.diagnostics = buildDiagnostics + response.diagnostics
@@ -94,6 +95,11 @@ public enum PrecompiledHeaders {
         do {
             let lock = try FileLock(settings.directory + "/.lock", relativeTo: AT_FDCWD)
             defer { lock.held() }
+            // Every build holds the lock, so a temporary of a dead writer is a build that was
+            // killed (Ctrl-C, SIGKILL): nothing will ever finish it.
+            if let directory = try? FileDescriptor.openDirectory(settings.directory) {
+                AtomicFile.removeLeftovers(in: directory.rawValue)
+            }
             return buildLocked(request, prefix: prefix, at: path, backend: backend)
         } catch {
             return ("no precompiled header: cannot lock \(settings.directory)/.lock: \(error)", "")

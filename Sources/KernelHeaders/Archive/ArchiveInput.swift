@@ -32,6 +32,7 @@ enum ArchiveInput {
                 let module = try decompress(file.bytes, name: path, limit: moduleLimit, allowShort: false)
                 return try fromELF(module, name: path, btfPath: nil)
             }
+            guard file.bytes.count <= InputLimit.archive else { throw HeaderError.unreadable(path, Errno(EFBIG)) }
             return .archive(ArchiveBytes(bytes: Array(file.bytes), name: path), .archive)
         }
         if head.starts(with: gzipMagic) || head.starts(with: zstdMagic) {
@@ -160,18 +161,22 @@ final class MappedFile {
     private let mapped: Bool
 
     init(_ path: String) throws(HeaderError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let err = Errno.current
-            throw HeaderError("cannot open \(path): \(err)\(err.isPermission ? "; run as root or make it readable" : "")",
-                              kind: err.isPermission ? .notPermitted : .noKernelHeaders)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, O_RDONLY)
+        } catch {
+            throw HeaderError("cannot open \(path): \(error)\(error.isPermission ? "; run as root or make it readable" : "")",
+                              kind: error.isPermission ? .notPermitted : .noKernelHeaders)
         }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw HeaderError("cannot inspect \(path): \(Errno.current)") }
+        let st: stat
+        do {
+            st = try fd.status()
+        } catch {
+            throw HeaderError("cannot inspect \(path): \(error)")
+        }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw HeaderError("\(path) is a directory", kind: .internal) }
         if (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0,
-           let map = mmap(nil, Int(st.st_size), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), map != MAP_FAILED {
+           let map = mmap(nil, Int(st.st_size), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.rawValue, 0), map != MAP_FAILED {
             base = map
             length = Int(st.st_size)
             mapped = true
@@ -179,9 +184,9 @@ final class MappedFile {
         }
         let contents: [UInt8]
         do {
-            contents = try FileSystem.read(path)
+            contents = try fd.readAll(limit: InputLimit.archive)
         } catch {
-            throw HeaderError("cannot read \(path): \(error)")
+            throw HeaderError.unreadable(path, error)
         }
         let copy = UnsafeMutableRawPointer.allocate(byteCount: max(contents.count, 1), alignment: 16)
         if !contents.isEmpty {

@@ -270,6 +270,8 @@ struct HeaderCache {
                 if drop, TreeOps.remove(name, in: dirFD) { removed.append(dirPath + "/" + name) }
             }
         }
+        // Temporaries of compiles that were killed (the compile cache's and precompiled headers').
+        removed += root.removeDeadTemporaries()
         let btfPath: String
         do {
             btfPath = try root.directory("btf")

@@ -192,10 +192,10 @@ enum KheadersModule {
         if let path = archivePath {
             let bytes: [UInt8]
             do {
-                bytes = try FileSystem.read(path)
+                bytes = try FileSystem.read(path, limit: InputLimit.archive)
             } catch {
                 if loadedByUs, !keep { unload(log: log) }
-                throw HeaderError("cannot read \(path): \(error)", kind: error.isPermission ? .notPermitted : .noKernelHeaders)
+                throw HeaderError.unreadable(path, error)
             }
             var origin = path
             if loadedByUs {
