@@ -24,7 +24,13 @@ enum ProbeInput {
             throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(path): \(why)")
         }
         if bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]) {
+            if let problem = ELFImage.bpfObjectProblem(bytes) {
+                throw Failure(.usage, "\(path) is not a usable BPF object: \(problem)")
+            }
             return .object(path: path, bytes: bytes)
+        }
+        if path.hasSuffix(".o") {
+            throw Failure(.usage, "\(path) is named like a compiled object but is not an ELF file; give a probe .c file or an object written by `kprobe-run compile`")
         }
         return .source(path: path, text: String(decoding: bytes, as: UTF8.self))
     }

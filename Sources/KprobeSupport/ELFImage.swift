@@ -39,6 +39,39 @@ public struct ELFImage: ~Copyable {
 
     deinit { elf_end(handle) }
 
+    /// What is wrong with `bytes` as a BPF object for libbpf (an ELF relocatable file for
+    /// EM_BPF, every section within the file), nil when nothing is: said before libbpf says
+    /// "Unknown error 4001" of a truncated file.
+    public static func bpfObjectProblem(_ bytes: [UInt8]) -> String? {
+        var copy = bytes
+        return copy.withUnsafeMutableBytes { buffer -> String? in
+            guard let image = ELFImage(memory: buffer), let header = image.header else {
+                return "it is not a readable ELF file (\(lastError)); it is truncated or corrupt"
+            }
+            guard header.e_machine == UInt16(EM_BPF) else {
+                return "it is built for ELF machine \(header.e_machine), not for BPF (compile with kprobe-run compile or clang -target bpf)"
+            }
+            guard header.e_type == UInt16(ET_REL) else {
+                return "it is not a relocatable object (ELF type \(header.e_type)); give the .o that clang or kprobe-run compile wrote"
+            }
+            var count = 0
+            guard elf_getshdrnum(image.handle, &count) == 0, count > 0 else {
+                return "its section headers cannot be read; it is truncated or corrupt"
+            }
+            let sections = image.sections
+            guard sections.count == count - 1 else {
+                return "\(count - 1 - sections.count) of its sections cannot be read; it is truncated or corrupt"
+            }
+            for section in sections where section.header.sh_type != UInt32(SHT_NOBITS) {
+                guard section.header.sh_offset.addingReportingOverflow(section.header.sh_size).partialValue <= UInt64(buffer.count),
+                      elf_getdata(section.handle, nil) != nil else {
+                    return "section \(section.name ?? "#\(section.header.sh_name)") lies beyond the end of the file; it is truncated or corrupt"
+                }
+            }
+            return nil
+        }
+    }
+
     /// libelf's last error, for messages.
     public static var lastError: String { String(cString: elf_errmsg(-1)) }
 

@@ -159,4 +159,26 @@ struct HardeningTests {
         #expect(probe.status == 2, "\(probe.stderr)")
         #expect(probe.stderr.contains("far more than any probe"), "\(probe.stderr)")
     }
+
+    /// 14.6: a damaged object says what is wrong with it (exit 2), not libbpf's "Unknown error
+    /// 4001" (exit 1); a non-ELF file named .o is not compiled as C.
+    @Test func damagedOrMisnamedObjectsSayWhatIsWrong() throws {
+        let scratch = try ScratchDirectory()
+        let environment = ["KPROBE_RUN_CACHE_DIR": scratch.path + "/cache"]
+        let object = scratch.path + "/hello.o"
+        let compiled = try Tool.run(["compile", Self.probe, "-o", object], environment: environment)
+        try #require(compiled.status == 0, "\(compiled.stderr)")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: object))
+        let cut = scratch.path + "/cut.o"
+        try bytes.prefix(600).write(to: URL(fileURLWithPath: cut))
+        let text = scratch.path + "/text.o"
+        try Data("int main(void) { return 0; }\n".utf8).write(to: URL(fileURLWithPath: text))
+        for (path, said) in [(cut, "is not a usable BPF object: its section headers cannot be read"),
+                             (text, "is named like a compiled object but is not an ELF file"),
+                             ("/bin/true", "not for BPF")] {
+            let result = try Tool.run([path, "-d", "1"], environment: environment)
+            #expect(result.status == 2, "\(path): \(result.stderr)")
+            #expect(result.stderr.contains(said), "\(result.stderr)")
+        }
+    }
 }

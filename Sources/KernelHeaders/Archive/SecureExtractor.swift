@@ -136,7 +136,7 @@ final class SecureExtractor {
     }
 
     private func refuse(_ member: String, _ why: String) -> HeaderError {
-        HeaderError("refusing \(archiveName): member '\(member)' \(why); nothing was unpacked from it. Use the kernel's own kheaders archive or another --headers source")
+        HeaderError("refusing \(archiveName): member '\(member.escapingControlCharacters)' \(why); nothing was unpacked from it. Use the kernel's own kheaders archive or another --headers source")
     }
 
     private func unpack(_ entry: OpaquePointer, reader: OpaquePointer, pipe: DecompressionPipe) throws(HeaderError) {
@@ -205,7 +205,7 @@ final class SecureExtractor {
         // In a fresh tree most directories are new: create first, then open what is there (a
         // symlink in the way makes mkdirat fail with EEXIST and the open refuse it).
         if create, mkdirat(parent, name, 0o755) != 0, errno != EEXIST {
-            throw HeaderError("cannot create directory for '\(member)' while unpacking \(archiveName): \(Errno.current)")
+            throw HeaderError("cannot create directory for '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(Errno.current)")
         }
         let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
@@ -213,7 +213,7 @@ final class SecureExtractor {
             if err.rawValue == ELOOP || err.rawValue == ENOTDIR {
                 throw refuse(member, "leads through a symlink or a file")
             }
-            throw HeaderError("cannot open directory for '\(member)' while unpacking \(archiveName): \(err)")
+            throw HeaderError("cannot open directory for '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(err)")
         }
         // Only after the open: `parent` may be one of the descriptors closed here.
         if directories.count >= Self.maxOpenDirectories { closeDirectories() }
@@ -250,7 +250,7 @@ final class SecureExtractor {
             do {
                 try FileSystem.writeAll(buffer[..<n], to: fd)
             } catch {
-                throw HeaderError("cannot write '\(member)' while unpacking \(archiveName): \(error)")
+                throw HeaderError("cannot write '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(error)")
             }
         }
         if startWriteback { _ = kprobe_run_start_writeback(fd) }
@@ -268,7 +268,7 @@ final class SecureExtractor {
             return try FileDescriptor.open(name, relativeTo: parent, flags, mode: mode)
         } catch {
             guard error.rawValue == EEXIST else {
-                throw HeaderError("cannot create '\(member)' while unpacking \(archiveName): \(error)")
+                throw HeaderError("cannot create '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(error)")
             }
         }
         var st = stat()
@@ -280,7 +280,7 @@ final class SecureExtractor {
         do throws(Errno) {
             return try FileDescriptor.open(name, relativeTo: parent, flags, mode: mode)
         } catch {
-            throw HeaderError("cannot create '\(member)' while unpacking \(archiveName): \(error)")
+            throw HeaderError("cannot create '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(error)")
         }
     }
 
@@ -295,17 +295,17 @@ final class SecureExtractor {
                   if case .file(let size) = m.kind { return size }
                   return nil
               }) else {
-            throw refuse(member, "is a hard link to '\(target)', which is not a file unpacked from the archive")
+            throw refuse(member, "is a hard link to '\(target.escapingControlCharacters)', which is not a file unpacked from the archive")
         }
         let targetParent = try directory(targetComponents.dropLast(), member: member, create: false)
         // Opening `parent` may close the cached descriptor of `targetParent`: keep a copy.
         let targetDup = dup(targetParent)
-        guard targetDup >= 0 else { throw HeaderError("cannot link '\(member)': \(Errno.current)", kind: .internal) }
+        guard targetDup >= 0 else { throw HeaderError("cannot link '\(member.escapingControlCharacters)': \(Errno.current)", kind: .internal) }
         let targetDirectory = FileDescriptor(owning: targetDup)
         let parent = try directory(components.dropLast(), member: member, create: true)
         let name = String(components.last!)
         guard linkat(targetDirectory.rawValue, String(targetComponents.last!), parent, name, 0) == 0 else {
-            throw refuse(member, "cannot be linked to '\(target)' (\(Errno.current))")
+            throw refuse(member, "cannot be linked to '\(target.escapingControlCharacters)' (\(Errno.current))")
         }
         let path = self.pathOf(components)
         writtenFiles.insert(path)

@@ -150,6 +150,7 @@ struct HeaderCache {
             // Writeback starts per file so that the syncfs before the manifest finds little left.
             var members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempFD,
                                                       limits: limits, startWriteback: true, progress: progress)
+            try Self.requireKheadersFiles(members, archiveName: archive.name)
             members.append(try KernelFlags.writeAsmWorkarounds(into: tempFD, display: dirPath + "/" + temporary))
             let release = KernelFlags.release(ofTreeAt: tempFD) ?? fallbackRelease
             let manifest = Manifest(key: key, archiveDigest: digest, release: release, members: members)
@@ -171,6 +172,19 @@ struct HeaderCache {
         } catch {
             TreeOps.remove(temporary, in: dirFD)
             throw error
+        }
+    }
+
+    /// Files every kheaders archive holds (kernel/gen_kheaders.sh copies include/ of the source
+    /// and build trees). An archive cut at a tar end-of-archive block unpacks without an error
+    /// and lacks them; cached, it would fail every compile with "kconfig.h file not found".
+    static let requiredFiles = ["include/linux/kconfig.h", "include/generated/autoconf.h"]
+
+    static func requireKheadersFiles(_ members: [TreeMember], archiveName: String) throws(HeaderError) {
+        let paths = Set(members.map(\.path))
+        let missing = requiredFiles.filter { !paths.contains($0) }
+        guard missing.isEmpty else {
+            throw HeaderError("\(archiveName.escapingControlCharacters) is incomplete: it lacks \(missing.joined(separator: " and ")), which every kheaders archive holds (it was cut short, or is not a kheaders archive); nothing was cached. Fetch the archive again or use another --headers source")
         }
     }
 
