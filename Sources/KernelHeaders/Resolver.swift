@@ -28,6 +28,7 @@ struct Resolver {
         let key = KernelKey.running
         let release = key.release
 
+        cache.unloadModuleLeftBehind()
         if let entry = try cache.verifiedEntry(key.entryName) {
             log("using the cached kheaders of the running kernel (\(key.description)): \(entry.path)")
             return try headerSet(entry, kind: .kheaders,
@@ -53,7 +54,8 @@ struct Resolver {
                             throw HeaderError.unreadable(path, error)
                         }
                     }
-                    guard let fetched = try KheadersModule.fetch(release: release, keep: keep, log: log, notes: &notes) else {
+                    let record = ModuleRecord(headersDirectory: try cache.headersDirectory())
+                    guard let fetched = try KheadersModule.fetch(release: release, keep: keep, log: log, notes: &notes, record: record) else {
                         throw HeaderError("the kheaders module could not be loaded or read")
                     }
                     origin = fetched.origin

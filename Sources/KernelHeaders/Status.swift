@@ -33,6 +33,8 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
     public var chosen: Source?
     public var reason: String
     public var entries: [Entry]
+    /// Set when a run of ours loaded the kheaders module and has not unloaded it.
+    public var moduleNote: String?
 
     public var description: String {
         var lines = ["kernel: \(release) (\(machine))\(buildID.map { ", build id \($0)" } ?? "")"]
@@ -45,6 +47,7 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
         } else {
             lines.append("a run uses: nothing — \(reason)")
         }
+        if let moduleNote { lines.append(moduleNote) }
         lines.append("cache: \(cacheRoot)")
         if entries.isEmpty { lines.append("  (empty)") }
         for entry in entries {
@@ -122,7 +125,8 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
 
         return HeaderStatus(release: release, machine: RunningKernel.machine, buildID: key.buildID,
                             cacheRoot: options.cache.path, sources: sources, chosen: chosen, reason: reason,
-                            entries: entries(cache: options.cache, running: key))
+                            entries: entries(cache: options.cache, running: key),
+                            moduleNote: ModuleRecord(headersDirectory: headersDir).statusLine)
     }
 
     private static func entries(cache: CacheRoot, running: KernelKey) -> [Entry] {

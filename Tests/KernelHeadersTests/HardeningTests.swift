@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import KernelHeaders
+@testable import KernelHeaders
 import KprobeSupport
 import Testing
 
@@ -53,5 +53,46 @@ import Testing
         let message = error?.message ?? ""
         #expect(!message.contains("\u{1b}") && !message.contains("\u{07}"), "\(message)")
         #expect(message.contains("abs\\x1b]0;pwned\\x07name.h"), "\(message)")
+    }
+}
+
+/// Issue 14.7: a run killed after loading kheaders leaves a record; the next run unloads the
+/// module if the recording run is gone, and `headers status` says so. (Loading the module for
+/// real needs the test VM; this is the record's logic.)
+@Suite struct ModuleRecordTests {
+    @Test func recordOfAStoppedRunUnloadsOnceAndOfALiveRunNever() throws {
+        let scratch = try Scratch()
+        let directory = try HeaderCache(root: scratch.cache, log: { _ in }).headersDirectory()
+        let record = ModuleRecord(headersDirectory: directory)
+        #expect(record.statusLine == nil)
+        #expect(!record.cleanUp(isLoaded: true, unload: { Issue.record("nothing to unload") }, log: { _ in }))
+
+        // This process recorded the load and is alive: another run must not unload.
+        record.record()
+        #expect(record.recordedPID == getpid())
+        #expect(record.statusLine?.contains("still running") == true)
+        #expect(!record.cleanUp(isLoaded: true, unload: { Issue.record("a live run's module unloaded") }, log: { _ in }))
+        #expect(FileSystem.exists(record.path))
+
+        // A pid above pid_max stands for a run that was killed.
+        writeFile(record.path, Array("2147483647\n".utf8))
+        #expect(record.statusLine?.contains("the next run unloads it") == true)
+        var unloaded = 0
+        #expect(record.cleanUp(isLoaded: true, unload: { unloaded += 1 }, log: { _ in }))
+        #expect(unloaded == 1)
+        #expect(!FileSystem.exists(record.path))
+
+        // Already unloaded by hand: only the record goes.
+        writeFile(record.path, Array("2147483647\n".utf8))
+        #expect(record.cleanUp(isLoaded: false, unload: { Issue.record("not loaded") }, log: { _ in }))
+        #expect(!FileSystem.exists(record.path))
+    }
+
+    @Test func statusReportsARecordLeftBehind() throws {
+        let scratch = try Scratch()
+        let directory = try HeaderCache(root: scratch.cache, log: { _ in }).headersDirectory()
+        writeFile(directory + "/" + ModuleRecord.name, Array("2147483647\n".utf8))
+        let status = HeaderLocator(options: options(scratch)).status().description
+        #expect(status.contains("loaded by kprobe-run pid 2147483647, which was stopped before unloading it"), "\(status)")
     }
 }

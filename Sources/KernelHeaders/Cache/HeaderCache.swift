@@ -188,6 +188,18 @@ struct HeaderCache {
         }
     }
 
+    /// Unloads the kheaders module if a run of ours loaded it and was killed before unloading it
+    /// (`ModuleRecord`). Costs one faccessat when there is no record.
+    func unloadModuleLeftBehind() {
+        guard let headers = try? openHeaders(),
+              faccessat(headers.fd, ModuleRecord.name, F_OK, AT_SYMLINK_NOFOLLOW) == 0,
+              let lock = try? CacheLock(HeaderCache.lockName, in: headers.fd, display: headers.path + "/" + HeaderCache.lockName, log: log)
+        else { return }
+        defer { lock.held() }
+        _ = ModuleRecord(headersDirectory: headers.path).cleanUp(
+            isLoaded: KheadersModule.isLoaded, unload: { KheadersModule.unload(log: log) }, log: log)
+    }
+
     /// Moves an existing (damaged) entry out of the way and deletes it.
     private func discard(_ name: String, dirFD: Int32) {
         var st = stat()

@@ -145,7 +145,11 @@ enum KheadersModule {
     /// module again if this call loaded it and `keep` is false. When the module cannot be loaded
     /// the archive is read out of the module file instead, which needs no privilege.
     static func fetch(release: String, keep: Bool, log: @Sendable (String) -> Void,
-                      notes: inout [String]) throws(HeaderError) -> Fetched? {
+                      notes: inout [String], record: ModuleRecord? = nil) throws(HeaderError) -> Fetched? {
+        // Recorded before loading: a run killed after the load leaves the record behind.
+        let wasLoadedBefore = isLoaded
+        if !wasLoadedBefore { record?.record() }
+        defer { if !wasLoadedBefore, !isLoaded || keep { record?.clear() } }
         let wasLoaded = isLoaded
         var loadedByUs = false
         var permissionProblem: String?
