@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension EmulatedKernel {
     /// Boots ../shared/testkernel (Linux 6.1: kheaders as a module, kprobes, no BTF) under QEMU and runs

@@ -1,6 +1,7 @@
 import Testing
 import Glibc
 import KprobeSupport
+import TestSupport
 
 @Suite struct CacheRootTests {
     @Test func environmentOverrideWins() {
@@ -13,7 +14,7 @@ import KprobeSupport
     }
 
     @Test func createsPrivateDirectories() throws {
-        let base = try TemporaryDirectory()
+        let base = try ScratchDirectory()
         let cache = CacheRoot(path: base.path + "/cache")
         let inner = try cache.directory("headers", "entry")
         var st = stat()
@@ -24,7 +25,7 @@ import KprobeSupport
     }
 
     @Test func refusesPlantedSymlink() throws {
-        let base = try TemporaryDirectory()
+        let base = try ScratchDirectory()
         let victim = base.path + "/victim"
         #expect(mkdir(victim, 0o700) == 0)
         #expect(mkdir(base.path + "/cache", 0o700) == 0)
@@ -35,20 +36,9 @@ import KprobeSupport
     }
 
     @Test func refusesWorldWritable() throws {
-        let base = try TemporaryDirectory()
+        let base = try ScratchDirectory()
         #expect(mkdir(base.path + "/cache", 0o700) == 0)
         chmod(base.path + "/cache", 0o777)
         #expect(throws: Failure.self) { try CacheRoot(path: base.path + "/cache").directory() }
     }
-}
-
-/// A directory under /tmp removed (recursively) when the test ends.
-final class TemporaryDirectory {
-    let path: String
-    init() throws {
-        var template = Array("/tmp/kprobe-run-test-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw Errno.current }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-    deinit { _ = system("rm -rf '\(path)'") }
 }

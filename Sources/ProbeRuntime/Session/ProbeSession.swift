@@ -21,6 +21,9 @@ public final class ProbeSession {
     public init(object bytes: [UInt8], name: String, options: SessionOptions) throws(RuntimeError) {
         self.options = options
         object = try ProbeObject(bytes: bytes, name: name)
+        guard !object.programs.isEmpty else {
+            throw RuntimeError(.usage, "\(name) has no programs to attach: define functions with SEC(\"kprobe/…\"), SEC(\"tracepoint/…\"), … (or BCC's kprobe__… names)")
+        }
         try object.plan(specs: options.attach, requireAttachable: true)
         if let pid = options.targetPID {
             let set = object.setTargetPID(pid)
@@ -34,7 +37,9 @@ public final class ProbeSession {
         }
     }
 
-    public func run() throws(RuntimeError) {
+    /// Returns how the `-c` command ended, when it ended during the run.
+    @discardableResult
+    public func run() throws(RuntimeError) -> TargetCommand.Status? {
         guard !started else { throw RuntimeError(.internal, "a probe session runs only once") }
         started = true
         var released = false
@@ -185,6 +190,7 @@ public final class ProbeSession {
         if let failure = sink.failure {
             throw RuntimeError(.internal, "cannot write to stdout: \(failure)")
         }
+        return commandStatus
     }
 
     /// Maps in object order.
