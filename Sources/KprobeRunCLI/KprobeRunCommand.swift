@@ -18,7 +18,7 @@ public struct KprobeRunCommand: ParsableCommand {
             Exit codes: \(FailureKind.summary).
             """,
         version: KprobeRunVersion.string,
-        subcommands: [Run.self, Compile.self, Headers.self, DeviceCommand.self],
+        subcommands: [Run.self, Compile.self, Headers.self, Doctor.self, DeviceCommand.self],
         defaultSubcommand: Run.self
     )
 

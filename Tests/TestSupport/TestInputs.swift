@@ -1,6 +1,8 @@
 import Glibc
 import KprobeSupport
+#if canImport(Testing)
 import Testing
+#endif
 
 /// Where tests find the package and the shared inputs beside it (test kernels, corpora), found
 /// from this file's place in the package, never from an absolute machine path.
@@ -31,6 +33,9 @@ public enum TestInputs {
     public static var isRoot: Bool { geteuid() == 0 }
 }
 
+#if canImport(Testing)
+// A plain `swift build` (release, for the bench) builds this target too, without the Testing module.
+
 /// Test tiers, so one can be run alone (README, "Tests"): `unit` tests need neither root nor a
 /// kernel feature; `hostKernel` tests load programs into the running kernel; `emulatedKernel`
 /// tests boot the 6.1 test kernel under QEMU.
@@ -39,3 +44,4 @@ extension Tag {
     @Tag public static var hostKernel: Self
     @Tag public static var emulatedKernel: Self
 }
+#endif

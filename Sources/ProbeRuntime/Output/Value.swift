@@ -149,8 +149,8 @@ indirect enum Value: Equatable, Sendable {
 }
 
 /// The small part of JSON that kprobe-run writes: escaped strings and objects built by hand.
-enum JSON {
-    static func writeString(_ text: String, into out: inout String) {
+public enum JSON {
+    public static func writeString(_ text: String, into out: inout String) {
         out += "\""
         for scalar in text.unicodeScalars {
             switch scalar {
