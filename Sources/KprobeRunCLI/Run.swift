@@ -19,7 +19,7 @@ struct Run: ParsableCommand {
             Examples:
               kprobe-run bpf-examples/opensnoop.c -d 5
               kprobe-run probe.c -a kprobe:vfs_read=trace_read -a tracepoint:sched:sched_switch=on_switch
-              kprobe-run -e 'SEC("tp/sched/sched_switch") int on(void *c) { bpf_printk("switch"); return 0; }' -d 1
+              kprobe-run -e "$(sed s/vfs_read/vfs_write/ probe.c)" -d 1
               generate-probe | kprobe-run - --format json -o events.json
             """
     )
