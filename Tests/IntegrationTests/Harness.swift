@@ -98,6 +98,24 @@ enum Tool {
     }
 }
 
+/// Runs a program other than kprobe-run to its end, stdout and stderr together.
+func runCollecting(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
+                   directory: String) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: argv[0])
+    process.arguments = Array(argv.dropFirst())
+    process.environment = environment
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 /// The kernel's loaded BPF programs, to show that a run leaves none of its own behind.
 enum LoadedPrograms {
     static func ids() -> Set<UInt32> {

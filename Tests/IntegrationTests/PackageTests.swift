@@ -30,7 +30,7 @@ extension HostKernel {
 
         @Test func versionNamesTheInstalledWorker() throws {
             try Self.installed.get()
-            let version = try Package.run([bin, "--version"], environment: environment)
+            let version = try runCollecting([bin, "--version"], environment: environment, directory: "/")
             #expect(version.status == 0, "\(version.output)")
             #expect(version.output.contains("build: release"), "\(version.output)")
             #expect(version.output.contains("libbpf: v1"), "\(version.output)")
@@ -40,12 +40,12 @@ extension HostKernel {
         @Test func runsAnExampleFromTheInstalledFiles() throws {
             try Self.installed.get()
             let example = Self.root.path + "/usr/share/doc/kprobe-run/examples/hello.c"
-            let run = try Package.run([bin, example, "-d", "2"], environment: environment)
+            let run = try runCollecting([bin, example, "-d", "2"], environment: environment, directory: "/")
             #expect(run.status == 0, "\(run.output)")
             #expect(!run.output.contains(".build/"), "\(run.output)")
-            let bcc = try Package.run([bin, "compile", "--dialect", "bcc", "--headers", TestInputs.testKernelArchive,
-                                       Self.root.path + "/usr/share/doc/kprobe-run/examples/bcc/opencount.c", "-o", Self.root.path + "/opencount.o"],
-                                      environment: environment)
+            let bcc = try runCollecting([bin, "compile", "--dialect", "bcc", "--headers", TestInputs.testKernelArchive,
+                                         Self.root.path + "/usr/share/doc/kprobe-run/examples/bcc/opencount.c", "-o", Self.root.path + "/opencount.o"],
+                                        environment: environment, directory: "/")
             #expect(bcc.status == 0 || !FileSystem.isRegularFile(TestInputs.testKernelArchive), "the BCC rewriter from libexec: \(bcc.output)")
         }
 
@@ -89,22 +89,6 @@ enum Package {
     }
 
     static func shell(_ script: String, _ arguments: String...) throws -> (status: Int32, output: String) {
-        try run(["/bin/bash", "-c", script, "bash"] + arguments, environment: ProcessInfo.processInfo.environment)
-    }
-
-    static func run(_ argv: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: argv[0])
-        process.arguments = Array(argv.dropFirst())
-        process.environment = environment
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runCollecting(["/bin/bash", "-c", script, "bash"] + arguments, directory: "/")
     }
 }

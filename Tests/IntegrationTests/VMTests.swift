@@ -45,17 +45,6 @@ enum VM {
 
     /// Runs `command` in a fresh boot with the package root as the writable work directory.
     static func run(_ command: [String], timeout: Int = 900) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: runVM)
-        process.arguments = ["--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command
-        process.currentDirectoryURL = URL(fileURLWithPath: Tool.packageRoot)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runCollecting([runVM, "--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command, directory: Tool.packageRoot)
     }
 }
