@@ -40,16 +40,12 @@ struct Doctor: ParsableCommand {
             }.joined()
         case .json:
             return checks.map { check in
-                var fields = [("name", check.name), ("status", check.status.rawValue), ("detail", check.detail)]
-                if let fix = check.fix { fields.append(("fix", fix)) }
-                var line = "{"
-                for (index, (key, value)) in fields.enumerated() {
-                    if index > 0 { line += "," }
-                    JSON.writeString(key, into: &line)
-                    line += ":"
-                    JSON.writeString(value, into: &line)
-                }
-                return line + "}\n"
+                var line = JSONLine()
+                line.field("name", check.name)
+                line.field("status", check.status.rawValue)
+                line.field("detail", check.detail)
+                if let fix = check.fix { line.field("fix", fix) }
+                return line.text + "\n"
             }.joined()
         }
     }

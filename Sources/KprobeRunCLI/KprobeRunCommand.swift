@@ -18,7 +18,7 @@ public struct KprobeRunCommand: ParsableCommand {
             Exit codes: \(FailureKind.summary).
             """,
         version: KprobeRunVersion.string,
-        subcommands: [Run.self, Compile.self, Headers.self, Doctor.self, DeviceCommand.self],
+        subcommands: [Run.self, Compile.self, Info.self, Headers.self, Doctor.self, DeviceCommand.self, ListCommand.self],
         defaultSubcommand: Run.self
     )
 
@@ -61,9 +61,9 @@ public struct KprobeRunCommand: ParsableCommand {
         }
     }
 
-    /// The command line as the parser sees it: `--adb` given its optional serial first.
+    /// The command line as the parser sees it: `--adb` and `-l` given their optional values first.
     static func parse(_ arguments: [String]) throws -> ParsableCommand {
-        try parseAsRoot(AdbOptions.normalize(arguments))
+        try parseAsRoot(ListCommand.normalize(AdbOptions.normalize(arguments)))
     }
 
     /// The names of the subcommands, for telling a subcommand from a probe or a serial.

@@ -32,17 +32,20 @@ struct Run: ParsableCommand {
         "Write results (events, printk lines, maps) to FILE instead of stdout; diagnostics stay on stderr.", valueName: "FILE"))
     var output: String?
 
+    @OptionGroup var load: LoadFlags
+
     @OptionGroup var compile: CompileOptions
 
     @OptionGroup var remote: AdbOptions
 
-    /// The device side of --adb runs with the run options and -v; the rest is the host's.
+    /// The device side of --adb runs with the run and load options and -v; the rest is the host's.
     var deviceArguments: [String] {
-        options.deviceArguments + (compile.verbose ? ["--verbose"] : [])
+        options.deviceArguments + load.deviceArguments + (compile.verbose ? ["--verbose"] : [])
     }
 
     func run() throws {
         let specs = try options.attachSpecs()
+        let loadOptions = try load.options()
         let input = try source.load()
         if let serial = remote.requestedSerial {
             try redirectResults()
@@ -57,7 +60,8 @@ struct Run: ParsableCommand {
         let status: TargetCommand.Status?
         do {
             try redirectResults()
-            let sessionOptions = options.sessionOptions(command: command, specs: specs, verbose: compile.verbose)
+            var sessionOptions = options.sessionOptions(command: command, specs: specs, verbose: compile.verbose)
+            sessionOptions.load = loadOptions
             var build = compile
             build.defines += RunOptions.compileDefines(pid: sessionOptions.targetPID)
             let object = try ProbeBuild(options: build).object(for: input)
@@ -67,7 +71,7 @@ struct Run: ParsableCommand {
             command?.abandon()
             throw error
         }
-        if options.exitWithCommand, let status { throw ExitCode(status.code) }
+        if options.exitWithCommand, let status { throw ExitStatus(code: status.code) }
     }
 
     /// `-o FILE`: results go to FILE through stdout's descriptor, so every writer of results (and

@@ -5,7 +5,8 @@ import ProbeRuntime
 /// Everything that governs a run once the object exists: how long, where to attach, how to print,
 /// which process to follow. These options are what the device side of `--adb` runs with, so they
 /// live together and are forwarded by `deviceArguments`, the one place that turns them back into a
-/// command line. A new run-time option goes here, into `deviceArguments`, and into
+/// command line (`LoadFlags`, shared with `compile` and `info`, does the same for its own; `Run.deviceArguments`
+/// joins the two). A new run-time option goes here, into `deviceArguments`, and into
 /// `RunOptionsRoundTripTests.samples` (the test fails until it is in both).
 struct RunOptions: ParsableArguments {
     @Option(name: .shortAndLong, parsing: .unconditional, help: ArgumentHelp("Stop after this many seconds.", valueName: "SECONDS"))

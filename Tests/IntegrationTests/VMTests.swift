@@ -43,8 +43,9 @@ enum VM {
             && FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64")
     }
 
-    /// Runs `command` in a fresh boot with the package root as the writable work directory.
-    static func run(_ command: [String], timeout: Int = 900) throws -> (status: Int32, output: String) {
-        try runCollecting([runVM, "--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command, directory: Tool.packageRoot)
+    /// Runs `command` in a fresh boot with the package root as the writable work directory;
+    /// `launcher` is the test kernel's run-vm script (the x86-64 one unless given).
+    static func run(_ command: [String], timeout: Int = 900, launcher: String = runVM) throws -> (status: Int32, output: String) {
+        try runCollecting([launcher, "--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command, directory: Tool.packageRoot)
     }
 }
