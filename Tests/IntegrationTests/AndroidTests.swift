@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension EmulatedKernel {
     /// Boots ../shared/android-sim as a bare phone-like device (no glibc, kheaders.ko under

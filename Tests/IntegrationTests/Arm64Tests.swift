@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension EmulatedKernel {
     /// A phone is arm64: the static arm64 kprobe-run (cross-built here with a Swift SDK) on the arm64
