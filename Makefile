@@ -16,9 +16,10 @@ STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils apt dpkg d
 # toolbox is a static busybox), push the static binary to it, drive an interactive bash through
 # a pty (script), and build a program with USDT probes (gcc, <sys/sdt.h>); the arm64 test kernel
 # boots under qemu-system-aarch64 from an initramfs (cpio) and runs the cross-built static arm64
-# binary, which the test builds.
+# binary, which the test builds. BCC's own tools and Python module: the BCC-dialect tests generate
+# their corpus from the tools and compare with BCC on it (Tests/bcc-corpus).
 TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 qemu-system-arm cpio kmod xz-utils bsdutils bash busybox-static \
-	gcc systemtap-sdt-dev
+	gcc systemtap-sdt-dev bpfcc-tools python3-bpfcc
 # Benchmark only (never needed to build or test): the tools kprobe-run is measured against.
 # clang-14 and llvm-14 give the clang-14/llc-14 CLI for one comparison; kprobe-run itself never runs them.
 BENCH_PACKAGES := $(BUILD_PACKAGES) bpfcc-tools python3-bpfcc bpftrace time xz-utils tar clang-14 llvm-14
