@@ -12,11 +12,20 @@ public protocol ClangBackend {
     func compile(_ request: CompileRequest, precompiledHeader: String?) -> WorkerProtocol.Response
     /// Parses `request.source` as a header and writes a precompiled header to `output`.
     func buildPrecompiledHeader(_ request: CompileRequest, output: String) -> WorkerProtocol.Response
+    /// Runs `work` in a process of its own at idle priority that nobody waits for; false when it
+    /// could not be started.
+    func detached(_ work: () -> Void) -> Bool
 }
 
 /// The worker's side of precompiled headers: one per header entry, flags and leading-include
 /// set, built once under a lock, loaded by every later compile that starts with the same
 /// includes, and never trusted over a plain compile.
+///
+/// The first compile of an include block does not wait for the header: it compiles plainly while
+/// a detached idle-priority process builds the header for the runs after it. Measured with the
+/// bench probe (linux/sched.h, linux/fs.h, net/sock.h) on a loaded 2-core machine: plain compile
+/// 8.6–9.3 s, header build 10.1 s then compile with it 0.9 s, later compiles with it 1.1–1.4 s.
+/// Building the header on the second use instead would make that second run pay the 10 s.
 public enum PrecompiledHeaders {
     public static func compile(_ request: CompileRequest, backend: some ClangBackend) -> WorkerProtocol.Response {
         guard let settings = request.precompiledHeaders else {
@@ -35,37 +44,31 @@ public enum PrecompiledHeaders {
         let path = settings.directory + "/" + fileName(for: request, prefix: prefix, settings: settings, backend: backend)
         var withPrefix = request
         withPrefix.virtualFiles.append(VirtualFile(path: PrecompiledPrefix.virtualPath, contents: prefix.text))
-        var notes: [String] = []
-        var buildDiagnostics = ""
-        if !FileSystem.isRegularFile(path) {
-            let outcome = build(withPrefix, prefix: prefix, at: path, settings: settings, backend: backend)
-            notes.append(outcome.note)
-            buildDiagnostics = outcome.diagnostics
-        }
         guard FileSystem.isRegularFile(path) else {
+            // Started before the compile, so that an idle core builds it meanwhile; a builder
+            // that finds the lock taken waits and then finds the header built.
+            let started = backend.detached { _ = build(withPrefix, prefix: prefix, at: path, settings: settings, backend: backend) }
             var response = backend.compile(request, precompiledHeader: nil)
-            response.notes = notes + response.notes
+            response.notes.insert(started ? "building precompiled header \(path) in the background, for the next runs"
+                                          : "no precompiled header: cannot start a process to build one", at: 0)
             return response
         }
 
         var response = backend.compile(withPrefix, precompiledHeader: path)
         if response.status == 0 {
             CacheBudget.touch(path)
-            response.notes = notes + ["loaded precompiled header \(path) (\(prefix.includeCount) leading #include lines)"] + response.notes
-            // Warnings in the headers were printed while the header was built, not again now.
-            response.diagnostics = buildDiagnostics + response.diagnostics
+            response.notes.insert("loaded precompiled header \(path) (\(prefix.includeCount) leading #include lines)", at: 0)
             return response
         }
         guard mentionsPrecompiledHeader(response.diagnostics, path: path) else {
             // The probe's own error: a plain compile would say the same, only later.
-            response.notes = notes + response.notes
             return response
         }
         // Stale (a header changed since) or unreadable: the plain compile decides, and a header
         // it does not need is removed so that the next run builds a fresh one.
         var plain = backend.compile(request, precompiledHeader: nil)
         if plain.status == 0 { unlink(path) }
-        plain.notes = notes + ["precompiled header \(path) was unusable, compiled without it\(plain.status == 0 ? " and removed it" : "")"] + plain.notes
+        plain.notes = ["precompiled header \(path) was unusable, compiled without it\(plain.status == 0 ? " and removed it" : "")"] + plain.notes
         return plain
     }
 

@@ -58,6 +58,30 @@ struct ShimBackend: ClangBackend {
         return response
     }
 
+    /// Twice forked, so that the worker answers and exits at once and init reaps the builder; in a
+    /// session of its own (a Ctrl-C to kprobe-run does not reach it: a killed build only leaves a
+    /// temporary the next build removes), with stdio on /dev/null (kprobe-run reads the worker's
+    /// stdout and stderr to their end), under SCHED_IDLE so that it takes only CPU time nothing
+    /// else wants.
+    func detached(_ work: () -> Void) -> Bool {
+        let child = fork()
+        if child == 0 {
+            _ = setsid()
+            if fork() != 0 { _exit(0) }
+            let null = open("/dev/null", O_RDWR)
+            if null >= 0 {
+                for target in Int32(0)...2 { _ = dup2(null, target) }
+                if null > 2 { close(null) }
+            }
+            var parameters = sched_param()
+            _ = sched_setscheduler(0, 5 /* SCHED_IDLE */, &parameters)
+            work()
+            _exit(0)
+        }
+        guard child > 0, let status = try? ChildProcess.wait(child) else { return false }
+        return status.succeeded
+    }
+
     private func failed(_ why: String) -> WorkerProtocol.Response {
         WorkerProtocol.Response(status: Int32(CLANG_BPF_COMPILE_ERROR), elf: [], diagnostics: why + "\n")
     }

@@ -71,7 +71,8 @@ import TestSupport
         let leftover = fixture.settings.directory + "/btf-test-0000.pch.tmp.\(Self.deadPID)"
         try file(leftover, bytes: 10, age: 0)
         let object = try builtWorker().compile(fixture.request())
-        #expect(object.notes.contains { $0.hasPrefix("built precompiled header") })
+        #expect(object.notes.contains { $0.hasPrefix(buildingInBackground) })
+        try fixture.waitForHeaders()
         #expect(!FileSystem.exists(leftover))
         #expect(try ScratchDirectory.list(fixture.settings.directory).allSatisfy { !$0.contains(".tmp") })
     }

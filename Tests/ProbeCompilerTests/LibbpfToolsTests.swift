@@ -86,6 +86,8 @@ import TestSupport
             """
         let compiler = try builtWorker()
         let plain = try compiler.compile(fixture.request(source, precompiled: false))
+        _ = try compiler.compile(fixture.request(source))
+        try fixture.waitForHeaders()
         let precompiled = try compiler.compile(fixture.request(source))
         #expect(precompiled.notes.contains { $0.hasPrefix("loaded precompiled header") })
         #expect(precompiled.elf == plain.elf)

@@ -89,7 +89,22 @@ struct PCHFixture {
     var pchFiles: [String] {
         (try? ScratchDirectory.list(settings.directory))?.filter { $0.hasSuffix(".pch") } ?? []
     }
+
+    /// Waits for the background builds the first compiles of include blocks started: until
+    /// `count` headers exist and no build's temporary is left.
+    func waitForHeaders(_ count: Int = 1) throws {
+        let deadline = MonotonicClock.seconds + 300
+        while MonotonicClock.seconds < deadline {
+            let names = (try? ScratchDirectory.list(settings.directory)) ?? []
+            if names.filter({ $0.hasSuffix(".pch") }).count >= count, !names.contains(where: { $0.contains(".tmp") }) { return }
+            usleep(50_000)
+        }
+        Issue.record("no precompiled header was built in the background within 300 s")
+    }
 }
+
+let buildingInBackground = "building precompiled header"
+let loadedHeader = "loaded precompiled header"
 
 @Suite struct PrecompiledHeaderTests {
     @Test(arguments: ["bpf", "x86_64-linux-gnu"])
@@ -97,12 +112,14 @@ struct PCHFixture {
         let fixture = try PCHFixture()
         let compiler = try builtWorker()
         let plain = try compiler.compile(fixture.request(triple: triple, precompiled: false))
+        // The first compile does not wait for the header: it compiles plainly and starts its build.
         let first = try compiler.compile(fixture.request(triple: triple))
-        #expect(first.notes.contains { $0.hasPrefix("built precompiled header") })
-        #expect(first.notes.contains { $0.hasPrefix("loaded precompiled header") })
+        #expect(first.notes.contains { $0.hasPrefix(buildingInBackground) })
+        #expect(!first.notes.contains { $0.hasPrefix(loadedHeader) })
+        try fixture.waitForHeaders()
         let second = try compiler.compile(fixture.request(triple: triple))
-        #expect(!second.notes.contains { $0.hasPrefix("built precompiled header") })
-        #expect(second.notes.contains { $0.hasPrefix("loaded precompiled header") })
+        #expect(!second.notes.contains { $0.hasPrefix(buildingInBackground) })
+        #expect(second.notes.contains { $0.hasPrefix(loadedHeader) })
         #expect(fixture.pchFiles.count == 1)
         #expect(first.elf == plain.elf)
         #expect(second.elf == plain.elf)
@@ -124,12 +141,15 @@ struct PCHFixture {
         let fixture = try PCHFixture()
         let compiler = try builtWorker()
         _ = try compiler.compile(fixture.request())
+        try fixture.waitForHeaders()
         let reordered = pchProbe.replacingFirst("#include <bpf/bpf_core_read.h>\n#include <bpf/bpf_tracing.h>",
                                                 with: "#include <bpf/bpf_tracing.h>\n#include <bpf/bpf_core_read.h>")
         #expect(reordered != pchProbe)
-        let object = try compiler.compile(fixture.request(reordered))
-        #expect(object.notes.contains { $0.hasPrefix("built precompiled header") })
+        #expect(try compiler.compile(fixture.request(reordered)).notes.contains { $0.hasPrefix(buildingInBackground) })
+        try fixture.waitForHeaders(2)
         #expect(fixture.pchFiles.count == 2)
+        let object = try compiler.compile(fixture.request(reordered))
+        #expect(object.notes.contains { $0.hasPrefix(loadedHeader) })
         #expect(object.elf == (try compiler.compile(fixture.request(reordered, precompiled: false))).elf)
     }
 
@@ -139,20 +159,24 @@ struct PCHFixture {
         let fixture = try PCHFixture()
         let compiler = try builtWorker()
         _ = try compiler.compile(fixture.request())
+        try fixture.waitForHeaders()
         let edited = fakeVmlinux.replacingFirst("int pid; int tgid;", with: "int pid; int flags; int tgid;")
         try FileSystem.writeAtomically(Array(edited.utf8), to: fixture.headers + "/vmlinux.h")
         let object = try compiler.compile(fixture.request())
         #expect(object.notes.contains { $0.contains("was unusable, compiled without it and removed it") })
         #expect(object.elf == (try compiler.compile(fixture.request(precompiled: false))).elf)
         let rebuilt = try compiler.compile(fixture.request())
-        #expect(rebuilt.notes.contains { $0.hasPrefix("built precompiled header") })
+        #expect(rebuilt.notes.contains { $0.hasPrefix(buildingInBackground) })
         #expect(rebuilt.elf == object.elf)
+        try fixture.waitForHeaders()
+        #expect(try compiler.compile(fixture.request()).elf == object.elf)
     }
 
     @Test func damagedHeaderFallsBack() throws {
         let fixture = try PCHFixture()
         let compiler = try builtWorker()
         _ = try compiler.compile(fixture.request())
+        try fixture.waitForHeaders()
         let pch = try #require(fixture.pchFiles.first)
         try FileSystem.writeAtomically(Array("not a precompiled header".utf8), to: fixture.settings.directory + "/" + pch)
         let object = try compiler.compile(fixture.request())
@@ -165,6 +189,7 @@ struct PCHFixture {
         let fixture = try PCHFixture()
         let compiler = try builtWorker()
         _ = try compiler.compile(fixture.request())
+        try fixture.waitForHeaders()
         let broken = pchProbe + "\nint broken(void) { return undeclared_thing; }\n"
         #expect {
             try compiler.compile(fixture.request(broken))
@@ -184,11 +209,12 @@ struct PCHFixture {
             for try await result in group { results.append(result) }
             return results
         }
-        let builds = results.filter { $0.notes.contains { $0.hasPrefix("built precompiled header") } }
-        #expect(builds.count == 1)
-        #expect(results.allSatisfy { $0.notes.contains { $0.hasPrefix("loaded precompiled header") } })
+        // Each started a build; under the lock one built the header and the others found it.
+        #expect(results.allSatisfy { $0.notes.contains { $0.hasPrefix(buildingInBackground) } })
+        try fixture.waitForHeaders()
         #expect(Set(results.map(\.elf)).count == 1)
         #expect(fixture.pchFiles.count == 1)
+        #expect(try compiler.compile(request).elf == results[0].elf)
     }
 }
 
