@@ -7,7 +7,7 @@ import KprobeSupport
 final class Attacher {
     private let tracefs: Tracefs
     private let log: (String) -> Void
-    private(set) var links: [BPFLink] = []
+    private var links: [BPFLink] = []
     private var kprobeSupport: Bool?
     /// `-p`/`-c`: uprobes and USDT probes fire only in this process (-1: in every process).
     private let uprobePID: Int32

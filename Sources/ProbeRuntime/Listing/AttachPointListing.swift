@@ -61,7 +61,8 @@ public struct AttachPointListing {
     /// The matching attach points, one line each (with -v, field lines indented below).
     public func list(_ pattern: String?) throws(RuntimeError) -> [String] {
         let (kinds, name, explicit) = try AttachPointListing.parse(pattern)
-        let tracefs = Tracefs(log: note)
+        // Mounting tracefs where it was not mounted is worth a word only with -v.
+        let tracefs = Tracefs(log: verbose ? note : { _ in })
         var lines: [String] = []
         for kind in kinds {
             do {

@@ -70,9 +70,6 @@ public final class ProbeSession {
                 try attacher.attach(program, at: point)
             }
         }
-        if attacher.links.isEmpty {
-            log("no program was attached; only the maps will be printed")
-        }
 
         let start = MonotonicClock.seconds
         reporter.start = start
