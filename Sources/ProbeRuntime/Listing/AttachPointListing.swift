@@ -39,8 +39,6 @@ public struct AttachPointListing {
 
         /// What a pattern without a kind, or a wildcard kind, searches.
         static let kernel: [Kind] = [.kprobe, .tracepoint, .rawTracepoint, .fentry, .software, .hardware]
-
-        var needsBinary: Bool { self == .uprobe || self == .uretprobe || self == .usdt }
     }
 
     /// Splits a pattern into the kinds it asks for and the pattern for names.
