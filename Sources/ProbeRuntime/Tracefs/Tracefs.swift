@@ -134,21 +134,4 @@ struct PrintkLine: Equatable, Sendable {
             pid = nil
         }
     }
-
-    /// `{"type":"printk","time":…,"message":…,"comm":…,"pid":…,"cpu":…,"timestamp":…}`; `time`
-    /// (seconds since attach) only with -T, `timestamp` is the kernel's trace clock text.
-    func json(time: Double?) -> String {
-        var out = "{\"type\":\"printk\""
-        if let time { out += ",\"time\":" + Reporter.seconds(time) }
-        out += ",\"message\":"
-        JSON.writeString(message, into: &out)
-        out += ",\"comm\":"
-        JSON.writeString(task, into: &out)
-        if let pid { out += ",\"pid\":\(pid)" }
-        if let cpu { out += ",\"cpu\":\(cpu)" }
-        out += ",\"timestamp\":"
-        JSON.writeString(timestamp, into: &out)
-        out += "}"
-        return out
-    }
 }
