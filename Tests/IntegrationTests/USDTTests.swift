@@ -28,14 +28,16 @@ extension HostKernel {
         }
 
         /// -p: the probes fire, and the semaphore is raised, in that process only; a second copy
-        /// of the binary runs unseen and counts its guarded probe enabled 0 times.
+        /// of the binary runs unseen and counts its guarded probe enabled 0 times. The probe is
+        /// named without its binary, which is found among the files the process maps.
         @Test func pidLimitsProbesAndSemaphoresToOneProcess() throws {
             let target = try USDTTarget()
             let traced = try target.start(seconds: 6), other = try target.start(seconds: 6)
             defer { traced.kill(); other.kill() }
-            let result = try Tool.run([try target.libbpfProbe(), "-d", "3", "-p", String(traced.process.processIdentifier),
-                                       "-a", "usdt:\(target.binary):kprobe_run_test:guarded=on_guarded"], environment: environment)
+            let result = try Tool.run([try target.libbpfProbe(), "-d", "3", "-v", "-p", String(traced.process.processIdentifier),
+                                       "-a", "usdt:kprobe_run_test:guarded=on_guarded"], environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("usdt kprobe_run_test:guarded is in \(target.binary)"), "\(result.stderr)")
             let guarded = result.stdout.split(separator: "\n").filter { $0.hasPrefix("usdt guarded ") }
             #expect(!guarded.isEmpty, "stdout: \(result.stdout.prefix(2000))")
             #expect(guarded.allSatisfy { $0.hasSuffix(" pid \(traced.process.processIdentifier)") }, "\(guarded.prefix(5))")
@@ -64,6 +66,10 @@ extension HostKernel {
                                        environment: environment)
             #expect(missing.status == 6, "\(missing.stderr)")
             #expect(missing.stderr.contains("kprobe-run -l 'usdt:\(target.binary):*'"), "\(missing.stderr)")
+            // Without its binary, a probe is looked for in a -p process only.
+            let noPID = try Tool.run([try target.libbpfProbe(), "-d", "1", "-a", "usdt:kprobe_run_test:guarded=on_guarded"], environment: environment)
+            #expect(noPID.status == 2, "\(noPID.stderr)")
+            #expect(noPID.stderr.contains("or a process with -p"), "\(noPID.stderr)")
             // A program that does not include usdt.bpf.h has none of libbpf's USDT maps.
             let plain = try target.scratch.write(named: "plain.bpf.c", """
                 #include "vmlinux.h"

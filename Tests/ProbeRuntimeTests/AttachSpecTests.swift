@@ -15,6 +15,7 @@ import Testing
             ("tp:sched:sched_switch=x", .tracepoint, "sched:sched_switch", "x"),
             ("raw_tp:sys_enter=y", .rawTracepoint, "sys_enter", "y"),
             ("usdt:/usr/bin/app:my_provider:start=on_start", .usdt, "/usr/bin/app:my_provider:start", "on_start"),
+            ("usdt:my_provider:start=on_start", .usdt, "my_provider:start", "on_start"),
             ("kprobe:vfs_*=count", .kprobe, "vfs_*", "count"),
             ("tracepoint:syscalls:sys_enter_*=count", .tracepoint, "syscalls:sys_enter_*", "count"),
             ("tracepoint:*:sched_switch=count", .tracepoint, "*:sched_switch", "count"),
@@ -42,8 +43,9 @@ import Testing
             ("raw_tracepoint:a:b=f", "expected a tracepoint name"),
             ("uprobe:/bin/bash=f", "expected PATH:SYMBOL"),
             ("uprobe:/bin/bash:=f", "expected PATH:SYMBOL"),
-            ("usdt:/bin/app:start=f", "expected PATH:PROVIDER:NAME"),
+            ("usdt:start=f", "expected PATH:PROVIDER:NAME"),
             ("usdt::provider:start=f", "expected PATH:PROVIDER:NAME"),
+            ("usdt:/bin/app:provider:=f", "expected PATH:PROVIDER:NAME"),
             ("usdt:/bin/app::start=f", "expected PATH:PROVIDER:NAME"),
             ("uprobe:/bin/bash:read*=f", "wildcards are accepted in kprobe, kretprobe and tracepoint names only"),
             ("usdt:/bin/app:p:*=f", "wildcards are accepted"),
@@ -70,6 +72,9 @@ import Testing
         #expect(usdt == .usdt(path: "/opt/a:b/app", provider: "prov", name: "probe_1"))
         #expect(usdt.programType == BPF_PROG_TYPE_KPROBE)
         #expect(usdt.summary == "usdt:/opt/a:b/app:prov:probe_1")
+        let inProcess = AttachPoint(spec: try AttachSpec(parsing: "usdt:prov:probe_1=f"))
+        #expect(inProcess == .usdt(path: "", provider: "prov", name: "probe_1"))
+        #expect(inProcess.summary == "usdt:prov:probe_1")
     }
 }
 

@@ -8,7 +8,8 @@ enum AttachPoint: Equatable, Sendable {
     case rawTracepoint(String)
     case uprobe(path: String, symbol: String, isReturn: Bool)
     /// A USDT probe (`.note.stapsdt`), through libbpf's USDT support: the program reads its
-    /// arguments with usdt.bpf.h's `bpf_usdt_arg`.
+    /// arguments with usdt.bpf.h's `bpf_usdt_arg`. An empty path: whichever file the `-p`
+    /// process maps has the probe.
     case usdt(path: String, provider: String, name: String)
     /// A CPU-clock sampling event on every online CPU.
     case perfEvent
@@ -37,7 +38,7 @@ enum AttachPoint: Equatable, Sendable {
         case let .tracepoint(category, event): return "tracepoint:\(category):\(event)"
         case let .rawTracepoint(name): return "raw_tracepoint:\(name)"
         case let .uprobe(path, symbol, isReturn): return (isReturn ? "uretprobe:" : "uprobe:") + path + ":" + symbol
-        case let .usdt(path, provider, name): return "usdt:\(path):\(provider):\(name)"
+        case let .usdt(path, provider, name): return "usdt:" + (path.isEmpty ? "" : path + ":") + "\(provider):\(name)"
         case .perfEvent: return "perf_event:cpu-clock@99Hz"
         case let .libbpf(section): return "SEC(\"\(section)\")"
         case let .needsSpec(reason): return "unattached (\(reason))"
