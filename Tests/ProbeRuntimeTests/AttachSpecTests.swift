@@ -97,17 +97,17 @@ import Testing
     @Test func patternsMatchLikeTheShell() throws {
         #expect(Wildcard.isPattern("vfs_*") && Wildcard.isPattern("vfs_rea?") && Wildcard.isPattern("vfs_[rw]*"))
         #expect(!Wildcard.isPattern("vfs_read"))
-        #expect(try Wildcard.expand("vfs_*", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["vfs_read", "vfs_write", "vfs_writev"])
-        #expect(try Wildcard.expand("vfs_write?", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["vfs_writev"])
-        #expect(try Wildcard.expand("*sys_open*", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["do_sys_openat2", "__x64_sys_openat"])
+        #expect(try Wildcard.expand("vfs_*", in: WildcardTests.functions, noun: "function", source: "a list", listing: "kprobe:*") == ["vfs_read", "vfs_write", "vfs_writev"])
+        #expect(try Wildcard.expand("vfs_write?", in: WildcardTests.functions, noun: "function", source: "a list", listing: "kprobe:*") == ["vfs_writev"])
+        #expect(try Wildcard.expand("*sys_open*", in: WildcardTests.functions, noun: "function", source: "a list", listing: "kprobe:*") == ["do_sys_openat2", "__x64_sys_openat"])
         let events = ["syscalls:sys_enter_openat", "syscalls:sys_exit_openat", "syscalls:sys_enter_read", "sched:sched_switch"]
-        #expect(try Wildcard.expand("syscalls:sys_enter_*", in: events, what: "tracepoint", listing: "tracepoint:*") == ["syscalls:sys_enter_openat", "syscalls:sys_enter_read"])
-        #expect(try Wildcard.expand("*:*_openat", in: events, what: "tracepoint", listing: "tracepoint:*").count == 2)
+        #expect(try Wildcard.expand("syscalls:sys_enter_*", in: events, noun: "tracepoint", source: "available_events", listing: "tracepoint:*") == ["syscalls:sys_enter_openat", "syscalls:sys_enter_read"])
+        #expect(try Wildcard.expand("*:*_openat", in: events, noun: "tracepoint", source: "available_events", listing: "tracepoint:*").count == 2)
     }
 
     @Test func noMatchIsAnAttachErrorThatSaysWhereToLook() {
         do {
-            _ = try Wildcard.expand("ext4_*", in: WildcardTests.functions, what: "kernel function in available_filter_functions", listing: "kprobe:*")
+            _ = try Wildcard.expand("ext4_*", in: WildcardTests.functions, noun: "kernel function", source: "available_filter_functions", listing: "kprobe:*")
             Issue.record("expanded a pattern that matches nothing")
         } catch {
             #expect(error.kind == .attach)
@@ -118,13 +118,13 @@ import Testing
 
     @Test func tooManyMatchesAreRefused() {
         let many = (0..<1500).map { "func_\($0)" }
-        #expect(throws: Never.self) { try Wildcard.expand("func_1*", in: many, what: "function", listing: "kprobe:*") }
+        #expect(throws: Never.self) { try Wildcard.expand("func_1*", in: many, noun: "function", source: "a list", listing: "kprobe:*") }
         do {
-            _ = try Wildcard.expand("func_*", in: many, what: "kernel function", listing: "kprobe:*")
+            _ = try Wildcard.expand("func_*", in: many, noun: "kernel function", source: "available_filter_functions", listing: "kprobe:*")
             Issue.record("attached 1500 probes")
         } catch {
             #expect(error.kind == .attach)
-            #expect(error.message.contains("matches 1500 kernel functions, more than the 1000"), "\(error.message)")
+            #expect(error.message.contains("matches 1500 kernel functions in available_filter_functions, more than the 1000"), "\(error.message)")
             #expect(error.message.contains("narrow the pattern"))
         }
     }

@@ -21,9 +21,9 @@ final class Attacher {
     deinit { detachAll() }
 
     func detachAll() {
-        while let link = links.popLast() {
-            link.destroy()
-        }
+        let attached = links
+        links.removeAll()
+        BPFLink.destroy(attached.reversed())
     }
 
     func attach(_ program: ProbeObject.Program, at point: AttachPoint) throws(RuntimeError) {
@@ -36,7 +36,7 @@ final class Attacher {
             if Wildcard.isPattern(symbol) {
                 let kind = isReturn ? "kretprobe" : "kprobe"
                 let symbols = try Wildcard.expand(symbol, in: try tracefs.kernelFunctions(),
-                                                  what: "kernel function in available_filter_functions", listing: "\(kind):*")
+                                                  noun: "kernel function", source: "available_filter_functions", listing: "\(kind):*")
                 return try attachEach(symbols, what) { symbol throws(RuntimeError) in
                     try attachKprobe(bpf, symbol: symbol, offset: offset, isReturn: isReturn, "\(kind):\(symbol) (program '\(program.name)')")
                 }
@@ -45,7 +45,7 @@ final class Attacher {
         case let .tracepoint(category, event):
             if Wildcard.isPattern(category) || Wildcard.isPattern(event) {
                 let names = try Wildcard.expand("\(category):\(event)", in: try tracefs.tracepoints(),
-                                                what: "tracepoint in available_events",
+                                                noun: "tracepoint", source: "available_events",
                                                 listing: Wildcard.isPattern(category) ? "tracepoint:*" : "tracepoint:\(category):*")
                 return try attachEach(names, what) { name throws(RuntimeError) in
                     let parts = name.split(separator: ":", maxSplits: 1).map(String.init)
