@@ -20,8 +20,7 @@ enum Wildcard {
     /// The names matching `pattern`, in the order given and each once. `noun` names the kind of
     /// thing and `source` where the names came from, and `listing` is the `-l` pattern that shows
     /// the candidates, for the errors: none matching, or more than `limit`.
-    static func expand(_ pattern: String, in names: [String], noun: String, source: String, listing: String,
-                       limit: Int = Wildcard.limit) throws(RuntimeError) -> [String] {
+    static func expand(_ pattern: String, in names: [String], noun: String, source: String, listing: String) throws(RuntimeError) -> [String] {
         var seen = Set<String>()
         let matched = names.filter { matches(pattern, $0) && seen.insert($0).inserted }
         if matched.isEmpty {
