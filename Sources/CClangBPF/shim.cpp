@@ -1,6 +1,6 @@
 #include "clang_bpf.h"
+#include "probe_consumer.h"
 
-#include <clang/AST/RecursiveASTVisitor.h>
 #include <clang/Basic/Diagnostic.h>
 #include <clang/Basic/DiagnosticOptions.h>
 #include <clang/Basic/Version.h>
@@ -11,7 +11,6 @@
 #include <clang/Frontend/CompilerInstance.h>
 #include <clang/Frontend/CompilerInvocation.h>
 #include <clang/Frontend/FrontendActions.h>
-#include <clang/Frontend/MultiplexConsumer.h>
 #include <clang/Frontend/Utils.h>
 #include <clang/Lex/PreprocessorOptions.h>
 #include <clang/Frontend/TextDiagnosticPrinter.h>
@@ -182,64 +181,19 @@ private:
     }
 };
 
-// The extern variables (`__kconfig`, `__ksym`) that function bodies use. clang gives code
-// generation extern variables, for their debug info and so their BTF, only when the target allows
-// debug info for external references, as BPF does and the host triple does not; libbpf refuses
-// an object whose externs have no BTF ("failed to find BTF for extern"). This hands the externs
-// over for a host-triple compile.
-class ExternDebugInfo : public clang::ASTConsumer, public clang::RecursiveASTVisitor<ExternDebugInfo> {
-public:
-    explicit ExternDebugInfo(clang::ASTConsumer &codegen) : codegen(codegen) {}
-
-    bool HandleTopLevelDecl(clang::DeclGroupRef group) override {
-        for (clang::Decl *decl : group) {
-            auto *function = llvm::dyn_cast<clang::FunctionDecl>(decl);
-            if (function && function->doesThisDeclarationHaveABody()) functions.push_back(function);
-        }
-        return true;
-    }
-
-    // Runs before code generation's end of the translation unit (it comes first in the multiplexer).
-    void HandleTranslationUnit(clang::ASTContext &context) override {
-        if (context.getDiagnostics().hasErrorOccurred()) return;
-        for (clang::FunctionDecl *function : functions) TraverseStmt(function->getBody());
-    }
-
-    bool VisitDeclRefExpr(clang::DeclRefExpr *reference) {
-        auto *variable = llvm::dyn_cast<clang::VarDecl>(reference->getDecl());
-        if (!variable || !variable->hasExternalStorage() || variable->hasInit()) return true;
-        clang::VarDecl *first = variable->getCanonicalDecl();
-        if (seen.insert(first).second) codegen.CompleteExternalDeclaration(first);
-        return true;
-    }
-
-private:
-    clang::ASTConsumer &codegen;
-    std::vector<clang::FunctionDecl *> functions;
-    std::set<clang::VarDecl *> seen;
-};
-
 // What `clang -emit-llvm | llc -march=bpf` does between the two tools: the module keeps the
 // host's struct layouts (they match the kernel's headers) and is given to the BPF back end.
 // It runs at the end of the source file, while clang's source manager can still place
 // back-end errors in the probe.
-class HostToBPFAction : public clang::EmitLLVMOnlyAction {
+class HostToBPFAction : public kprobe_run::ProbeAction<clang::EmitLLVMOnlyAction> {
 public:
-    HostToBPFAction(llvm::LLVMContext *context, std::string bpfTriple, llvm::SmallVectorImpl<char> &object)
-        : clang::EmitLLVMOnlyAction(context), bpfTriple(std::move(bpfTriple)), object(object) {}
+    HostToBPFAction(const clang_bpf_input *input, llvm::LLVMContext *context, std::string bpfTriple, llvm::SmallVectorImpl<char> &object)
+        : kprobe_run::ProbeAction<clang::EmitLLVMOnlyAction>(input, context), bpfTriple(std::move(bpfTriple)),
+          cpu(input->cpu && *input->cpu ? input->cpu : "generic"), object(object) {}
 
     int status = CLANG_BPF_COMPILE_ERROR;
 
 protected:
-    std::unique_ptr<clang::ASTConsumer> CreateASTConsumer(clang::CompilerInstance &compiler, llvm::StringRef file) override {
-        std::unique_ptr<clang::ASTConsumer> codegen = clang::EmitLLVMOnlyAction::CreateASTConsumer(compiler, file);
-        if (!codegen) return nullptr;
-        std::vector<std::unique_ptr<clang::ASTConsumer>> consumers;
-        consumers.push_back(std::make_unique<ExternDebugInfo>(*codegen));
-        consumers.push_back(std::move(codegen));
-        return std::make_unique<clang::MultiplexConsumer>(std::move(consumers));
-    }
-
     void EndSourceFileAction() override {
         clang::EmitLLVMOnlyAction::EndSourceFileAction();
         clang::CompilerInstance &compiler = getCompilerInstance();
@@ -254,6 +208,7 @@ protected:
 
 private:
     std::string bpfTriple;
+    std::string cpu;
     llvm::SmallVectorImpl<char> &object;
 
     int emit(llvm::Module &module, clang::CompilerInstance &compiler) {
@@ -267,7 +222,7 @@ private:
         }
         llvm::TargetOptions options;
         std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
-            bpfTriple, "generic", "", options, llvm::None, llvm::None, llvm::CodeGenOpt::Default));
+            bpfTriple, cpu, "", options, llvm::None, llvm::None, llvm::CodeGenOpt::Default));
         if (!machine) {
             engine.Report(engine.getCustomDiagID(clang::DiagnosticsEngine::Error, "cannot create a target machine for %0"))
                 << bpfTriple;
@@ -406,6 +361,8 @@ int prepare(const clang_bpf_input *input, llvm::raw_string_ostream &diagnostics,
         "-c", "-x", "c", setup.sourceName,
     };
     ownedArguments.insert(ownedArguments.end(), fixed.begin(), fixed.end());
+    // The host-triple path takes the CPU in its own BPF back end (HostToBPFAction).
+    if (setup.direct && input->cpu && *input->cpu) ownedArguments.push_back(std::string("-mcpu=") + input->cpu);
     std::vector<const char *> arguments;
     for (const std::string &argument : ownedArguments) arguments.push_back(argument.c_str());
 
@@ -530,13 +487,13 @@ extern "C" int clang_bpf_compile(const clang_bpf_input *input, clang_bpf_result 
     int status;
     if (setup.direct) {
         compiler.setOutputStream(std::make_unique<llvm::raw_svector_ostream>(object));
-        clang::EmitObjAction action;
+        kprobe_run::ProbeAction<clang::EmitObjAction> action(input);
         bool ok = compiler.ExecuteAction(action);
         status = ok && !compiler.getDiagnostics().hasErrorOccurred() && !object.empty() ? CLANG_BPF_OK
                                                                                          : CLANG_BPF_COMPILE_ERROR;
     } else {
         llvm::LLVMContext context;
-        HostToBPFAction action(&context, setup.bpfTriple, object);
+        HostToBPFAction action(input, &context, setup.bpfTriple, object);
         bool ok = compiler.ExecuteAction(action);
         status = ok && !compiler.getDiagnostics().hasErrorOccurred() ? action.status : CLANG_BPF_COMPILE_ERROR;
     }

@@ -22,9 +22,10 @@ public enum LibbpfHeaders {
                 continue
             }
             do {
-                let contents = try FileSystem.readString(path)
+                let installed = try FileSystem.readString(path)
+                let contents = name == "usdt.bpf.h" ? usdtErrnoFallback(installed) : installed
                 files.append(VirtualFile(path: virtualDirectory + "/bpf/" + name,
-                                         contents: name == "usdt.bpf.h" ? usdtErrnoFallback(contents) : contents))
+                                         contents: contents + (LibbpfHeaderAdditions.byHeader[name] ?? "")))
             } catch {
                 throw CompileError("cannot read \(path): \(error)")
             }
