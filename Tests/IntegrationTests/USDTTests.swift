@@ -58,6 +58,10 @@ extension HostKernel {
                                        "-a", "usdt:\(target.binary):kprobe_run_test:tick=on_tick"], environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
             USDTTarget.expectTicks(in: result.stdout, prefix: "bcc tick ")
+            // Without -a the program says where it could go: a USDT probe, since it reads one.
+            let unattached = try Tool.run(["--headers", BCC.headers, try target.bccProbe(), "-d", "1"], environment: environment)
+            #expect(unattached.status == 6, "\(unattached.stderr)")
+            #expect(unattached.stderr.contains("--attach usdt:/PATH/TO/BINARY:PROVIDER:NAME=on_tick"), "\(unattached.stderr)")
         }
 
         @Test func missingProbeAndMissingSupportSayWhatToDo() throws {

@@ -141,9 +141,12 @@ enum AttachPoint: Equatable, Sendable {
         return nil
     }
 
-    /// An --attach example that fits a SEC, for "no attach point" errors.
-    static func attachExample(section: String, program: String) -> String {
+    /// An --attach example that fits a SEC, for "no attach point" errors. In an object with
+    /// libbpf's USDT support (a BCC program reading USDT arguments has SEC("kprobe")), a kprobe
+    /// program is most likely a USDT one.
+    static func attachExample(section: String, program: String, readsUSDT: Bool = false) -> String {
         let prefix = split(section).0
+        if readsUSDT, prefix == "kprobe" || prefix == "usdt" { return "usdt:/PATH/TO/BINARY:PROVIDER:NAME=\(program)" }
         if prefix.hasPrefix("kretprobe") { return "kretprobe:SYMBOL=\(program)" }
         if prefix.hasPrefix("kprobe") || prefix.hasPrefix("ksyscall") { return "kprobe:SYMBOL=\(program)" }
         if prefix.hasPrefix("uretprobe") { return "uretprobe:/PATH/TO/BINARY:SYMBOL=\(program)" }

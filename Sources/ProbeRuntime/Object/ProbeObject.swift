@@ -132,7 +132,7 @@ final class ProbeObject {
         }
         if let first = unattachable.first {
             let list = unattachable.map { "'\($0.name)' (\($0.reason))" }.joined(separator: ", ")
-            throw RuntimeError(.attach, "no attach point for program \(list); name one with --attach, e.g. --attach \(AttachPoint.attachExample(section: first.section, program: first.name)) (forms: \(AttachSpec.acceptedForms.joined(separator: ", ")))")
+            throw RuntimeError(.attach, "no attach point for program \(list); name one with --attach, e.g. --attach \(AttachPoint.attachExample(section: first.section, program: first.name, readsUSDT: maps.contains { $0.name == "__bpf_usdt_specs" })) (forms: \(AttachSpec.acceptedForms.joined(separator: ", ")))")
         }
         // Programs of types kprobe-run does not attach (socket filters, XDP, …) and programs left
         // out are no error beside others that run, but an object where nothing runs at all would
