@@ -12,8 +12,8 @@ BUILD_PACKAGES := pkg-config libstdc++-12-dev libbpf-dev libelf-dev zlib1g-dev l
 STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils
 # Tests also boot the 6.1 test kernel under QEMU (plain, and as a simulated Android device whose
 # toolbox is a static busybox), push the static binary to it, drive an interactive bash through
-# a pty (script), and build a program with USDT probes (gcc, <sys/sdt.h>).
-TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 kmod xz-utils bsdutils bash busybox-static gcc systemtap-sdt-dev
+# a pty (script), build a program with USDT probes (gcc, <sys/sdt.h>) and trace Python's own.
+TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 kmod xz-utils bsdutils bash busybox-static gcc systemtap-sdt-dev python3
 # Benchmark only (never needed to build or test): the tools kprobe-run is measured against.
 # clang-14 and llvm-14 give the clang-14/llc-14 CLI for one comparison; kprobe-run itself never runs them.
 BENCH_PACKAGES := $(BUILD_PACKAGES) bpfcc-tools python3-bpfcc bpftrace time xz-utils tar clang-14 llvm-14

@@ -64,6 +64,85 @@ extension HostKernel {
             #expect(unattached.stderr.contains("--attach usdt:/PATH/TO/BINARY:PROVIDER:NAME=on_tick"), "\(unattached.stderr)")
         }
 
+        /// A BCC tool's habit on a real runtime: Python's own gc__start/gc__done probes (Debian's
+        /// python3 is built with them), named without the binary and found through -p, their
+        /// arguments sent through a perf buffer as pythongc does.
+        @Test(.enabled(if: FileManager.default.fileExists(atPath: BCC.headers) && USDTTarget.python != nil,
+                       "needs ../shared/testkernel and a python3 with USDT probes"))
+        func bccToolHabitsOnPythonsProbes() throws {
+            let scratch = try ScratchDirectory()
+            let python = Process()
+            python.executableURL = URL(fileURLWithPath: USDTTarget.python!)
+            // Cycles only the collector frees, collected every 50 ms for at most a minute.
+            python.arguments = ["-c", """
+                import gc, time
+                end = time.time() + 60
+                while time.time() < end:
+                    for _ in range(10):
+                        cycle = []
+                        cycle.append(cycle)
+                    gc.collect()
+                    time.sleep(0.05)
+                """]
+            try python.run()
+            defer { python.kill() }
+            let probe = try scratch.write(named: "gc.c", """
+                #include <uapi/linux/ptrace.h>
+
+                struct gc_event {
+                    u32 pid;
+                    u32 generation;
+                    u64 elapsed_ns;
+                    u64 collected;
+                };
+
+                BPF_HASH(started, u32, struct gc_event);
+                BPF_PERF_OUTPUT(collections);
+
+                int on_gc_start(struct pt_regs *ctx)
+                {
+                    struct gc_event event = {};
+                    u32 pid = bpf_get_current_pid_tgid() >> 32;
+                    int generation = 0;
+
+                    bpf_usdt_readarg(1, ctx, &generation);
+                    event.pid = pid;
+                    event.generation = generation;
+                    event.elapsed_ns = bpf_ktime_get_ns();
+                    started.update(&pid, &event);
+                    return 0;
+                }
+
+                int on_gc_done(struct pt_regs *ctx)
+                {
+                    u32 pid = bpf_get_current_pid_tgid() >> 32;
+                    struct gc_event *event = started.lookup(&pid);
+                    long collected = 0;
+
+                    if (!event)
+                        return 0;
+                    bpf_usdt_readarg(1, ctx, &collected);
+                    event->elapsed_ns = bpf_ktime_get_ns() - event->elapsed_ns;
+                    event->collected = collected;
+                    collections.perf_submit(ctx, event, sizeof(*event));
+                    started.delete(&pid);
+                    return 0;
+                }
+                """)
+            Thread.sleep(forTimeInterval: 0.3)
+            let pid = python.processIdentifier
+            let result = try Tool.run(["--headers", BCC.headers, probe, "-d", "3", "-p", String(pid),
+                                       "-a", "usdt:python:gc__start=on_gc_start", "-a", "usdt:python:gc__done=on_gc_done"],
+                                      environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            let events = result.stdout.split(separator: "\n").filter { $0.hasPrefix("pid=\(pid) generation=2 ") }
+            #expect(!events.isEmpty, "stdout: \(result.stdout.prefix(2000))")
+            // gc.collect() frees at least the ten cycles made before it.
+            #expect(events.contains { line in
+                line.split(separator: " ").last.map { $0.hasPrefix("collected=") && (Int($0.dropFirst(10)) ?? 0) >= 10 } == true
+            }, "\(events.prefix(5))")
+        }
+
         @Test func missingProbeAndMissingSupportSayWhatToDo() throws {
             let target = try USDTTarget()
             let missing = try Tool.run([try target.libbpfProbe(), "-d", "1", "-a", "usdt:\(target.binary):kprobe_run_test:nothing=on_guarded"],
@@ -107,6 +186,15 @@ struct USDTTarget {
             && ["/usr/include/sys/sdt.h", "/usr/include/x86_64-linux-gnu/sys/sdt.h", "/usr/include/aarch64-linux-gnu/sys/sdt.h"]
                 .contains { FileManager.default.fileExists(atPath: $0) }
     }
+
+    /// A python3 whose binary has USDT probes (gc__start among them), if the machine has one.
+    static let python: String? = {
+        for candidate in ["/usr/bin/python3.11", "/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: candidate) {
+            let listing = try? Tool.run(["-l", "usdt:\(candidate):python:gc__start"])
+            if listing?.stdout.contains("gc__start") == true { return candidate }
+        }
+        return nil
+    }()
 
     let scratch: ScratchDirectory
     let binary: String
