@@ -58,37 +58,10 @@ final class Attacher {
                 err.rawValue == ENOENT ? "no such raw tracepoint '\(name)' (use the event name, e.g. sched_switch)" : nil
             }
         case let .uprobe(path, symbol, isReturn):
-            if path.contains("/"), !FileSystem.exists(path) {
-                throw RuntimeError(.attach, "cannot attach \(what): uprobe binary \(path) not found")
-            }
-            var opts = bpf_uprobe_opts()
-            LibbpfOptions.prepare(&opts, size: \.sz)
-            opts.retprobe = isReturn
-            let link: OpaquePointer? = symbol.withCString { cSymbol in
-                opts.func_name = cSymbol
-                return bpf_program__attach_uprobe_opts(bpf.pointer, uprobePID, path, 0, &opts)
-            }
-            try keep(link, what) { err in
-                err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil
-            }
-        case let .usdt(named, provider, name):
-            let path = named.isEmpty ? try usdtBinary(provider: provider, name: name, what) : named
-            if path.contains("/"), !FileSystem.exists(path) {
-                throw RuntimeError(.attach, "cannot attach \(what): binary \(path) not found")
-            }
-            // With a pid, libbpf attaches in that process only; either way the kernel raises the
-            // probe's semaphore (uprobe reference counter) in every process it attaches in.
-            var opts = bpf_usdt_opts()
-            LibbpfOptions.prepare(&opts, size: \.sz)
-            try keep(bpf_program__attach_usdt(bpf.pointer, uprobePID, path, provider, name, &opts), what) { err in
-                if LibbpfLog.shared.contents.contains("USDT support BPF maps") {
-                    return "the program does not use libbpf's USDT support: include <bpf/usdt.bpf.h> and read the arguments with bpf_usdt_arg() or BPF_USDT() (in BCC programs, bpf_usdt_readarg())"
-                }
-                if err.rawValue == ENOENT {
-                    return "\(path) has no USDT probe \(provider):\(name) (list its probes with kprobe-run -l 'usdt:\(path):*')"
-                }
-                return nil
-            }
+            try attachUprobe(bpf, path: path, symbol: symbol, isReturn: isReturn, what)
+        case let .usdt(path, provider, name):
+            try attachUSDT(bpf, path: path.isEmpty ? try usdtBinary(provider: provider, name: name, what) : path,
+                           provider: provider, name: name, what)
         case .perfEvent:
             try attachPerfEvent(bpf, what)
         case .libbpf:
@@ -102,6 +75,41 @@ final class Attacher {
             return
         }
         log("attached \(what)")
+    }
+
+    private func attachUprobe(_ program: BPFProgram, path: String, symbol: String, isReturn: Bool, _ what: String) throws(RuntimeError) {
+        if path.contains("/"), !FileSystem.exists(path) {
+            throw RuntimeError(.attach, "cannot attach \(what): uprobe binary \(path) not found")
+        }
+        var opts = bpf_uprobe_opts()
+        LibbpfOptions.prepare(&opts, size: \.sz)
+        opts.retprobe = isReturn
+        let link: OpaquePointer? = symbol.withCString { cSymbol in
+            opts.func_name = cSymbol
+            return bpf_program__attach_uprobe_opts(program.pointer, uprobePID, path, 0, &opts)
+        }
+        try keep(link, what) { err in
+            err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil
+        }
+    }
+
+    /// With a pid, libbpf attaches in that process only; either way the kernel raises the probe's
+    /// semaphore (uprobe reference counter) in every process it attaches in.
+    private func attachUSDT(_ program: BPFProgram, path: String, provider: String, name: String, _ what: String) throws(RuntimeError) {
+        if path.contains("/"), !FileSystem.exists(path) {
+            throw RuntimeError(.attach, "cannot attach \(what): binary \(path) not found")
+        }
+        var opts = bpf_usdt_opts()
+        LibbpfOptions.prepare(&opts, size: \.sz)
+        try keep(bpf_program__attach_usdt(program.pointer, uprobePID, path, provider, name, &opts), what) { err in
+            if LibbpfLog.shared.contents.contains("USDT support BPF maps") {
+                return "the program does not use libbpf's USDT support: include <bpf/usdt.bpf.h> and read the arguments with bpf_usdt_arg() or BPF_USDT() (in BCC programs, bpf_usdt_readarg())"
+            }
+            if err.rawValue == ENOENT {
+                return "\(path) has no USDT probe \(provider):\(name) (list its probes with kprobe-run -l 'usdt:\(path):*')"
+            }
+            return nil
+        }
     }
 
     /// The file mapped by the `-p` process that has USDT probe PROVIDER:NAME: the executable or
