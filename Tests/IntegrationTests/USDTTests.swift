@@ -174,6 +174,12 @@ extension HostKernel {
             #expect(lines.contains("usdt:\(target.binary):kprobe_run_test:guarded"), "\(result.stdout)")
             #expect(lines.contains("    guarded by a semaphore"), "\(result.stdout)")
             #expect(lines.filter { $0.hasPrefix("    arguments: ") }.count == 2, "\(result.stdout)")
+            // -p: the probes of every file a process maps, as tplist -p.
+            let process = try target.start(seconds: 10)
+            defer { process.kill() }
+            let inProcess = try Tool.run(["-l", "-p", String(process.process.processIdentifier), "usdt:kprobe_run_test:*"], environment: environment)
+            #expect(inProcess.status == 0, "\(inProcess.stderr)")
+            #expect(inProcess.stdout == "usdt:\(target.binary):kprobe_run_test:tick\nusdt:\(target.binary):kprobe_run_test:guarded\n", "\(inProcess.stdout)")
         }
     }
 }

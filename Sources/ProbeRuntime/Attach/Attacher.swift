@@ -118,19 +118,13 @@ final class Attacher {
         guard uprobePID >= 0 else {
             throw RuntimeError(.usage, "cannot attach \(what): name the binary (usdt:PATH:\(provider):\(name)=FUNC), or a process with -p to look for it in")
         }
-        guard let maps = try? FileSystem.readString("/proc/\(uprobePID)/maps") else {
+        guard let files = USDTProbe.mappedFiles(of: uprobePID) else {
             throw RuntimeError(.attach, "cannot attach \(what): cannot read /proc/\(uprobePID)/maps to find the binary with that probe")
         }
-        // A process under another root (a container) names files from there; its files are
-        // reached through /proc/PID/root. Paths are kept as they are otherwise: libbpf matches
-        // them against the process's mappings on kernels without BPF cookies.
-        let root = Attacher.sameFile("/proc/\(uprobePID)/root", "/") ? "" : "/proc/\(uprobePID)/root"
-        var seen = Set<String>()
-        for mapping in Mapping.parse(maps: maps) where mapping.path.hasPrefix("/") && seen.insert(mapping.path).inserted {
-            let file = root + mapping.path
-            if let probes = try? USDTProbe.probes(in: file), probes.contains(where: { $0.provider == provider && $0.name == name }) {
-                log("usdt \(provider):\(name) is in \(mapping.path) (mapped by pid \(uprobePID))")
-                return file
+        for file in files {
+            if let probes = try? USDTProbe.probes(in: file.path), probes.contains(where: { $0.provider == provider && $0.name == name }) {
+                log("usdt \(provider):\(name) is in \(file.shown) (mapped by pid \(uprobePID))")
+                return file.path
             }
         }
         throw RuntimeError(.attach, "cannot attach \(what): no file mapped by pid \(uprobePID) has USDT probe \(provider):\(name) (list a binary's probes with kprobe-run -l 'usdt:PATH:*')")
@@ -234,12 +228,6 @@ final class Attacher {
             if bounds.count == 2, bounds[0] <= bounds[1] { cpus.append(contentsOf: bounds[0]...bounds[1]) }
         }
         return cpus.isEmpty ? [0] : cpus
-    }
-
-    static func sameFile(_ a: String, _ b: String) -> Bool {
-        var first = stat(), second = stat()
-        guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
-        return first.st_dev == second.st_dev && first.st_ino == second.st_ino
     }
 
     static func kernelSymbolExists(_ symbol: String) -> Bool {

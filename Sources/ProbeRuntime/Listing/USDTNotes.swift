@@ -73,4 +73,24 @@ struct USDTProbe: Equatable, Sendable {
         }
         return probes
     }
+
+    /// The files process `pid` maps (its executable and libraries), each as the process names it
+    /// and as a path this process can open: through /proc/PID/root when the process has another
+    /// root (a container), as it is otherwise (libbpf matches it against the process's mappings on
+    /// kernels without BPF cookies). nil when its maps cannot be read.
+    static func mappedFiles(of pid: Int32) -> [(shown: String, path: String)]? {
+        guard let maps = try? FileSystem.readString("/proc/\(pid)/maps") else { return nil }
+        let root = sameFile("/proc/\(pid)/root", "/") ? "" : "/proc/\(pid)/root"
+        var seen = Set<String>()
+        return Mapping.parse(maps: maps).compactMap { mapping in
+            guard mapping.path.hasPrefix("/"), seen.insert(mapping.path).inserted else { return nil }
+            return (mapping.path, root + mapping.path)
+        }
+    }
+
+    private static func sameFile(_ a: String, _ b: String) -> Bool {
+        var first = stat(), second = stat()
+        guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
+        return first.st_dev == second.st_dev && first.st_ino == second.st_ino
+    }
 }
