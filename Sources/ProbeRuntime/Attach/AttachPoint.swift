@@ -1,4 +1,5 @@
 import CLibBPF
+import KprobeSupport
 
 /// Where one program goes, decided from its SEC name (libbpf conventions), a BCC-style function
 /// name (`kprobe__vfs_read`, `tracepoint__sched__sched_switch`) or an `--attach` spec.
@@ -123,22 +124,15 @@ enum AttachPoint: Equatable, Sendable {
         }
     }
 
-    /// BCC's naming convention: `kprobe__SYM`, `kretprobe__SYM`, `tracepoint__CAT__EVENT`,
-    /// `raw_tracepoint__EVENT`.
+    /// BCC's naming convention (BCCName).
     static func classifyBCC(_ name: String) -> AttachPoint? {
-        func after(_ prefix: String) -> String? {
-            guard name.hasPrefix(prefix), name.count > prefix.count else { return nil }
-            return String(name.dropFirst(prefix.count))
+        switch BCCName(function: name) {
+        case .kprobe(let symbol): .kprobe(symbol: symbol, offset: 0, isReturn: false)
+        case .kretprobe(let symbol): .kprobe(symbol: symbol, offset: 0, isReturn: true)
+        case .rawTracepoint(let event): .rawTracepoint(event)
+        case .tracepoint(let category, let event): .tracepoint(category: category, event: event)
+        case nil: nil
         }
-        if let symbol = after("kprobe__") { return .kprobe(symbol: symbol, offset: 0, isReturn: false) }
-        if let symbol = after("kretprobe__") { return .kprobe(symbol: symbol, offset: 0, isReturn: true) }
-        if let event = after("raw_tracepoint__") { return .rawTracepoint(event) }
-        if let rest = after("tracepoint__"), let separator = rest.firstRange(of: "__") {
-            let category = String(rest[..<separator.lowerBound]), event = String(rest[separator.upperBound...])
-            guard !category.isEmpty, !event.isEmpty else { return nil }
-            return .tracepoint(category: category, event: event)
-        }
-        return nil
     }
 
     /// An --attach example that fits a SEC, for "no attach point" errors. In an object with
