@@ -32,7 +32,8 @@ extension HostKernel {
         /// named without its binary, which is found among the files the process maps.
         @Test func pidLimitsProbesAndSemaphoresToOneProcess() throws {
             let target = try USDTTarget()
-            let traced = try target.start(seconds: 6), other = try target.start(seconds: 6)
+            let stop = target.scratch.path + "/stop"
+            let traced = try target.start(seconds: 60, stopFile: stop), other = try target.start(seconds: 60, stopFile: stop)
             defer { traced.kill(); other.kill() }
             let result = try Tool.run([try target.libbpfProbe(), "-d", "3", "-v", "-p", String(traced.process.processIdentifier),
                                        "-a", "usdt:kprobe_run_test:guarded=on_guarded"], environment: environment)
@@ -41,6 +42,8 @@ extension HostKernel {
             let guarded = result.stdout.split(separator: "\n").filter { $0.hasPrefix("usdt guarded ") }
             #expect(!guarded.isEmpty, "stdout: \(result.stdout.prefix(2000))")
             #expect(guarded.allSatisfy { $0.hasSuffix(" pid \(traced.process.processIdentifier)") }, "\(guarded.prefix(5))")
+            // Both end when the stop file appears and say how often their semaphore was set.
+            FileManager.default.createFile(atPath: stop, contents: nil)
             traced.process.waitUntilExit()
             other.process.waitUntilExit()
             #expect(traced.enabledCount > 0, "traced: \(traced.output)")
@@ -230,9 +233,9 @@ struct USDTTarget {
         let process = Process()
         private let pipe = Pipe()
 
-        init(_ binary: String, seconds: Int) throws {
+        init(_ binary: String, seconds: Int, stopFile: String?) throws {
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = [String(seconds)]
+            process.arguments = [String(seconds)] + (stopFile.map { [$0] } ?? [])
             process.standardOutput = pipe
             try process.run()
         }
@@ -249,8 +252,8 @@ struct USDTTarget {
         }
     }
 
-    func start(seconds: Int) throws -> Running {
-        let running = try Running(binary, seconds: seconds)
+    func start(seconds: Int, stopFile: String? = nil) throws -> Running {
+        let running = try Running(binary, seconds: seconds, stopFile: stopFile)
         // Attaching needs the binary only, but the first events need the process past exec.
         Thread.sleep(forTimeInterval: 0.2)
         return running

@@ -89,7 +89,8 @@ final class Attacher {
             return bpf_program__attach_uprobe_opts(program.pointer, uprobePID, path, 0, &opts)
         }
         try keep(link, what) { err in
-            err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil
+            if err.rawValue == ESRCH, uprobePID >= 0, kill(uprobePID, 0) != 0 { return "process \(uprobePID) (-p) has exited" }
+            return err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil
         }
     }
 
@@ -105,6 +106,7 @@ final class Attacher {
             if LibbpfLog.shared.contents.contains("USDT support BPF maps") {
                 return "the program does not use libbpf's USDT support: include <bpf/usdt.bpf.h> and read the arguments with bpf_usdt_arg() or BPF_USDT() (in BCC programs, bpf_usdt_readarg())"
             }
+            if err.rawValue == ESRCH, uprobePID >= 0, kill(uprobePID, 0) != 0 { return "process \(uprobePID) (-p) has exited" }
             if err.rawValue == ENOENT {
                 return "\(path) has no USDT probe \(provider):\(name) (list its probes with kprobe-run -l 'usdt:\(path):*')"
             }
