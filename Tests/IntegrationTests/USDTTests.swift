@@ -73,7 +73,6 @@ extension HostKernel {
         @Test(.enabled(if: FileManager.default.fileExists(atPath: BCC.headers) && USDTTarget.python != nil,
                        "needs ../shared/testkernel and a python3 with USDT probes"))
         func bccToolHabitsOnPythonsProbes() throws {
-            let scratch = try ScratchDirectory()
             let python = Process()
             python.executableURL = URL(fileURLWithPath: USDTTarget.python!)
             // Cycles only the collector frees, collected every 50 ms for at most a minute.
@@ -89,52 +88,9 @@ extension HostKernel {
                 """]
             try python.run()
             defer { python.kill() }
-            let probe = try scratch.write(named: "gc.c", """
-                #include <uapi/linux/ptrace.h>
-
-                struct gc_event {
-                    u32 pid;
-                    u32 generation;
-                    u64 elapsed_ns;
-                    u64 collected;
-                };
-
-                BPF_HASH(started, u32, struct gc_event);
-                BPF_PERF_OUTPUT(collections);
-
-                int on_gc_start(struct pt_regs *ctx)
-                {
-                    struct gc_event event = {};
-                    u32 pid = bpf_get_current_pid_tgid() >> 32;
-                    int generation = 0;
-
-                    bpf_usdt_readarg(1, ctx, &generation);
-                    event.pid = pid;
-                    event.generation = generation;
-                    event.elapsed_ns = bpf_ktime_get_ns();
-                    started.update(&pid, &event);
-                    return 0;
-                }
-
-                int on_gc_done(struct pt_regs *ctx)
-                {
-                    u32 pid = bpf_get_current_pid_tgid() >> 32;
-                    struct gc_event *event = started.lookup(&pid);
-                    long collected = 0;
-
-                    if (!event)
-                        return 0;
-                    bpf_usdt_readarg(1, ctx, &collected);
-                    event->elapsed_ns = bpf_ktime_get_ns() - event->elapsed_ns;
-                    event->collected = collected;
-                    collections.perf_submit(ctx, event, sizeof(*event));
-                    started.delete(&pid);
-                    return 0;
-                }
-                """)
             Thread.sleep(forTimeInterval: 0.3)
             let pid = python.processIdentifier
-            let result = try Tool.run(["--headers", BCC.headers, probe, "-d", "3", "-p", String(pid),
+            let result = try Tool.run(["--headers", BCC.headers, Tool.example("bcc/pygc.c"), "-d", "3", "-p", String(pid),
                                        "-a", "usdt:python:gc__start=on_gc_start", "-a", "usdt:python:gc__done=on_gc_done"],
                                       environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
