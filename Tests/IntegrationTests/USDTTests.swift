@@ -215,17 +215,16 @@ struct USDTTarget {
         return running
     }
 
-    /// usdt.bpf.h comes after a declaration: a leading include would join the precompiled
-    /// header, which (until issue 12's fix) loses its `__kconfig` extern's BTF.
+    /// As libbpf's own USDT examples start: usdt.bpf.h (and its `__kconfig` extern) among the
+    /// leading includes, which go into the precompiled header.
     func libbpfProbe() throws -> String {
         try scratch.write(named: "tick.bpf.c", """
             #include "vmlinux.h"
             #include <bpf/bpf_helpers.h>
             #include <bpf/bpf_tracing.h>
+            #include <bpf/usdt.bpf.h>
 
             char LICENSE[] SEC("license") = "GPL";
-
-            #include <bpf/usdt.bpf.h>
 
             SEC("usdt/\(binary):kprobe_run_test:tick")
             int BPF_USDT(on_tick, long count, const char *message)
