@@ -19,7 +19,7 @@ public struct KprobeRunCommand: ParsableCommand {
             5 the kernel rejected the program, 6 attach failed, 7 not permitted.
             """,
         version: KprobeRunVersion.string,
-        subcommands: [Run.self, Compile.self, Info.self, Headers.self, DeviceCommand.self, ListCommand.self],
+        subcommands: [Run.self, Compile.self, Info.self, Headers.self, CacheCommand.self, DeviceCommand.self, ListCommand.self],
         defaultSubcommand: Run.self
     )
 

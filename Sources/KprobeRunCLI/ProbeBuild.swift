@@ -18,12 +18,19 @@ enum ProbeInput {
         }
         let bytes: [UInt8]
         do {
-            bytes = try FileSystem.read(path)
+            bytes = try FileSystem.read(path, limit: InputLimit.probe)
         } catch {
-            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(path): \(error)")
+            let why = error.rawValue == EFBIG ? "it is \(InputLimit.describe(InputLimit.probe)), far more than any probe" : "\(error)"
+            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(path): \(why)")
         }
         if bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]) {
+            if let problem = ELFImage.bpfObjectProblem(bytes) {
+                throw Failure(.usage, "\(path) is not a usable BPF object: \(problem)")
+            }
             return .object(path: path, bytes: bytes)
+        }
+        if path.hasSuffix(".o") {
+            throw Failure(.usage, "\(path) is named like a compiled object but is not an ELF file; give a probe .c file or an object written by `kprobe-run compile`")
         }
         return .source(path: path, text: String(decoding: bytes, as: UTF8.self))
     }

@@ -87,8 +87,8 @@ public struct WorkerCompiler: Sendable {
     private func exchange<Answer>(_ path: String, _ request: CompileRequest,
                                   _ decode: ([UInt8]) throws(WorkerProtocol.MalformedMessage) -> Answer) throws(CompileError) -> Answer {
         let outcome = try WorkerProcess.run(path: path, input: WorkerProtocol.encode(request))
-        guard case .exited(0) = outcome.termination else {
-            throw workerFailure(path, outcome.termination.description, stderr: outcome.stderr)
+        guard outcome.status.succeeded else {
+            throw workerFailure(path, outcome.status.description, stderr: outcome.stderr)
         }
         do {
             return try decode(outcome.stdout)
