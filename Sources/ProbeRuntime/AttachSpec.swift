@@ -27,6 +27,11 @@ public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
         "usdt:PATH:PROVIDER:NAME=FUNC",
     ]
 
+    /// `-a`'s help.
+    public static let help = "Attach a function explicitly (repeatable): " + acceptedForms.joined(separator: ", ")
+        + " (usdt:PROVIDER:NAME=FUNC with -p: the binary is found among the process's files). Kprobe and tracepoint"
+        + " names may be wildcards: kprobe:vfs_*=FUNC, tracepoint:syscalls:sys_enter_*=FUNC."
+
     public init(kind: Kind, target: String, program: String) {
         self.kind = kind
         self.target = target
