@@ -130,6 +130,12 @@ private func writeEventMetadata(_ maps: UnsafePointer<UnsafePointer<CChar>?>?, _
     return strdup(ProbeMetadata(events: events).json())
 }
 
+// `kprobe-run --version` asks the worker which clang/LLVM it carries.
+if CommandLine.arguments.dropFirst().first == "--version" {
+    print(String(cString: clang_bpf_version()))
+    exit(0)
+}
+
 let request = endpoint.readRequest()
 guard request.dialect == .libbpf else {
     endpoint.fail("got a \(request.dialect.rawValue) program; kprobe-run-bcc rewrites those into libbpf C first")
