@@ -14,6 +14,18 @@ struct JSONOutput: OutputWriter {
         return line.text
     }
 
+    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
+               into out: inout [UInt8]) -> Bool {
+        var head = JSONLine(type: "event")
+        if let time { head.field("time", raw: Reporter.seconds(time)) }
+        head.field("map", map)
+        head.field("data", raw: "")
+        out.append(contentsOf: head.text.utf8.dropLast())
+        guard plan.writeJSON(record, into: &out) else { return false }
+        out.append(UInt8(ascii: "}"))
+        return true
+    }
+
     /// `timestamp` is the kernel's trace clock text, `time` (with -T) seconds since attach.
     func printk(_ printk: PrintkLine, time: Double?) -> String? {
         var line = JSONLine(type: "printk")
