@@ -48,6 +48,16 @@ struct RecordPlanTests {
             }
             #expect(String(decoding: text, as: UTF8.self) == value.line)
             #expect(String(decoding: json, as: UTF8.self) == value.json)
+            for writer in [TextOutput(), JSONOutput()] as [any OutputWriter] {
+                for time in [nil, 1.5] as [Double?] {
+                    var line: [UInt8] = []
+                    let written = bytes.withUnsafeBytes { raw in
+                        writer.event(map: "events", labelled: true, plan: plan, record: raw, time: time, into: &line)
+                    }
+                    #expect(written)
+                    #expect(String(decoding: line, as: UTF8.self) == writer.event(map: "events", labelled: true, value: value, time: time))
+                }
+            }
         }
         // Text the plan would not write alike goes the Value way.
         var out: [UInt8] = []
