@@ -212,7 +212,8 @@ import Testing
     @Test func metadataSection() {
         let json = #"{"events":{"events":"struct data_t"},"histograms":{"dist":"log2","lin":"linear"},"programs":{"f":"kprobe"},"stackTraces":["stacks"],"tables":{"dist":"histogram"}}"#
         let metadata = ObjectMetadata(json: json)
-        #expect(metadata == ObjectMetadata(events: ["events": "struct data_t"], histograms: ["dist": "log2", "lin": "linear"], stackTraces: ["stacks"]))
+        #expect(metadata == ObjectMetadata(events: ["events": "struct data_t"], histograms: ["dist": "log2", "lin": "linear"], stackTraces: ["stacks"],
+                                           tables: ["dist": "histogram"], programs: ["f": "kprobe"]))
         #expect(ObjectMetadata(json: "[1]") == nil)
         #expect(JSONValue.parse(#"{"a":[1,-2.5e3,true,null,"x\"\u00e9"]}"#) ==
                 .object(["a": .array([.number(1), .number(-2500), .bool(true), .null, .string("x\"é")])]))
