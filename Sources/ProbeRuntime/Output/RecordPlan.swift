@@ -71,9 +71,7 @@ struct RecordPlan {
         for field in fields {
             out.append(contentsOf: field.textName)
             switch field.kind {
-            case let .signed(size): RecordPlan.writeSigned(RecordPlan.load(bytes, field.offset, size), size, &out)
-            case let .unsigned(size): RecordPlan.writeDecimal(RecordPlan.load(bytes, field.offset, size), &out)
-            case let .bool(size): out.append(contentsOf: RecordPlan.load(bytes, field.offset, size) != 0 ? RecordPlan.trueBytes : RecordPlan.falseBytes)
+            case .signed, .unsigned, .bool: RecordPlan.writeNumber(field, bytes, &out)
             case let .pointer(size): RecordPlan.writeHex(RecordPlan.load(bytes, field.offset, size), &out)
             case let .chars(count):
                 for byte in RecordPlan.text(bytes, field.offset, count) {
@@ -99,9 +97,7 @@ struct RecordPlan {
         for field in fields {
             out.append(contentsOf: field.jsonName)
             switch field.kind {
-            case let .signed(size): RecordPlan.writeSigned(RecordPlan.load(bytes, field.offset, size), size, &out)
-            case let .unsigned(size): RecordPlan.writeDecimal(RecordPlan.load(bytes, field.offset, size), &out)
-            case let .bool(size): out.append(contentsOf: RecordPlan.load(bytes, field.offset, size) != 0 ? RecordPlan.trueBytes : RecordPlan.falseBytes)
+            case .signed, .unsigned, .bool: RecordPlan.writeNumber(field, bytes, &out)
             case let .pointer(size):
                 out.append(UInt8(ascii: "\""))
                 RecordPlan.writeHex(RecordPlan.load(bytes, field.offset, size), &out)
@@ -133,6 +129,16 @@ struct RecordPlan {
     }
 
     private static let trueBytes = Array("true".utf8), falseBytes = Array("false".utf8)
+
+    /// Integers and bools, which text and JSON write alike.
+    private static func writeNumber(_ field: Field, _ bytes: UnsafeRawBufferPointer, _ out: inout [UInt8]) {
+        switch field.kind {
+        case let .signed(size): writeSigned(load(bytes, field.offset, size), size, &out)
+        case let .unsigned(size): writeDecimal(load(bytes, field.offset, size), &out)
+        case let .bool(size): out.append(contentsOf: load(bytes, field.offset, size) != 0 ? trueBytes : falseBytes)
+        case .pointer, .chars: break
+        }
+    }
 
     private static func load(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ size: Int) -> UInt64 {
         BTFFormatter.loadUnsigned(bytes, offset: offset, size: size)
