@@ -100,8 +100,9 @@ extension ProbeObject {
         guard let btf else { return [] }
         let sections = maps.filter { map in
             map.isInternal && [".rodata", ".data", ".bss"].contains { map.name.hasSuffix($0) || map.name.contains($0 + ".") }
-        }.sorted { a, _ in a.name.contains(".rodata") }
-        return sections.flatMap { map in
+        }
+        let rodataFirst = sections.filter { $0.name.contains(".rodata") } + sections.filter { !$0.name.contains(".rodata") }
+        return rodataFirst.flatMap { map in
             btf.variables(ofSection: map.valueTypeID)
                 .filter { !$0.name.isEmpty && !$0.name.hasPrefix("__kprobe_run_") }
                 .map { Parameter(name: $0.name, map: map, typeID: $0.typeID, offset: $0.offset, size: $0.size) }
