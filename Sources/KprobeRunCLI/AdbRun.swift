@@ -37,7 +37,7 @@ struct AdbRun {
 
     /// `kprobe-run --adb PROBE …`: exits with the device side's status. -p and -c name a process
     /// on the device; with -p its pid is also the probe's KPROBE_RUN_PID here.
-    func run(probe: String, duration: Double?, attach: [String], output: OutputOptions) throws -> Never {
+    func run(probe: String, duration: Double?, attach: [String], output: OutputOptions, load: LoadFlags) throws -> Never {
         for text in attach { _ = try AttachSpec(parsing: text) }
         let input = try ProbeInput.load(probe)
         let device = try DeviceTarget.prepare(serial: serial, log: log)
@@ -54,6 +54,7 @@ struct AdbRun {
         if let pid = output.pid { arguments += ["--pid", String(pid)] }
         if let command = output.command { arguments += ["--command", command] }
         if let maxEvents = output.maxEvents { arguments += ["--max-events", String(maxEvents)] }
+        arguments += load.arguments
         if compile.verbose { arguments.append("--verbose") }
         let status = try device.run(object: object, name: input.name, arguments: arguments, stagingCache: CacheRoot.resolve())
         exit(status)

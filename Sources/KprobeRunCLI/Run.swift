@@ -45,7 +45,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         if let serial = remote.requestedSerial {
-            try AdbRun(serial: serial, compile: compile).run(probe: probe, duration: duration, attach: attach, output: output)
+            try AdbRun(serial: serial, compile: compile).run(probe: probe, duration: duration, attach: attach, output: output, load: load)
         }
         // Attach specs are checked before any compile work, so a typo costs nothing.
         var specs: [AttachSpec] = []
