@@ -20,8 +20,8 @@ struct LoadFlags: ParsableArguments {
     @Option(name: .customLong("skip"), help: ArgumentHelp("Do not load this program (repeatable).", valueName: "PROG"))
     var skip: [String] = []
 
-    /// The flags again, for a command line run elsewhere (the device side of `--adb`).
-    var arguments: [String] {
+    /// These flags as `run` takes them, for the device side of --adb (see `Run.deviceArguments`).
+    var deviceArguments: [String] {
         mapSizes.flatMap { ["--map-size", $0] } + settings.flatMap { ["--set", $0] }
             + only.flatMap { ["--only", $0] } + skip.flatMap { ["--skip", $0] }
     }

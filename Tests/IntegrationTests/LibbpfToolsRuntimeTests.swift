@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// Issue 12's runtime side with probes written the way libbpf-tools writes them (no userspace

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// USDT probes for real: Tests/fixtures/usdt is built with the machine's cc and <sys/sdt.h>

@@ -130,14 +130,14 @@ struct JSONOutput: OutputWriter {
 
 /// The one builder of JSON objects: fields in the order they are added, values escaped by
 /// `JSON.writeString` and `Value.writeJSON`.
-struct JSONLine {
+public struct JSONLine {
     private var body = ""
 
-    init() {}
+    public init() {}
 
     init(type: String) { field("type", type) }
 
-    var text: String { "{" + body + "}" }
+    public var text: String { "{" + body + "}" }
 
     private mutating func key(_ name: String) {
         if !body.isEmpty { body += "," }
@@ -145,7 +145,7 @@ struct JSONLine {
         body += ":"
     }
 
-    mutating func field(_ name: String, _ value: String) {
+    public mutating func field(_ name: String, _ value: String) {
         key(name)
         JSON.writeString(value, into: &body)
     }
