@@ -56,8 +56,10 @@ let package = Package(
             ]
         ),
 
-        // Shared by every stage: errors and exit codes, digests, the secure cache root.
-        .target(name: "KprobeSupport"),
+        // Shared by every stage: errors and exit codes, digests, the secure cache root, and the
+        // plumbing (owned descriptors, retryOnInterrupt, child processes, atomic files, locks,
+        // kallsyms, ELF sections).
+        .target(name: "KprobeSupport", dependencies: ["CLibELF"]),
         // Stage 1: find kernel headers or types and keep them in the cache.
         .target(name: "KernelHeaders", dependencies: ["KprobeSupport", "CLibArchive", "CLibELF", "CLibBPF"]),
         // Stage 2: the parent's side of compiling (requests, worker protocol). No LLVM here.

@@ -27,6 +27,7 @@ struct Compile: ParsableCommand {
     @OptionGroup var remote: AdbOptions
 
     func run() throws {
+        try FileSystem.checkReplaceable(output)
         if let serial = remote.requestedSerial {
             if verify {
                 throw Failure(.usage, "--verify loads into this machine's kernel, not the device's; run the object on the device instead (kprobe-run --adb \(output))")

@@ -18,7 +18,7 @@ public struct KprobeRunCommand: ParsableCommand {
             Exit codes: \(FailureKind.summary).
             """,
         version: KprobeRunVersion.string,
-        subcommands: [Run.self, Compile.self, Info.self, Headers.self, Doctor.self, DeviceCommand.self, ListCommand.self],
+        subcommands: [Run.self, Compile.self, Info.self, Headers.self, CacheCommand.self, Doctor.self, DeviceCommand.self, ListCommand.self],
         defaultSubcommand: Run.self
     )
 

@@ -45,30 +45,31 @@ enum ProbeInput {
 
     static func load(_ path: String) throws(Failure) -> ProbeInput {
         let bytes: [UInt8]
-        let name: String
-        if path == "-" {
-            name = standardInputName
-            do {
-                bytes = try FileSystem.readAll(0)
-            } catch {
-                throw Failure(.usage, "cannot read the probe from standard input: \(error)")
-            }
-        } else {
-            name = path
+        let name = path == "-" ? standardInputName : path
+        if path != "-" {
             if FileSystem.isDirectory(path) {
                 throw Failure(.usage, "\(path) is a directory; give a probe .c file or a compiled .o")
             }
             guard FileSystem.isRegularFile(path) else {
                 throw Failure(.usage, "\(path): no such file (give a probe .c file or a compiled .o)")
             }
-            do {
-                bytes = try FileSystem.read(path)
-            } catch {
-                throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(path): \(error)")
-            }
+        }
+        do {
+            bytes = path == "-" ? try FileSystem.readAll(0, limit: InputLimit.probe)
+                                : try FileSystem.read(path, limit: InputLimit.probe)
+        } catch {
+            let why = error.rawValue == EFBIG ? "it is \(InputLimit.describe(InputLimit.probe)), far more than any probe" : "\(error)"
+            let what = path == "-" ? "the probe from standard input" : path
+            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(what): \(why)")
         }
         if bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]) {
+            if let problem = ELFImage.bpfObjectProblem(bytes) {
+                throw Failure(.usage, "\(name) is not a usable BPF object: \(problem)")
+            }
             return .object(path: name, bytes: bytes)
+        }
+        if name.hasSuffix(".o") {
+            throw Failure(.usage, "\(name) is named like a compiled object but is not an ELF file; give a probe .c file or an object written by `kprobe-run compile`")
         }
         return .source(path: name, text: String(decoding: bytes, as: UTF8.self))
     }

@@ -41,9 +41,9 @@ public struct WorkerCompiler: Sendable {
     /// The compiler's version as the worker reports it ("Debian clang version 14.0.6"), or nil
     /// when the worker is missing or does not answer.
     public func compilerVersion() -> String? {
-        guard let answer = try? Subprocess.run(workerPath, arguments: [workerPath, "--version"], capture: .standardOutput),
-              answer.status == 0 else { return nil }
-        let text = String(String(decoding: answer.output, as: UTF8.self).trimmingSpaces)
+        guard let answer = try? ChildProcess.run([workerPath, "--version"], stdout: .head(4096)),
+              answer.status == .exited(0) else { return nil }
+        let text = String(String(decoding: answer.stdout, as: UTF8.self).trimmingSpaces)
         return text.isEmpty ? nil : text
     }
 
@@ -104,8 +104,8 @@ public struct WorkerCompiler: Sendable {
     private func exchange<Answer>(_ path: String, _ request: CompileRequest,
                                   _ decode: ([UInt8]) throws(WorkerProtocol.MalformedMessage) -> Answer) throws(CompileError) -> Answer {
         let outcome = try WorkerProcess.run(path: path, input: WorkerProtocol.encode(request))
-        guard case .exited(0) = outcome.termination else {
-            throw workerFailure(path, outcome.termination.description, stderr: outcome.stderr)
+        guard outcome.status.succeeded else {
+            throw workerFailure(path, outcome.status.description, stderr: outcome.stderr)
         }
         do {
             return try decode(outcome.stdout)

@@ -1,6 +1,6 @@
 import KprobeSupport
 
-/// How events and maps are written to stdout (docs/output.md describes every line).
+/// How events and maps are written to stdout (README.md, "Output", describes every line).
 public enum OutputFormat: String, Sendable, CaseIterable {
     /// `field=value` lines, aligned map tables, histograms with bars, symbolized stacks.
     case text

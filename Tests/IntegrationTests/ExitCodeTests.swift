@@ -75,12 +75,12 @@ extension HostKernel {
 
         /// 1: results that cannot be written (the maps at exit, to a full disk) end the run with an internal error.
         @Test func internalErrorWhenResultsCannotBeWritten() throws {
-            let result = try Subprocess.run("/bin/sh", arguments: [
+            let result = try ChildProcess.run([
                 "sh", "-c", "KPROBE_RUN_CACHE_DIR=\"$1\" exec \"$2\" -e \"$3\" -d 1 >/dev/full", "sh",
                 Self.cache, Tool.binary, Self.counter,
-            ], capture: .standardError, limit: 1 << 16)
-            let stderr = String(decoding: result.output, as: UTF8.self)
-            #expect(result.status == 1, "\(stderr)")
+            ], path: "/bin/sh", stdout: .none, stderr: .head(1 << 16))
+            let stderr = String(decoding: result.stderr, as: UTF8.self)
+            #expect(result.status.code == 1, "\(stderr)")
             #expect(stderr.contains("cannot write"), "\(stderr)")
         }
 
@@ -92,12 +92,12 @@ extension HostKernel {
             try #require(chmod(Self.scratch.path, 0o755) == 0)
             let nobodyCache = try ScratchDirectory("nobody-cache")
             try #require(chown(nobodyCache.path, 65534, 65534) == 0)
-            let result = try Subprocess.run("/usr/bin/setpriv", arguments: [
+            let result = try ChildProcess.run([
                 "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
                 "/usr/bin/env", "KPROBE_RUN_CACHE_DIR=\(nobodyCache.path)", Tool.binary, object, "-d", "1",
-            ], capture: .standardError, limit: 1 << 16)
-            let stderr = String(decoding: result.output, as: UTF8.self)
-            #expect(result.status == 7, "\(stderr)")
+            ], path: "/usr/bin/setpriv", stdout: .none, stderr: .head(1 << 16))
+            let stderr = String(decoding: result.stderr, as: UTF8.self)
+            #expect(result.status.code == 7, "\(stderr)")
             #expect(stderr.contains("CAP_BPF") || stderr.contains("root"), "\(stderr)")
         }
     }

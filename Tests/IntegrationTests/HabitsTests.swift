@@ -23,10 +23,11 @@ extension HostKernel {
 
         /// `echo PROBE | kprobe-run - …`, through a shell as users type it.
         func piped(_ probe: String, _ arguments: [String]) throws -> (status: Int32, output: [UInt8]) {
-            try Subprocess.run("/bin/sh", arguments: [
+            let outcome = try ChildProcess.run([
                 "sh", "-c", "probe=$1 cache=$2 binary=$3; shift 3; printf '%s\\n' \"$probe\" | KPROBE_RUN_CACHE_DIR=\"$cache\" \"$binary\" - \"$@\" 2>&1", "sh",
                 probe, Self.scratch.path + "/cache", Tool.binary,
-            ] + arguments, capture: .standardOutput, limit: 1 << 20)
+            ] + arguments, path: "/bin/sh", stdout: .head(1 << 20))
+            return (outcome.status.code, outcome.stdout)
         }
 
         @Test func probeFromStandardInput() throws {

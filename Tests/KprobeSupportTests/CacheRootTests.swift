@@ -41,4 +41,34 @@ import TestSupport
         chmod(base.path + "/cache", 0o777)
         #expect(throws: Failure.self) { try CacheRoot(path: base.path + "/cache").directory() }
     }
+
+    /// Issue 14.1: a parent another user can write lets that user swap the cache for their own
+    /// tree while a compile reads it. Refused, with exit 4 on every path.
+    @Test func refusesAParentAnotherUserOwnsOrCanWrite() throws {
+        try #require(geteuid() == 0, "needs root to give a directory to another user")
+        let base = try ScratchDirectory()
+        let theirs = base.path + "/theirs"
+        #expect(mkdir(theirs, 0o755) == 0)
+        #expect(chown(theirs, 12345, 12345) == 0)
+        let refused = #expect(throws: Failure.self) { try CacheRoot(path: theirs + "/cache").directory("headers") }
+        #expect(refused?.kind == .noKernelHeaders)
+        #expect(refused?.message.contains("uid 12345") == true)
+        #expect(!FileSystem.exists(theirs + "/cache/headers"))
+
+        let shared = base.path + "/shared"
+        #expect(mkdir(shared, 0o700) == 0)
+        chmod(shared, 0o775)
+        #expect(throws: Failure.self) { try CacheRoot(path: shared + "/cache").directory() }
+        #expect(throws: Failure.self) { try SecureDirectory.check(shared + "/cache") }
+
+        // Through a symlink, the target's parents count.
+        #expect(symlink(theirs, base.path + "/link") == 0)
+        #expect(throws: Failure.self) { try CacheRoot(path: base.path + "/link/cache").directory() }
+
+        // Sticky and world-writable, as /tmp: others cannot rename what is ours there.
+        let sticky = base.path + "/sticky"
+        #expect(mkdir(sticky, 0o700) == 0)
+        chmod(sticky, 0o1777)
+        #expect(throws: Never.self) { try CacheRoot(path: sticky + "/cache").directory("headers") }
+    }
 }

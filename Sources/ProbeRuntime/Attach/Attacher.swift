@@ -203,12 +203,5 @@ final class Attacher {
         return cpus.isEmpty ? [0] : cpus
     }
 
-    static func kernelSymbolExists(_ symbol: String) -> Bool {
-        guard let text = try? FileSystem.readString("/proc/kallsyms") else { return true }
-        for line in text.split(separator: "\n") {
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            if fields.count >= 3, fields[2] == symbol { return true }
-        }
-        return false
-    }
+    static func kernelSymbolExists(_ symbol: String) -> Bool { Kallsyms.contains(symbol) }
 }
