@@ -65,7 +65,6 @@ struct Manifest: Equatable, Sendable {
                 var lineEnd = lineStart
                 while lineEnd < buffer.count, buffer[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
                 guard lineEnd < buffer.count, lineEnd - lineStart > 2 else { return false }
-                // The trailer before the member-line shape: "end N" has no space second.
                 if lineEnd - lineStart > 4, buffer[lineStart..<lineStart + 4].elementsEqual(trailer) {
                     // The last line, with the number of members above it.
                     let digits = buffer[(lineStart + 4)..<lineEnd]
