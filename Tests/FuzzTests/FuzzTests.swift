@@ -134,8 +134,7 @@ import Testing
                 Issue.record("cannot make the extraction directory")
                 return
             }
-            if (try? SecureExtractor.extract(archive, archiveName: "fuzzed", into: out.rawValue, limits: limits,
-                                             startWriteback: false, progress: nil)) != nil {
+            if (try? SecureExtractor.extract(archive, archiveName: "fuzzed", into: out.rawValue, limits: limits, progress: nil)) != nil {
                 unpacked += 1
             }
             if DirectoryListing.names(in: scratch.rawValue) != ["out"] { escapes += 1 }

@@ -127,9 +127,15 @@ final class LogLines: Sendable {
 }
 
 enum TestKernel {
-    static let archive = "/work/shared/testkernel/kheaders.tar.xz"
-    static let module = "/work/shared/testkernel/modules/lib/modules/6.1.192-kheaders-test/kernel/kernel/kheaders.ko"
-    static let arm64Archive = "/work/shared/arm64-kheaders/kheaders.tar.xz"
+    /// ../shared beside the package root (found from this file's path, not a machine path).
+    static let shared: String = {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        return parts.joined(separator: "/") + "/../shared"
+    }()
+    static let archive = shared + "/testkernel/kheaders.tar.xz"
+    static let module = shared + "/testkernel/modules/lib/modules/6.1.192-kheaders-test/kernel/kernel/kheaders.ko"
+    static let arm64Archive = shared + "/arm64-kheaders/kheaders.tar.xz"
     static let release = "6.1.192-kheaders-test"
     static var available: Bool { FileSystem.isRegularFile(archive) && FileSystem.isRegularFile(module) }
 }
