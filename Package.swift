@@ -84,35 +84,39 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
         // Stage 3: load, attach, report, detach.
-        .target(name: "ProbeRuntime", dependencies: ["KprobeSupport", "CLibBPF", "CLibELF"]),
+        // (ProbeCompiler for its reader of tracepoint format files, which -l -v shows.)
+        .target(name: "ProbeRuntime", dependencies: ["KprobeSupport", "ProbeCompiler", "CLibBPF", "CLibELF"]),
         // --adb: the host's side of tracing an Android device (adb, device binary, device headers).
         .target(name: "ProbeRemote", dependencies: ["KprobeSupport", "KernelHeaders"]),
         // Stage 4: the commands.
         .target(
             name: "KprobeRunCLI",
             dependencies: [
-                "KprobeSupport", "KernelHeaders", "ProbeCompiler", "ProbeRuntime", "ProbeRemote",
+                "KprobeSupport", "KernelHeaders", "ProbeCompiler", "ProbeRuntime", "ProbeRemote", "CLibBPF",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "kprobe-run", dependencies: ["KprobeRunCLI"]),
 
-        .testTarget(name: "KprobeSupportTests", dependencies: ["KprobeSupport"]),
-        .testTarget(name: "KernelHeadersTests", dependencies: ["KernelHeaders", "KprobeSupport"]),
-        .testTarget(name: "ProbeCompilerTests", dependencies: ["ProbeCompiler", "KprobeSupport"]),
+        // What every test target shares: scratch directories, the paths of the shared test
+        // inputs, and the test tiers (tags).
+        .target(name: "TestSupport", dependencies: ["KprobeSupport"], path: "Tests/TestSupport"),
+        .testTarget(name: "KprobeSupportTests", dependencies: ["KprobeSupport", "TestSupport"]),
+        .testTarget(name: "KernelHeadersTests", dependencies: ["KernelHeaders", "KprobeSupport", "TestSupport"]),
+        .testTarget(name: "ProbeCompilerTests", dependencies: ["ProbeCompiler", "KprobeSupport", "TestSupport"]),
         .testTarget(
             name: "BCCRewriterTests",
-            dependencies: ["BCCRewriter", "ProbeCompiler", "KprobeSupport"],
+            dependencies: ["BCCRewriter", "ProbeCompiler", "KprobeSupport", "TestSupport"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
-        .testTarget(name: "ProbeRuntimeTests", dependencies: ["ProbeRuntime", "KprobeSupport"]),
-        .testTarget(name: "ProbeRemoteTests", dependencies: ["ProbeRemote", "KprobeSupport", "KernelHeaders"]),
-        .testTarget(name: "KprobeRunCLITests", dependencies: ["KprobeRunCLI", "KprobeSupport"]),
+        .testTarget(name: "ProbeRuntimeTests", dependencies: ["ProbeRuntime", "KprobeSupport", "TestSupport"]),
+        .testTarget(name: "ProbeRemoteTests", dependencies: ["ProbeRemote", "KprobeSupport", "KernelHeaders", "TestSupport"]),
+        .testTarget(name: "KprobeRunCLITests", dependencies: ["KprobeRunCLI", "KprobeSupport", "TestSupport"]),
         // Seeded mutation loops over every reader of untrusted input (archives, ELF, the worker
         // protocol), bounded in time so that CI runs them.
-        .testTarget(name: "FuzzTests", dependencies: ["KernelHeaders", "ProbeCompiler", "KprobeSupport", "CLibArchive"]),
+        .testTarget(name: "FuzzTests", dependencies: ["KernelHeaders", "ProbeCompiler", "KprobeSupport", "CLibArchive", "TestSupport"]),
         // Run the real binaries as root against the running kernel (and the test VM).
-        .testTarget(name: "IntegrationTests", dependencies: ["KprobeSupport", "CLibBPF"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["KprobeSupport", "CLibBPF", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// Bad input gets a clear message and its own exit status, and leaves nothing behind.

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 @testable import KernelHeaders
 import KprobeSupport
+import TestSupport
 import Testing
 
 /// Issue 14.6: the header cache's answers to damaged input say what is wrong and never cache it.
@@ -9,7 +10,7 @@ import Testing
     /// A MANIFEST cut after its header lines used to verify (no member line failed), so every later
     /// run blamed the archive; it is now incomplete, and the entry is unpacked again.
     @Test(.enabled(if: TestKernel.available)) func manifestCutToItsHeaderIsUnpackedAgain() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let first = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let manifest = try #require(readFile(first.root + "/MANIFEST"))
         let text = String(decoding: manifest, as: UTF8.self)
@@ -30,7 +31,7 @@ import Testing
     /// An archive that ends at a valid end-of-archive block but lacks what every kheaders archive
     /// holds is refused, not cached to fail every compile with "kconfig.h file not found".
     @Test func archiveWithoutKheadersFilesIsIncompleteAndNotCached() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archive = scratch.path + "/cut.tar.xz"
         writeArchive([.dir("arch/x86/include/"), .file("include/linux/types.h")], to: archive)
         let error = #expect(throws: HeaderError.self) {
@@ -44,7 +45,7 @@ import Testing
 
     /// A member name with terminal escape sequences is shown escaped, never written raw.
     @Test func controlCharactersOfMemberNamesAreEscaped() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archive = scratch.path + "/evil.tar.xz"
         writeArchive([.file("/abs\u{1b}]0;pwned\u{07}name.h")], to: archive)
         let error = #expect(throws: HeaderError.self) {
@@ -61,7 +62,7 @@ import Testing
 /// real needs the test VM; this is the record's logic.)
 @Suite struct ModuleRecordTests {
     @Test func recordOfAStoppedRunUnloadsOnceAndOfALiveRunNever() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let directory = try HeaderCache(root: scratch.cache, log: { _ in }).headersDirectory()
         let record = ModuleRecord(headersDirectory: directory)
         #expect(record.statusLine == nil)
@@ -89,7 +90,7 @@ import Testing
     }
 
     @Test func statusReportsARecordLeftBehind() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let directory = try HeaderCache(root: scratch.cache, log: { _ in }).headersDirectory()
         writeFile(directory + "/" + ModuleRecord.name, Array("2147483647\n".utf8))
         let status = HeaderLocator(options: options(scratch)).status().description

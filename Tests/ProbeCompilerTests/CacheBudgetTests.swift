@@ -1,6 +1,7 @@
 import Testing
 import Glibc
 import KprobeSupport
+import TestSupport
 @testable import ProbeCompiler
 
 /// Issue 14.4 and 14.5: temporaries of killed compiles are removed, and objects and precompiled
