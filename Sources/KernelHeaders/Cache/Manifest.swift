@@ -64,14 +64,15 @@ struct Manifest: Equatable, Sendable {
             while lineStart < buffer.count {
                 var lineEnd = lineStart
                 while lineEnd < buffer.count, buffer[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
-                guard lineEnd < buffer.count, lineEnd - lineStart > 2, buffer[lineStart + 1] == UInt8(ascii: " ") else { return false }
-                if buffer[lineStart..<lineStart + 4].elementsEqual(trailer) {
+                guard lineEnd < buffer.count, lineEnd - lineStart > 2 else { return false }
+                if lineEnd - lineStart > 4, buffer[lineStart..<lineStart + 4].elementsEqual(trailer) {
                     // The last line, with the number of members above it.
                     let digits = buffer[(lineStart + 4)..<lineEnd]
-                    return lineEnd + 1 == buffer.count && !digits.isEmpty && digits.count < 10
+                    return lineEnd + 1 == buffer.count && digits.count < 10
                         && digits.allSatisfy { $0 &- UInt8(ascii: "0") < 10 }
                         && Int(String(decoding: digits, as: UTF8.self)) == count
                 }
+                guard buffer[lineStart + 1] == UInt8(ascii: " ") else { return false }
                 count += 1
                 let type = buffer[lineStart]
                 var pathStart = lineStart + 2

@@ -35,29 +35,19 @@ struct USDTProbe: Equatable, Sendable {
 
     /// The probes in the ELF file at `path`, in note order; none for a binary without USDT probes.
     static func probes(in path: String) throws(RuntimeError) -> [USDTProbe] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let err = Errno.current
-            throw RuntimeError(err.isPermission ? .notPermitted : .usage, "cannot open \(path) to read its USDT probes: \(err)")
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(path, O_RDONLY)
+        } catch {
+            throw RuntimeError(error.isPermission ? .notPermitted : .usage, "cannot open \(path) to read its USDT probes: \(error)")
         }
-        defer { close(fd) }
-        elf_version(UInt32(EV_CURRENT))
-        guard let elf = elf_begin(fd, ELF_C_READ_MMAP, nil), elf_kind(elf) == ELF_K_ELF else {
+        guard let image = ELFImage(descriptor: file.rawValue) else {
             throw RuntimeError(.usage, "\(path) is not an ELF file, so it has no USDT probes")
         }
-        defer { elf_end(elf) }
-        let addressSize = gelf_getclass(elf) == ELFCLASS32 ? 4 : 8
-        var stringIndex = 0
-        guard elf_getshdrstrndx(elf, &stringIndex) == 0 else { return [] }
+        let addressSize = gelf_getclass(image.handle) == ELFCLASS32 ? 4 : 8
         var probes: [USDTProbe] = []
-        var scn = elf_nextscn(elf, nil)
-        while let section = scn {
-            scn = elf_nextscn(elf, section)
-            var shdr = GElf_Shdr()
-            guard gelf_getshdr(section, &shdr) != nil, shdr.sh_type == UInt32(SHT_NOTE),
-                  let sectionName = elf_strptr(elf, stringIndex, Int(shdr.sh_name)),
-                  String(cString: sectionName) == ".note.stapsdt",
-                  let data = elf_getdata(section, nil), let base = data.pointee.d_buf else { continue }
+        for section in image.sections where section.header.sh_type == UInt32(SHT_NOTE) && section.name == ".note.stapsdt" {
+            guard let data = elf_getdata(section.handle, nil), let base = data.pointee.d_buf else { continue }
             let bytes = UnsafeRawBufferPointer(start: base, count: data.pointee.d_size)
             var header = GElf_Nhdr()
             var offset = 0, nameOffset = 0, descriptorOffset = 0
