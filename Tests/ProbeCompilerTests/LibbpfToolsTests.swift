@@ -118,6 +118,8 @@ import Testing
         #expect(BPFCPU.newest(forRelease: "4.19.0-20-amd64") == .v2)
         #expect(BPFCPU.newest(forRelease: "4.9.337") == .v1)
         #expect(BPFCPU.newest(forRelease: "weird") == .v1)
+        #expect(BPFCPU.preferred(upTo: .v3) == .v2)
+        #expect(BPFCPU.preferred(upTo: .v1) == .v1)
         let scratch = try ScratchDirectory()
         #expect(BPFCPU.newest(forHeaderTree: scratch.path) == nil)
         _ = try scratch.makeDirectory("include")
