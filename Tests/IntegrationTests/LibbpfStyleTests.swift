@@ -18,6 +18,14 @@ extension HostKernel {
             #expect(result.status == 0, "\(result.stderr)")
         }
 
+        /// The user's -I comes before the directories kprobe-run serves: a tool's own vmlinux.h wins.
+        @Test func usersIncludeDirectoryComesFirst() throws {
+            let output = Self.cache.path + "/own_vmlinux.o"
+            let result = try Tool.run(["compile", "--verify", "-I", Self.directory + "/own-vmlinux", Self.directory + "/own_vmlinux.bpf.c",
+                                       "-o", output], environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+
         @Test func perfRecordsPrintDecoded() throws {
             let marker = "/tmp/kprobe-run-libbpf-style-\(UUID().uuidString)"
             let result = try Tool.run([Self.directory + "/opensnoop_lite.bpf.c", "-d", "5"], environment: environment) {
