@@ -26,6 +26,20 @@ extension HostKernel {
             #expect(result.status == 0, "\(result.stderr)")
         }
 
+        /// A record sent only as long as its variable-length tail prints by field, its tail up to
+        /// the length it came with (the record type was found through a `void *` helper).
+        @Test func variableLengthRecordsPrintDecoded() throws {
+            let marker = "kprobe-run-spawn-\(UInt32.random(in: 0...UInt32.max))"
+            let result = try Tool.run(["-I", Self.directory + "/include", Self.directory + "/spawnsnoop.bpf.c", "-d", "5"],
+                                      environment: environment) {
+                _ = try? Process.run(URL(fileURLWithPath: "/bin/echo"), arguments: [marker])
+            }
+            #expect(result.status == 0, "\(result.stderr)")
+            let line = result.stdout.split(separator: "\n").first { $0.contains(marker) }
+            #expect(line?.contains("comm=") == true && line?.contains("args=/bin/echo \(marker)") == true,
+                    "no decoded record for \(marker) in: \(result.stdout.prefix(2000))")
+        }
+
         @Test func perfRecordsPrintDecoded() throws {
             let marker = "/tmp/kprobe-run-libbpf-style-\(UUID().uuidString)"
             let result = try Tool.run([Self.directory + "/opensnoop_lite.bpf.c", "-d", "5"], environment: environment) {
