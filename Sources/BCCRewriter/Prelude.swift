@@ -1,4 +1,5 @@
 import ProbeCompiler
+import KprobeSupport
 
 /// The headers that give BCC programs the names BCC provides implicitly.
 ///
@@ -17,6 +18,10 @@ public enum BCCPrelude {
     /// The include flag that makes `#include <bcc/…>` find these headers.
     public static let includeArgument = "-I/kprobe-run/include"
 
+    /// Flags of the compile of a rewritten program: the `<bcc/…>` headers, and code generated as
+    /// BCC generates it (no jump tables: the verifier cannot follow an indirect jump).
+    public static let compileArguments = [includeArgument, "-fno-jump-tables"]
+
     public static var files: [VirtualFile] {
         [VirtualFile(path: helpersPath, contents: helpers), VirtualFile(path: preludePath, contents: prelude),
          VirtualFile(path: protoPath, contents: proto)]
@@ -25,9 +30,25 @@ public enum BCCPrelude {
     /// What the compile of a rewritten program needs: helpers.h and proto.h.
     public static var compileFiles: [VirtualFile] { files.filter { $0.path != preludePath } }
 
+    /// The include that gives a program libbpf's USDT support, for programs that read USDT
+    /// arguments (in every program its two maps would be created for nothing). It goes after the
+    /// program, which calls bpf_usdt_arg through helpers.h's declaration: a leading include
+    /// would join the precompiled header, where its `__kconfig` extern loses its BTF.
+    static func usdtInclude(for source: String) -> String {
+        source.contains("bpf_usdt_readarg") ? "#include <bpf/usdt.bpf.h>\n" : ""
+    }
+
     static let helpers = #"""
 #ifndef __KPROBE_RUN_BCC_HELPERS_H
 #define __KPROBE_RUN_BCC_HELPERS_H
+/* As BCC's helpers.h: the kernel's ftrace headers insist on fentry when the kernel traces
+ * functions, and programs test the kernel's version. */
+#if defined(CONFIG_FUNCTION_TRACER) && !defined(CC_USING_FENTRY)
+#define CC_USING_FENTRY
+#endif
+#if __has_include(<linux/version.h>)
+#include <linux/version.h>
+#endif
 /* The kernel's byte-swap headers fall back to x86 inline assembly without these. */
 #ifndef __HAVE_BUILTIN_BSWAP16__
 #define __HAVE_BUILTIN_BSWAP16__
@@ -103,10 +124,47 @@ static __always_inline unsigned int bpf_log2l(unsigned long v)
     return bpf_log2(v) + 1;
 }
 
+/* The __data_loc fields of a tracepoint's args (TracepointFormat names them data_loc_NAME): the
+ * low 16 bits are the offset of the data in the record, the high 16 bits its length. */
+#define TP_DATA_LOC_READ_CONST(dst, field, length) \
+    do { \
+        unsigned short __offset = args->data_loc_##field & 0xFFFF; \
+        bpf_probe_read_kernel((void *)dst, length, (char *)args + __offset); \
+    } while (0);
+#define TP_DATA_LOC_READ(dst, field) \
+    do { \
+        unsigned short __offset = args->data_loc_##field & 0xFFFF; \
+        unsigned short __length = args->data_loc_##field >> 16; \
+        bpf_probe_read_kernel((void *)dst, __length, (char *)args + __offset); \
+    } while (0);
+#define TP_DATA_LOC_READ_STR(dst, field, length) \
+    do { \
+        unsigned short __offset = args->data_loc_##field & 0xFFFF; \
+        bpf_probe_read_kernel_str((void *)dst, length, (char *)args + __offset); \
+    } while (0);
+
+/* The object's license: BPF_LICENSE as the program (or a -D) defines it, else GPL. */
+#define __BCC_LICENSE_STRING(x) #x
+#define __BCC_LICENSE(x) __BCC_LICENSE_STRING(x)
+
 #define TRACEPOINT_PROBE(category, event) \
-    int tracepoint__##category##__##event(struct tracepoint__##category##__##event *args)
+    int \#(BCCName.tracepointPrefix)##category##\#(BCCName.separator)##event(struct \#(BCCName.tracepointPrefix)##category##\#(BCCName.separator)##event *args)
 #define RAW_TRACEPOINT_PROBE(event) \
-    int raw_tracepoint__##event(struct bpf_raw_tracepoint_args *ctx)
+    int \#(BCCName.rawTracepointPrefix)##event(struct bpf_raw_tracepoint_args *ctx)
+
+/* BCC's USDT argument readers, on libbpf's USDT support: the rewrite appends <bpf/usdt.bpf.h>
+ * (its maps and bpf_usdt_arg) only to programs that read arguments (usdtInclude), and
+ * `-a usdt:PATH:PROVIDER:NAME=FUNC` attaches them. BCC counts arguments from 1, libbpf from 0. */
+__weak __hidden int bpf_usdt_arg(struct pt_regs *ctx, __u64 arg_num, long *res);
+#define bpf_usdt_readarg(index, ctx, dest) ({ \
+    long ____bcc_usdt_value = 0; \
+    int ____bcc_usdt_err = bpf_usdt_arg((struct pt_regs *)(ctx), (index) - 1, &____bcc_usdt_value); \
+    *(dest) = (typeof(*(dest)))____bcc_usdt_value; \
+    ____bcc_usdt_err; })
+#define bpf_usdt_readarg_p(index, ctx, buf, len) ({ \
+    long ____bcc_usdt_address = 0; \
+    bpf_usdt_arg((struct pt_regs *)(ctx), (index) - 1, &____bcc_usdt_address); \
+    bpf_probe_read_user((buf), (len), (void *)____bcc_usdt_address); })
 
 #if __has_include("/kprobe-run/include/bcc/tracepoints.h")
 #include "/kprobe-run/include/bcc/tracepoints.h"

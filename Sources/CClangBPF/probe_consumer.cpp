@@ -6,6 +6,7 @@
 #include <clang/AST/Expr.h>
 #include <clang/AST/RecursiveASTVisitor.h>
 #include <clang/AST/Stmt.h>
+#include <clang/Basic/TargetInfo.h>
 #include <clang/Basic/SourceManager.h>
 #include <clang/Sema/Sema.h>
 #include <clang/Sema/SemaConsumer.h>
@@ -19,11 +20,12 @@
 
 // Two things a probe's object needs that plain code generation does not give it:
 //
-// - BTF for `__kconfig`/`__ksym` externs declared in a precompiled header. Sema hands extern
-//   variables to code generation (for their debug info, hence BTF) from a list it keeps while it
-//   parses; externs read back from a precompiled header are not on it, and libbpf then refuses
-//   the object ("failed to find BTF for extern"). The externs the probe's own functions use are
-//   handed over here instead.
+// - BTF for `__kconfig`/`__ksym` externs. Sema hands extern variables to code generation (for
+//   their debug info, hence BTF) from a list it keeps while it parses, and only for targets that
+//   allow debug info for external references (BPF does, the host triple used with kernel headers
+//   does not); externs read back from a precompiled header are not on it either, and libbpf then
+//   refuses the object ("failed to find BTF for extern"). The externs the probe's own functions
+//   use are handed over here instead.
 // - The record type of each perf or ring buffer map. libbpf-style probes keep `struct event` in
 //   a local or a reserved pointer, which puts no BTF for it in the object; the runtime could only
 //   print records as hex. The probe's functions are searched for the struct that reaches
@@ -174,21 +176,25 @@ private:
     };
 };
 
-// The extern variables (`__kconfig`, `__ksym`) that `functions` use, among those read from a
-// precompiled header.
-class ExternsFromPCH : public clang::RecursiveASTVisitor<ExternsFromPCH> {
+// The extern variables (`__kconfig`, `__ksym`) that `functions` use and code generation would
+// not otherwise get: those read from a precompiled header, and, where the target gives no debug
+// info for external references (a host-triple compile against kernel headers; BPF does), all.
+class ExternsWithoutBTF : public clang::RecursiveASTVisitor<ExternsWithoutBTF> {
 public:
+    explicit ExternsWithoutBTF(bool all) : all(all) {}
+
     std::vector<clang::VarDecl *> found;
 
     bool VisitDeclRefExpr(clang::DeclRefExpr *reference) {
         auto *variable = llvm::dyn_cast<clang::VarDecl>(reference->getDecl());
         if (!variable || !variable->hasExternalStorage() || variable->hasInit()) return true;
         clang::VarDecl *first = variable->getCanonicalDecl();
-        if (first->isFromASTFile() && seen.insert(first).second) found.push_back(first);
+        if ((all || first->isFromASTFile()) && seen.insert(first).second) found.push_back(first);
         return true;
     }
 
 private:
+    bool all;
     std::set<clang::VarDecl *> seen;
 };
 
@@ -214,7 +220,7 @@ public:
     // Runs before code generation's own end of the translation unit (see probeConsumer).
     void HandleTranslationUnit(clang::ASTContext &context) override {
         if (context.getDiagnostics().hasErrorOccurred()) return;
-        ExternsFromPCH externs;
+        ExternsWithoutBTF externs(!context.getTargetInfo().allowDebugInfoForExternalRef());
         for (clang::FunctionDecl *function : functions) externs.TraverseStmt(function->getBody());
         for (clang::VarDecl *variable : externs.found) codegen->CompleteExternalDeclaration(variable);
 

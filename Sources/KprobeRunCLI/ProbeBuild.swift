@@ -43,6 +43,9 @@ enum ProbeInput {
 /// Headers → compile: the first half of every run that starts from C.
 struct ProbeBuild {
     var options: CompileOptions
+    /// The target kernel's architecture when it is not necessarily this machine's (--adb: the
+    /// device's): headers must then be for it, and are parsed with its triple.
+    var arch: KernelArch? = nil
 
     func object(for input: ProbeInput) throws -> [UInt8] {
         switch input {
@@ -55,7 +58,8 @@ struct ProbeBuild {
     }
 
     func compile(path: String, source: String) throws -> [UInt8] {
-        let headerOptions = options.headerOptions()
+        var headerOptions = options.headerOptions()
+        headerOptions.arch = arch
         let headers = try HeaderLocator(options: headerOptions).resolve()
         if options.verbose {
             Diagnostics.verbose("headers: \(headers.origin) [\(headers.kind.rawValue), \(headers.arch.rawValue)] at \(headers.root)")

@@ -1,3 +1,5 @@
+import KprobeSupport
+
 /// Which C dialect a probe is written in.
 public enum Dialect: String, Sendable, CaseIterable {
     /// BCC's: tables declared with BPF_HASH(…) and friends, methods on them, implicit kernel
@@ -10,8 +12,8 @@ public enum Dialect: String, Sendable, CaseIterable {
         "BPF_HASH(", "BPF_ARRAY(", "BPF_HISTOGRAM(", "BPF_PERCPU_ARRAY(", "BPF_PERCPU_HASH(",
         "BPF_TABLE(", "BPF_F_TABLE(", "BPF_PERF_OUTPUT(", "BPF_RINGBUF_OUTPUT(", "BPF_STACK_TRACE(",
         "BPF_PROG_ARRAY(", "BPF_QUEUE(", "BPF_STACK(", "TRACEPOINT_PROBE(", "RAW_TRACEPOINT_PROBE(",
+        "bpf_usdt_readarg(", "bpf_usdt_readarg_p(",
     ]
-    static let conventionalPrefixes = ["kprobe__", "kretprobe__", "tracepoint__", "raw_tracepoint__"]
 
     /// Cheap text heuristics, no parsing (runs in the parent, before any compiler is started).
     /// A BCC table or probe macro decides it; otherwise a conventionally named function in a file
@@ -20,7 +22,7 @@ public enum Dialect: String, Sendable, CaseIterable {
         let code = stripCommentsAndStrings(source)
         if bccMacros.contains(where: { code.contains($0) }) { return .bcc }
         if code.contains("SEC(") { return .libbpf }
-        for prefix in conventionalPrefixes where containsIdentifier(startingWith: prefix, in: code) {
+        for prefix in BCCName.prefixes where containsIdentifier(startingWith: prefix, in: code) {
             return .bcc
         }
         return .libbpf

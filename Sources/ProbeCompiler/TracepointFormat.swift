@@ -22,7 +22,7 @@ public enum TracepointFormat {
         }
         let bytes = Array(code.utf8)
         let macro = Array("TRACEPOINT_PROBE(".utf8)
-        let prefix = Array("tracepoint__".utf8)
+        let prefix = Array(BCCName.tracepointPrefix.utf8)
         var i = 0
         while i < bytes.count {
             let atWordStart = i == 0 || !Dialect.isIdentifierByte(bytes[i - 1])
@@ -34,9 +34,8 @@ public enum TracepointFormat {
                 i = j
             } else if atWordStart, bytes[i...].starts(with: prefix) {
                 var j = i + prefix.count
-                let rest = identifier(bytes, &j)
-                if let split = rest.firstRange(of: "__") {
-                    add(String(rest[..<split.lowerBound]), String(rest[split.upperBound...]))
+                if case .tracepoint(let category, let event) = BCCName(function: BCCName.tracepointPrefix + identifier(bytes, &j)) {
+                    add(category, event)
                 }
                 i = j
             } else {
@@ -75,7 +74,7 @@ public enum TracepointFormat {
     /// `struct tracepoint__CATEGORY__EVENT { … };` for a format file's text: the common fields
     /// folded into padding, every other field at its offset, with a type of its size.
     public static func structDefinition(category: String, event: String, format: String) -> String {
-        var lines = ["struct tracepoint__\(category)__\(event) {"]
+        var lines = ["struct \(BCCName.tracepoint(category: category, event: event).name) {"]
         var position = 0
         var padding = 0
         for field in fields(format: format).sorted(by: { $0.offset < $1.offset }) {

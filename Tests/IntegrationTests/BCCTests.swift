@@ -61,3 +61,52 @@ enum BCC {
         return names.filter { $0.hasSuffix(".c") }.sorted().map { directory + "/" + $0 }
     }
 }
+
+extension HostKernel {
+    /// The C text the bpfcc-tools 0.26 hand to BCC, made at test time from the installed tools
+    /// (Tests/bcc-corpus/generate.py, never committed), measured against BCC 0.26 itself on the same
+    /// text and headers (Tests/bcc-corpus/measure.py; BCC's verdicts are cached under .build).
+    @Suite(.enabled(if: isRoot && BCCTools.available, "needs root, ../shared/testkernel, bpfcc-tools and python3-bpfcc"))
+    struct BCCToolsCorpusTests {
+        @Test func kprobeRunHandlesWhatBCCHandles() throws {
+            let corpus = Tool.packageRoot + "/.build/bcc-corpus/tools"
+            let generated = try BCCTools.python(["generate.py", corpus])
+            #expect(generated.status == 0, "\(generated.output)")
+            let cache = try ScratchDirectory()
+            let measured = try BCCTools.python(
+                ["measure.py", corpus, "--kprobe-run", Tool.binary, "--headers", BCC.headers,
+                 "--cache", Tool.packageRoot + "/.build/bcc-corpus/bcc-verdicts", "--jobs", "2"],
+                environment: ["KPROBE_RUN_CACHE_DIR": cache.path + "/cache"])
+            #expect(measured.status == 0, "\(measured.output)")
+            let data = try Data(contentsOf: URL(fileURLWithPath: corpus + "/report.json"))
+            let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let bcc = try #require(report["bcc"] as? Int), both = try #require(report["ours_of_bcc"] as? Int)
+            #expect(bcc >= 80, "BCC handles only \(bcc) texts: \(measured.output)")
+            #expect(Double(both) >= 0.95 * Double(bcc), "\(measured.output)")
+        }
+    }
+}
+
+enum BCCTools {
+    static let python3 = "/usr/bin/python3"
+    static var available: Bool {
+        FileManager.default.fileExists(atPath: BCC.headers) && FileManager.default.fileExists(atPath: "/usr/sbin/execsnoop-bpfcc")
+            && FileManager.default.fileExists(atPath: "/usr/lib/python3/dist-packages/bcc/__init__.py")
+    }
+
+    /// Runs a script of Tests/bcc-corpus with Debian's python3 (where python3-bpfcc lives).
+    static func python(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python3)
+        process.arguments = [Tool.packageRoot + "/Tests/bcc-corpus/" + arguments[0]] + arguments.dropFirst()
+        process.currentDirectoryURL = URL(fileURLWithPath: Tool.packageRoot)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}

@@ -42,10 +42,11 @@ enum VM {
             && FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64")
     }
 
-    /// Runs `command` in a fresh boot with the package root as the writable work directory.
-    static func run(_ command: [String], timeout: Int = 900) throws -> (status: Int32, output: String) {
+    /// Runs `command` in a fresh boot with the package root as the writable work directory;
+    /// `launcher` is the test kernel's run-vm script (the x86-64 one unless given).
+    static func run(_ command: [String], timeout: Int = 900, launcher: String = runVM) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: runVM)
+        process.executableURL = URL(fileURLWithPath: launcher)
         process.arguments = ["--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command
         process.currentDirectoryURL = URL(fileURLWithPath: Tool.packageRoot)
         let pipe = Pipe()

@@ -112,9 +112,7 @@ enum VmlinuxHeader {
     }
 
     private static func write(_ btf: OpaquePointer, to file: UnsafeMutablePointer<FILE>, display: String) throws(HeaderError) {
-        var opts = btf_dump_opts()
-        opts.sz = MemoryLayout<btf_dump_opts>.size
-        guard let dump = btf_dump__new(btf, printDump, UnsafeMutableRawPointer(file), &opts) else {
+        guard let dump = kprobe_run_btf_dump_to_file(btf, file) else {
             throw HeaderError("libbpf cannot dump BTF as C: \(Errno.current)", kind: .internal)
         }
         defer { btf_dump__free(dump) }
@@ -187,12 +185,6 @@ enum VmlinuxHeader {
         guard component == -1, let function = btf__type_by_id(btf, functionID), (function.pointee.info >> 24) & 0x1f == kindFunc else { return nil }
         return (functionID, function)
     }
-}
-
-/// btf_dump's output callback: format straight into the stdio stream passed as context.
-private func printDump(_ context: UnsafeMutableRawPointer?, _ format: UnsafePointer<CChar>?, _ arguments: CVaListPointer?) {
-    guard let context, let format, let arguments else { return }
-    vfprintf(context.assumingMemoryBound(to: FILE.self), format, arguments)
 }
 
 /// One transient status line on stderr (only used when stderr is a terminal).

@@ -1,4 +1,5 @@
 import CLibBPF
+import KprobeSupport
 
 /// Where one program goes, decided from its SEC name (libbpf conventions), a BCC-style function
 /// name (`kprobe__vfs_read`, `tracepoint__sched__sched_switch`) or an `--attach` spec.
@@ -7,9 +8,12 @@ enum AttachPoint: Equatable, Sendable {
     case tracepoint(category: String, event: String)
     case rawTracepoint(String)
     case uprobe(path: String, symbol: String, isReturn: Bool)
+    /// A USDT probe (`.note.stapsdt`), through libbpf's USDT support: the program reads its
+    /// arguments with usdt.bpf.h's `bpf_usdt_arg`.
+    case usdt(path: String, provider: String, name: String)
     /// A CPU-clock sampling event on every online CPU.
     case perfEvent
-    /// A SEC libbpf attaches by itself (fentry/, fexit/, lsm/, tp_btf/, usdt/, ksyscall/, …).
+    /// A SEC libbpf attaches by itself (fentry/, fexit/, lsm/, tp_btf/, ksyscall/, …).
     case libbpf(section: String)
     /// A tracing SEC without a target, e.g. `SEC("kprobe")`: needs `--attach`.
     case needsSpec(reason: String)
@@ -19,7 +23,7 @@ enum AttachPoint: Equatable, Sendable {
     /// The program type the point requires, set before load when the SEC did not imply it.
     var programType: bpf_prog_type? {
         switch self {
-        case .kprobe, .uprobe: return BPF_PROG_TYPE_KPROBE
+        case .kprobe, .uprobe, .usdt: return BPF_PROG_TYPE_KPROBE
         case .tracepoint: return BPF_PROG_TYPE_TRACEPOINT
         case .rawTracepoint: return BPF_PROG_TYPE_RAW_TRACEPOINT
         case .perfEvent: return BPF_PROG_TYPE_PERF_EVENT
@@ -34,6 +38,7 @@ enum AttachPoint: Equatable, Sendable {
         case let .tracepoint(category, event): return "tracepoint:\(category):\(event)"
         case let .rawTracepoint(name): return "raw_tracepoint:\(name)"
         case let .uprobe(path, symbol, isReturn): return (isReturn ? "uretprobe:" : "uprobe:") + path + ":" + symbol
+        case let .usdt(path, provider, name): return "usdt:\(path):\(provider):\(name)"
         case .perfEvent: return "perf_event:cpu-clock@99Hz"
         case let .libbpf(section): return "SEC(\"\(section)\")"
         case let .needsSpec(reason): return "unattached (\(reason))"
@@ -54,6 +59,9 @@ enum AttachPoint: Equatable, Sendable {
         case .uprobe, .uretprobe:
             let (path, symbol) = spec.binaryAndSymbol!
             self = .uprobe(path: path, symbol: symbol, isReturn: spec.kind == .uretprobe)
+        case .usdt:
+            let (path, provider, name) = AttachSpec.usdtParts(spec.target)!
+            self = .usdt(path: path, provider: provider, name: name)
         }
     }
 
@@ -97,10 +105,16 @@ enum AttachPoint: Equatable, Sendable {
             let symbol = String(target[target.index(after: colon)...])
             guard !symbol.isEmpty else { return .needsSpec(reason: "SEC(\"\(section)\") names no function") }
             return .uprobe(path: String(target[..<colon]), symbol: symbol, isReturn: prefix.hasPrefix("uretprobe"))
+        case "usdt":
+            guard let target, let parts = AttachSpec.usdtParts(target),
+                  !parts.path.isEmpty, !parts.provider.isEmpty, !parts.name.isEmpty else {
+                return .needsSpec(reason: "SEC(\"\(section)\") names no BINARY:PROVIDER:NAME")
+            }
+            return .usdt(path: parts.path, provider: parts.provider, name: parts.name)
         case "perf_event":
             return .perfEvent
         case "fentry", "fexit", "fmod_ret", "fentry.s", "fexit.s", "fmod_ret.s", "lsm", "lsm.s", "iter", "iter.s",
-             "tp_btf", "usdt", "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi",
+             "tp_btf", "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi",
              "raw_tracepoint.w", "raw_tp.w":
             guard let target, !target.isEmpty else { return .needsSpec(reason: "SEC(\"\(section)\") names no attach target") }
             return .libbpf(section: section)
@@ -109,22 +123,15 @@ enum AttachPoint: Equatable, Sendable {
         }
     }
 
-    /// BCC's naming convention: `kprobe__SYM`, `kretprobe__SYM`, `tracepoint__CAT__EVENT`,
-    /// `raw_tracepoint__EVENT`.
+    /// BCC's naming convention (BCCName).
     static func classifyBCC(_ name: String) -> AttachPoint? {
-        func after(_ prefix: String) -> String? {
-            guard name.hasPrefix(prefix), name.count > prefix.count else { return nil }
-            return String(name.dropFirst(prefix.count))
+        switch BCCName(function: name) {
+        case .kprobe(let symbol): .kprobe(symbol: symbol, offset: 0, isReturn: false)
+        case .kretprobe(let symbol): .kprobe(symbol: symbol, offset: 0, isReturn: true)
+        case .rawTracepoint(let event): .rawTracepoint(event)
+        case .tracepoint(let category, let event): .tracepoint(category: category, event: event)
+        case nil: nil
         }
-        if let symbol = after("kprobe__") { return .kprobe(symbol: symbol, offset: 0, isReturn: false) }
-        if let symbol = after("kretprobe__") { return .kprobe(symbol: symbol, offset: 0, isReturn: true) }
-        if let event = after("raw_tracepoint__") { return .rawTracepoint(event) }
-        if let rest = after("tracepoint__"), let separator = rest.firstRange(of: "__") {
-            let category = String(rest[..<separator.lowerBound]), event = String(rest[separator.upperBound...])
-            guard !category.isEmpty, !event.isEmpty else { return nil }
-            return .tracepoint(category: category, event: event)
-        }
-        return nil
     }
 
     /// An --attach example that fits a SEC, for "no attach point" errors.
@@ -134,6 +141,7 @@ enum AttachPoint: Equatable, Sendable {
         if prefix.hasPrefix("kprobe") || prefix.hasPrefix("ksyscall") { return "kprobe:SYMBOL=\(program)" }
         if prefix.hasPrefix("uretprobe") { return "uretprobe:/PATH/TO/BINARY:SYMBOL=\(program)" }
         if prefix.hasPrefix("uprobe") { return "uprobe:/PATH/TO/BINARY:SYMBOL=\(program)" }
+        if prefix == "usdt" { return "usdt:/PATH/TO/BINARY:PROVIDER:NAME=\(program)" }
         if prefix.hasPrefix("raw_t") { return "raw_tracepoint:EVENT=\(program)" }
         return "tracepoint:CATEGORY:EVENT=\(program)"
     }

@@ -29,6 +29,8 @@ struct MapReader {
     /// Whether `report` prints the map (and `clear` empties it).
     static func isData(_ map: BPFMap) -> Bool {
         guard !map.isInternal else { return false }
+        // usdt.bpf.h's maps are libbpf's bookkeeping for USDT arguments, not the probe's data.
+        guard !map.name.hasPrefix("__bpf_usdt_") else { return false }
         switch map.type {
         case BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LPM_TRIE,
              BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY:
