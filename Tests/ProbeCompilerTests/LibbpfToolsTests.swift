@@ -92,7 +92,9 @@ import Testing
         #expect(ELFObject(bytes: btf).contains(".kconfig") && ELFObject(bytes: btf).contains("LINUX_KERNEL_VERSION"))
     }
 
-    @Test func cpuVersionReachesTheBackEnd() throws {
+    /// Both back ends: clang's for "bpf", ours after a host-triple front end (kernel headers).
+    @Test(arguments: ["bpf", "x86_64-linux-gnu"])
+    func cpuVersionReachesTheBackEnd(triple: String) throws {
         // A 32-bit comparison: v3 has jumps on 32-bit registers (class BPF_JMP32, 0x06), v1 does not.
         let body = """
             char LICENSE[] SEC("license") = "GPL";
@@ -102,7 +104,7 @@ import Testing
             """
         let compiler = try builtWorker()
         func jmp32Count(_ cpu: BPFCPU?) throws -> Int {
-            var request = try probeRequest(body)
+            var request = try probeRequest(body, triple: triple)
             request.cpu = cpu
             let code = try #require(ELFObject(bytes: try compiler.compile(request).elf).section(named: "tracepoint/syscalls/sys_enter_getppid"))
             return stride(from: 0, to: code.count, by: 8).filter { code[$0] & 0x07 == 0x06 }.count
