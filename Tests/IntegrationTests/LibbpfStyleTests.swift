@@ -10,7 +10,7 @@ extension HostKernel {
         static let directory = Tool.packageRoot + "/Tests/fixtures/libbpf-style"
         var environment: [String: String] { ["KPROBE_RUN_CACHE_DIR": Self.cache.path + "/cache"] }
 
-        @Test(arguments: ["newer_libbpf.bpf.c", "kconfig_header.bpf.c", "spawnsnoop.bpf.c", "opensnoop_lite.bpf.c"])
+        @Test(arguments: ["newer_libbpf.bpf.c", "kconfig_header.bpf.c", "spawnsnoop.bpf.c", "opensnoop_lite.bpf.c", "uapi_headers.bpf.c"])
         func compilesAndVerifies(probe: String) throws {
             let output = Self.cache.path + "/" + probe + ".o"
             let result = try Tool.run(["compile", "--verify", "-I", Self.directory + "/include", Self.directory + "/" + probe, "-o", output],
