@@ -220,13 +220,17 @@ public:
     // Runs before code generation's own end of the translation unit (see probeConsumer).
     void HandleTranslationUnit(clang::ASTContext &context) override {
         if (context.getDiagnostics().hasErrorOccurred()) return;
+        // A copy: walking a body can read declarations back from a precompiled header, and the
+        // reader hands them to the consumers, HandleTopLevelDecl included, which would grow the
+        // vector being walked.
+        const std::vector<clang::FunctionDecl *> probeFunctions = functions;
         ExternsWithoutBTF externs(!context.getTargetInfo().allowDebugInfoForExternalRef());
-        for (clang::FunctionDecl *function : functions) externs.TraverseStmt(function->getBody());
+        for (clang::FunctionDecl *function : probeFunctions) externs.TraverseStmt(function->getBody());
         for (clang::VarDecl *variable : externs.found) codegen->CompleteExternalDeclaration(variable);
 
         if (hasMetadata || !input->write_metadata || !sema) return;
         EventTypes events;
-        events.analyze(functions);
+        events.analyze(probeFunctions);
         if (events.found.empty()) return;
         emitEventTypes(context, events.found);
     }
