@@ -14,19 +14,25 @@ BUILD_PACKAGES := pkg-config libstdc++-12-dev libbpf-dev libelf-dev zlib1g-dev l
 STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils apt dpkg debian-archive-keyring xz-utils
 # Tests also boot the 6.1 test kernel under QEMU (plain, and as a simulated Android device whose
 # toolbox is a static busybox), push the static binary to it, drive an interactive bash through
-# a pty (script), and build a program with USDT probes (gcc, <sys/sdt.h>); the arm64 test kernel
-# boots under qemu-system-aarch64 from an initramfs (cpio) and runs the cross-built static arm64
-# binary, which the test builds. BCC's own tools and Python module: the BCC-dialect tests generate
-# their corpus from the tools and compare with BCC on it (Tests/bcc-corpus).
+# a pty (script), build a program with USDT probes (gcc, <sys/sdt.h>) and trace Python's own
+# (python3); the arm64 test kernel boots under qemu-system-aarch64 from an initramfs (cpio) and runs
+# the cross-built static arm64 binary, which the test builds. BCC's own tools and Python module: the
+# BCC-dialect tests generate their corpus from the tools and compare with BCC on it (Tests/bcc-corpus).
 TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 qemu-system-arm cpio kmod xz-utils bsdutils bash busybox-static \
-	gcc systemtap-sdt-dev bpfcc-tools python3-bpfcc
+	gcc systemtap-sdt-dev python3 bpfcc-tools python3-bpfcc
+# Packaging: dpkg-shlibdeps for the .deb's Depends, man-db to read the manual page.
+PACKAGE_PACKAGES := $(BUILD_PACKAGES) dpkg-dev man-db
 # Benchmark only (never needed to build or test): the tools kprobe-run is measured against.
 # clang-14 and llvm-14 give the clang-14/llc-14 CLI for one comparison; kprobe-run itself never runs them.
 BENCH_PACKAGES := $(BUILD_PACKAGES) bpfcc-tools python3-bpfcc bpftrace time xz-utils tar clang-14 llvm-14
 
 KPROBE_RUN := .build/debug/kprobe-run
+PREFIX ?= /usr/local
+DESTDIR ?=
+# The manual page, rendered by swift-argument-parser's generate-manual plugin from the debug build.
+MANUAL := .build/plugins/GenerateManual/outputs/kprobe-run/kprobe-run.1
 
-.PHONY: deps build run test static static-aarch64 bench clean
+.PHONY: deps build run test test-package static static-aarch64 bench clean release manual install uninstall deb
 
 deps:
 	@./scripts/install-packages $(BUILD_PACKAGES)
@@ -63,6 +69,32 @@ bench:
 	@./scripts/install-packages $(BENCH_PACKAGES)
 	$(SWIFT) build -c release
 	$(SUDO) /usr/bin/python3 bench/bench.py --kprobe-run .build/release/kprobe-run --output bench/RESULTS.md
+
+# What is installed and packaged: the Swift runtime linked in, so only Debian's libraries are needed.
+release:
+	@./scripts/install-packages $(PACKAGE_PACKAGES)
+	$(SWIFT) build -c release --static-swift-stdlib
+
+manual:
+	@./scripts/install-packages $(PACKAGE_PACKAGES)
+	$(SWIFT) package plugin generate-manual --configuration debug
+
+# kprobe-run in PREFIX/bin, its compiler workers in PREFIX/libexec/kprobe-run, the manual page,
+# bash/zsh/fish completions and the examples (see scripts/install-files).
+install: release manual
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) MANUAL=$(MANUAL) ./scripts/install-files
+
+uninstall:
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) ./scripts/install-files --uninstall
+
+# .build/deb/kprobe-run_VERSION_ARCH.deb, for `apt install ./kprobe-run_*.deb`.
+deb: release manual
+	MANUAL=$(MANUAL) ./scripts/make-deb
+
+# The package installed into a fresh root with dpkg: --version, a probe, man, completions.
+test-package: deb
+	$(SWIFT) build --build-tests
+	$(SUDO) $(SWIFT) test --skip-build --filter PackageTests
 
 clean:
 	rm -rf .build .build-static .build-static-*

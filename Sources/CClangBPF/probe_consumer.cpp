@@ -220,11 +220,10 @@ public:
     // Runs before code generation's own end of the translation unit (see probeConsumer).
     void HandleTranslationUnit(clang::ASTContext &context) override {
         if (context.getDiagnostics().hasErrorOccurred()) return;
-        // A copy: walking a body can read declarations back from a precompiled header, and the
-        // reader hands them to the consumers, HandleTopLevelDecl included, which would grow the
-        // vector being walked.
-        const std::vector<clang::FunctionDecl *> probeFunctions = functions;
         ExternsWithoutBTF externs(!context.getTargetInfo().allowDebugInfoForExternalRef());
+        // A copy: walking a body can deserialize declarations from a precompiled header, which
+        // reach HandleTopLevelDecl and would grow `functions` under the loop.
+        const std::vector<clang::FunctionDecl *> probeFunctions = functions;
         for (clang::FunctionDecl *function : probeFunctions) externs.TraverseStmt(function->getBody());
         for (clang::VarDecl *variable : externs.found) codegen->CompleteExternalDeclaration(variable);
 

@@ -22,7 +22,9 @@
 /* Receives each libbpf warning or info message, formatted (debug chatter is dropped). */
 typedef void (*kprobe_run_libbpf_sink)(const char *message);
 
-/* Function-local: a static global defined in a shim header is not emitted by Swift's importer. */
+/* Function-local: a static global defined in a shim header is not emitted by Swift's importer.
+ * Every static inline function has a copy per object file that uses it, so only one Swift file
+ * (LibbpfLog.swift) calls these. */
 static inline kprobe_run_libbpf_sink *kprobe_run_libbpf_sink_slot(void) {
     static kprobe_run_libbpf_sink sink;
     return &sink;

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension EmulatedKernel {
     /// Boots ../shared/android-sim as a bare phone-like device (no glibc, kheaders.ko under
@@ -143,7 +144,8 @@ final class AndroidSim {
         return Tool.packageRoot + "/.build/static/kprobe-run-static-\(machine)"
     }
 
-    init(staticBinary: String, tools: String = AndroidSim.tools) throws {
+    /// `staticBinary` nil: kprobe-run finds the device binary itself (.build/static).
+    init(staticBinary: String?, tools: String = AndroidSim.tools) throws {
         self.tools = tools
         let scratchDirectory = try ScratchDirectory()
         scratch = scratchDirectory.path

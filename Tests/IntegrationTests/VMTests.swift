@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension EmulatedKernel {
     /// Boots ../shared/testkernel (Linux 6.1: kheaders as a module, kprobes, no BTF) under QEMU and runs
@@ -45,17 +46,6 @@ enum VM {
     /// Runs `command` in a fresh boot with the package root as the writable work directory;
     /// `launcher` is the test kernel's run-vm script (the x86-64 one unless given).
     static func run(_ command: [String], timeout: Int = 900, launcher: String = runVM) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: launcher)
-        process.arguments = ["--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command
-        process.currentDirectoryURL = URL(fileURLWithPath: Tool.packageRoot)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runCollecting([launcher, "--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command, directory: Tool.packageRoot)
     }
 }
