@@ -14,12 +14,12 @@ BUILD_PACKAGES := pkg-config libstdc++-12-dev libbpf-dev libelf-dev zlib1g-dev l
 STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils apt dpkg debian-archive-keyring xz-utils
 # Tests also boot the 6.1 test kernel under QEMU (plain, and as a simulated Android device whose
 # toolbox is a static busybox), push the static binary to it, drive an interactive bash through
-# a pty (script), and build a program with USDT probes (gcc, <sys/sdt.h>); the arm64 test kernel
-# boots under qemu-system-aarch64 from an initramfs (cpio) and runs the cross-built static arm64
-# binary, which the test builds. BCC's own tools and Python module: the BCC-dialect tests generate
-# their corpus from the tools and compare with BCC on it (Tests/bcc-corpus).
+# a pty (script), build a program with USDT probes (gcc, <sys/sdt.h>) and trace Python's own
+# (python3); the arm64 test kernel boots under qemu-system-aarch64 from an initramfs (cpio) and runs
+# the cross-built static arm64 binary, which the test builds. BCC's own tools and Python module: the
+# BCC-dialect tests generate their corpus from the tools and compare with BCC on it (Tests/bcc-corpus).
 TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 qemu-system-arm cpio kmod xz-utils bsdutils bash busybox-static \
-	gcc systemtap-sdt-dev bpfcc-tools python3-bpfcc
+	gcc systemtap-sdt-dev python3 bpfcc-tools python3-bpfcc
 # Packaging: dpkg-shlibdeps for the .deb's Depends, man-db to read the manual page.
 PACKAGE_PACKAGES := $(BUILD_PACKAGES) dpkg-dev man-db
 # Benchmark only (never needed to build or test): the tools kprobe-run is measured against.

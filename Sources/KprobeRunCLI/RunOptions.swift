@@ -13,7 +13,7 @@ struct RunOptions: ParsableArguments {
     var duration: Double?
 
     @Option(name: .shortAndLong, help: ArgumentHelp(
-        "Attach a function explicitly (repeatable): kprobe:SYM=FUNC, kretprobe:SYM=FUNC, tracepoint:CAT:EVENT=FUNC, raw_tracepoint:EVENT=FUNC, uprobe:PATH:SYM=FUNC, uretprobe:PATH:SYM=FUNC.",
+        AttachSpec.help,
         valueName: "SPEC"))
     var attach: [String] = []
 

@@ -41,7 +41,7 @@ struct ProgramSelection {
 
     /// The function a kprobe/fentry-style section names when it is a stand-in that userspace
     /// replaces (libbpf-tools' `dummy_*`), or an fentry target the kernel does not have.
-    static func placeholder(section: String, features: KernelFeatures) -> String? {
+    static func placeholder(section: String, features: some KernelSupport) -> String? {
         guard let slash = section.firstIndex(of: "/") else { return nil }
         let prefix = section[..<slash], target = String(section[section.index(after: slash)...])
         guard ["fentry", "fexit", "fmod_ret", "kprobe", "kretprobe"].contains(prefix), !target.isEmpty else { return nil }
@@ -52,7 +52,7 @@ struct ProgramSelection {
 
     /// For each program: loaded or not, and why not (for -v).
     static func choose(programs: [(name: String, section: String)], explicit: Set<String>, options: LoadOptions,
-                       features: KernelFeatures) throws(RuntimeError) -> [String: String] {
+                       features: some KernelSupport) throws(RuntimeError) -> [String: String] {
         let names = programs.map(\.name)
         for name in options.only + options.skip where !names.contains(name) {
             let flag = options.only.contains(name) ? "--only" : "--skip"
@@ -88,12 +88,34 @@ struct ProgramSelection {
                 dropped[member.name] = "\(why)its twin \(reason) traces the \(group)"
             }
         }
+        // What is left that this kernel cannot load at all, as a libbpf-tools tool's userspace
+        // turns off fentry programs where trampolines are missing (biosnoop keeps its tp_btf
+        // program instead, klockstat its kprobes): left out, said with -v; an object with nothing
+        // else to attach then fails as such.
+        for members in groups.values {
+            for member in members where dropped[member.name] == nil {
+                if member.twin.needs == .trampolines && !features.trampolines {
+                    dropped[member.name] = "this kernel cannot attach BPF trampolines (\(member.twin.flavor)), and no twin of it traces the \(member.twin.group)"
+                } else if member.twin.needs == .kernelBTF && !features.kernelBTF {
+                    dropped[member.name] = "this kernel has no BTF (\(member.twin.flavor)), and no twin of it traces the \(member.twin.group)"
+                }
+            }
+        }
         return dropped
     }
 }
 
-/// What the running kernel supports, probed once per process when a choice depends on it.
-final class KernelFeatures: @unchecked Sendable {
+/// What the kernel supports, as far as the choice of programs depends on it.
+protocol KernelSupport {
+    /// fentry/fexit programs load and attach.
+    var trampolines: Bool { get }
+    var kernelBTF: Bool { get }
+    /// nil when it cannot be told (no kernel BTF).
+    func kernelFunctionExists(_ name: String) -> Bool?
+}
+
+/// The running kernel, probed once per process when a choice depends on it.
+final class KernelFeatures: KernelSupport, @unchecked Sendable {
     static let shared = KernelFeatures()
 
     private var lock = pthread_mutex_t()

@@ -73,9 +73,6 @@ public final class ProbeSession {
                 try run.attacher.attach(program, at: point)
             }
         }
-        if run.attacher.links.isEmpty {
-            run.log("no program was attached; only the maps will be printed")
-        }
         run.start = MonotonicClock.seconds
         run.reporter.start = run.start
         if let command = options.command {
