@@ -60,6 +60,9 @@ struct LoadOptionsTests {
         #expect(Set(trampolines.keys) == ["read_kprobe", "switch_raw", "switch_tp", "gone"])
         let noBTF = try ProgramSelection.choose(programs: programs, explicit: [], options: LoadOptions(), features: Kernel(trampolines: false, kernelBTF: false))
         #expect(noBTF["switch_btf"] != nil && noBTF["switch_raw"] == nil)
+        let kprobeStub = [("stub_entry", "kprobe/dummy_file_read"), ("stub_fentry", "fentry/dummy_file_read")]
+        let verifying = try ProgramSelection.choose(programs: kprobeStub, explicit: [], options: LoadOptions(), features: Kernel(trampolines: true), verifying: true)
+        #expect(Set(verifying.keys) == ["stub_fentry"])
 
         var only = LoadOptions()
         only.only = ["switch_tp"]
