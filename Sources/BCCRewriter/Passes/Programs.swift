@@ -33,6 +33,10 @@ extension Rewriter {
         case .kretprobe(let symbol): return "kretprobe/" + attachTarget(symbol)
         case .tracepoint(let category, let event): return "tracepoint/\(category)/\(event)"
         case .rawTracepoint(let event): return "raw_tracepoint/" + event
+        case .kfunc(let function): return "fentry/" + function
+        case .kretfunc(let function): return "fexit/" + function
+        case .lsm(let hook): return "lsm/" + hook
+        case .kmodRet(let function): return "fmod_ret/" + function
         case nil: break
         }
         guard let first = parameters(function).first, first.type.isPointer else { return "kprobe" }
