@@ -11,10 +11,11 @@ BUILD_PACKAGES := pkg-config libstdc++-12-dev libbpf-dev libelf-dev zlib1g-dev l
 # The static device binary also links libarchive's remaining dependencies statically.
 STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils
 # Tests also boot the 6.1 test kernel under QEMU (plain, and as a simulated Android device whose
-# toolbox is a static busybox), push the static binary to it, and drive an interactive bash through
-# a pty (script). BCC's own tools and Python module: the BCC-dialect tests generate their corpus from
-# the tools and compare with BCC on it (Tests/bcc-corpus).
-TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 kmod xz-utils bsdutils bash busybox-static \
+# toolbox is a static busybox), push the static binary to it, drive an interactive bash through
+# a pty (script), and build a program with USDT probes (gcc, <sys/sdt.h>). BCC's own tools and
+# Python module: the BCC-dialect tests generate their corpus from the tools and compare with BCC on
+# it (Tests/bcc-corpus).
+TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 kmod xz-utils bsdutils bash busybox-static gcc systemtap-sdt-dev \
 	bpfcc-tools python3-bpfcc
 # Benchmark only (never needed to build or test): the tools kprobe-run is measured against.
 # clang-14 and llvm-14 give the clang-14/llc-14 CLI for one comparison; kprobe-run itself never runs them.

@@ -82,7 +82,8 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
         // Stage 3: load, attach, report, detach.
-        .target(name: "ProbeRuntime", dependencies: ["KprobeSupport", "CLibBPF", "CLibELF"]),
+        // (ProbeCompiler for its reader of tracepoint format files, which -l -v shows.)
+        .target(name: "ProbeRuntime", dependencies: ["KprobeSupport", "ProbeCompiler", "CLibBPF", "CLibELF"]),
         // --adb: the host's side of tracing an Android device (adb, device binary, device headers).
         .target(name: "ProbeRemote", dependencies: ["KprobeSupport", "KernelHeaders"]),
         // Stage 4: the commands.

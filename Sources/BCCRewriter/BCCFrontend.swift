@@ -105,7 +105,7 @@ struct Rewriter {
     func output() -> String {
         var text = "#include \"\(BCCPrelude.helpersPath)\"\n#line 1 \"\(escaped(path))\"\n"
         text += edits.render()
-        text += "\n"
+        text += "\n" + BCCPrelude.usdtInclude(for: String(decoding: source, as: UTF8.self))
         if !hasLicense {
             // At the end, so that a BPF_LICENSE the program defines anywhere counts.
             text += "#ifndef BPF_LICENSE\n#define BPF_LICENSE GPL\n#endif\n"

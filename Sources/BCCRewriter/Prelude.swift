@@ -30,6 +30,14 @@ public enum BCCPrelude {
     /// What the compile of a rewritten program needs: helpers.h and proto.h.
     public static var compileFiles: [VirtualFile] { files.filter { $0.path != preludePath } }
 
+    /// The include that gives a program libbpf's USDT support, for programs that read USDT
+    /// arguments (in every program its two maps would be created for nothing). It goes after the
+    /// program, which calls bpf_usdt_arg through helpers.h's declaration: a leading include
+    /// would join the precompiled header, where its `__kconfig` extern loses its BTF.
+    static func usdtInclude(for source: String) -> String {
+        source.contains("bpf_usdt_readarg") ? "#include <bpf/usdt.bpf.h>\n" : ""
+    }
+
     static let helpers = #"""
 #ifndef __KPROBE_RUN_BCC_HELPERS_H
 #define __KPROBE_RUN_BCC_HELPERS_H
@@ -172,6 +180,20 @@ static __always_inline int ____##name(unsigned long long *ctx, ##args)
 #define KRETFUNC_PROBE(event, args...) __BCC_BPF_PROG(\#(BCCName.kretfuncPrefix)##event, ##args)
 #define LSM_PROBE(event, args...) __BCC_BPF_PROG(\#(BCCName.lsmPrefix)##event, ##args)
 #define KMOD_RET(event, args...) __BCC_BPF_PROG(\#(BCCName.kmodRetPrefix)##event, ##args)
+
+/* BCC's USDT argument readers, on libbpf's USDT support: the rewrite appends <bpf/usdt.bpf.h>
+ * (its maps and bpf_usdt_arg) only to programs that read arguments (usdtInclude), and
+ * `-a usdt:PATH:PROVIDER:NAME=FUNC` attaches them. BCC counts arguments from 1, libbpf from 0. */
+__weak __hidden int bpf_usdt_arg(struct pt_regs *ctx, __u64 arg_num, long *res);
+#define bpf_usdt_readarg(index, ctx, dest) ({ \
+    long ____bcc_usdt_value = 0; \
+    int ____bcc_usdt_err = bpf_usdt_arg((struct pt_regs *)(ctx), (index) - 1, &____bcc_usdt_value); \
+    *(dest) = (typeof(*(dest)))____bcc_usdt_value; \
+    ____bcc_usdt_err; })
+#define bpf_usdt_readarg_p(index, ctx, buf, len) ({ \
+    long ____bcc_usdt_address = 0; \
+    bpf_usdt_arg((struct pt_regs *)(ctx), (index) - 1, &____bcc_usdt_address); \
+    bpf_probe_read_user((buf), (len), (void *)____bcc_usdt_address); })
 
 #if __has_include("/kprobe-run/include/bcc/tracepoints.h")
 #include "/kprobe-run/include/bcc/tracepoints.h"

@@ -1,4 +1,5 @@
 #include "clang_bpf.h"
+#include "probe_consumer.h"
 
 #include <clang/Basic/Diagnostic.h>
 #include <clang/Basic/DiagnosticOptions.h>
@@ -184,10 +185,11 @@ private:
 // host's struct layouts (they match the kernel's headers) and is given to the BPF back end.
 // It runs at the end of the source file, while clang's source manager can still place
 // back-end errors in the probe.
-class HostToBPFAction : public clang::EmitLLVMOnlyAction {
+class HostToBPFAction : public kprobe_run::ProbeAction<clang::EmitLLVMOnlyAction> {
 public:
-    HostToBPFAction(llvm::LLVMContext *context, std::string bpfTriple, llvm::SmallVectorImpl<char> &object)
-        : clang::EmitLLVMOnlyAction(context), bpfTriple(std::move(bpfTriple)), object(object) {}
+    HostToBPFAction(const clang_bpf_input *input, llvm::LLVMContext *context, std::string bpfTriple, llvm::SmallVectorImpl<char> &object)
+        : kprobe_run::ProbeAction<clang::EmitLLVMOnlyAction>(input, context), bpfTriple(std::move(bpfTriple)),
+          cpu(input->cpu && *input->cpu ? input->cpu : "generic"), object(object) {}
 
     int status = CLANG_BPF_COMPILE_ERROR;
 
@@ -206,6 +208,7 @@ protected:
 
 private:
     std::string bpfTriple;
+    std::string cpu;
     llvm::SmallVectorImpl<char> &object;
 
     int emit(llvm::Module &module, clang::CompilerInstance &compiler) {
@@ -219,7 +222,7 @@ private:
         }
         llvm::TargetOptions options;
         std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
-            bpfTriple, "generic", "", options, llvm::None, llvm::None, llvm::CodeGenOpt::Default));
+            bpfTriple, cpu, "", options, llvm::None, llvm::None, llvm::CodeGenOpt::Default));
         if (!machine) {
             engine.Report(engine.getCustomDiagID(clang::DiagnosticsEngine::Error, "cannot create a target machine for %0"))
                 << bpfTriple;
@@ -358,6 +361,8 @@ int prepare(const clang_bpf_input *input, llvm::raw_string_ostream &diagnostics,
         "-c", "-x", "c", setup.sourceName,
     };
     ownedArguments.insert(ownedArguments.end(), fixed.begin(), fixed.end());
+    // The host-triple path takes the CPU in its own BPF back end (HostToBPFAction).
+    if (setup.direct && input->cpu && *input->cpu) ownedArguments.push_back(std::string("-mcpu=") + input->cpu);
     std::vector<const char *> arguments;
     for (const std::string &argument : ownedArguments) arguments.push_back(argument.c_str());
 
@@ -482,13 +487,13 @@ extern "C" int clang_bpf_compile(const clang_bpf_input *input, clang_bpf_result 
     int status;
     if (setup.direct) {
         compiler.setOutputStream(std::make_unique<llvm::raw_svector_ostream>(object));
-        clang::EmitObjAction action;
+        kprobe_run::ProbeAction<clang::EmitObjAction> action(input);
         bool ok = compiler.ExecuteAction(action);
         status = ok && !compiler.getDiagnostics().hasErrorOccurred() && !object.empty() ? CLANG_BPF_OK
                                                                                          : CLANG_BPF_COMPILE_ERROR;
     } else {
         llvm::LLVMContext context;
-        HostToBPFAction action(&context, setup.bpfTriple, object);
+        HostToBPFAction action(input, &context, setup.bpfTriple, object);
         bool ok = compiler.ExecuteAction(action);
         status = ok && !compiler.getDiagnostics().hasErrorOccurred() ? action.status : CLANG_BPF_COMPILE_ERROR;
     }

@@ -23,6 +23,8 @@ struct Compile: ParsableCommand {
 
     @OptionGroup var compile: CompileOptions
 
+    @OptionGroup var load: LoadFlags
+
     @OptionGroup var remote: AdbOptions
 
     func run() throws {
@@ -39,7 +41,10 @@ struct Compile: ParsableCommand {
         }
         let object = try ProbeBuild(options: compile).compile(path: path, source: text)
         if verify {
-            let programs = try ProgramVerifier.verify(object: object, name: input.name)
+            let verbose = compile.verbose
+            let programs = try ProgramVerifier.verify(object: object, name: input.name, options: try load.options()) { line in
+                if verbose { Diagnostics.verbose(line) }
+            }
             if compile.verbose {
                 Diagnostics.verbose("verifier accepted \(programs.count) program(s): \(programs.joined(separator: ", "))")
             }

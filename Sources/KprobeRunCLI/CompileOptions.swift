@@ -26,6 +26,11 @@ struct CompileOptions: ParsableArguments {
     @Option(name: .long, help: "The probe's C dialect: bcc (BCC's tables, methods and naming conventions), libbpf (SEC() names, BTF maps), or auto to tell them apart.")
     var dialect: DialectChoice = .auto
 
+    @Option(name: .long, help: ArgumentHelp(
+        "The BPF instruction set to generate: v1, v2 or v3 (default: the newest the target kernel runs; v3 from Linux 5.1, v2 from 4.14).",
+        valueName: "VERSION"))
+    var mcpu: BPFCPU?
+
     @Flag(name: .shortAndLong, help: "Say on stderr where headers come from, how long the compile took and where probes attach.")
     var verbose = false
 
@@ -38,10 +43,16 @@ struct CompileOptions: ParsableArguments {
         }
     }
 
-    /// The user's -D and -I as compiler arguments, with include directories made absolute so the
-    /// worker (which may run elsewhere) resolves them the same way.
-    var userArguments: [String] {
-        defines.map { "-D" + $0 } + includeDirectories.map { "-I" + Paths.absolute($0) }
+    /// The user's -I as compiler arguments, made absolute so the worker (which may run elsewhere)
+    /// resolves them the same way. They go before the built-in directories: a probe's own
+    /// vmlinux.h or newer libbpf headers win over the ones kprobe-run serves.
+    var includeArguments: [String] {
+        includeDirectories.map { "-I" + Paths.absolute($0) }
+    }
+
+    /// The user's -D, after the built-in flags so that the user's value is the one that holds.
+    var defineArguments: [String] {
+        defines.map { "-D" + $0 }
     }
 
     func headerOptions() -> HeaderOptions {
@@ -85,3 +96,5 @@ enum Paths {
         return cwd == "/" ? "/" + path : cwd + "/" + path
     }
 }
+
+extension BPFCPU: ExpressibleByArgument {}

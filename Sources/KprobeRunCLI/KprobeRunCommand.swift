@@ -19,7 +19,7 @@ public struct KprobeRunCommand: ParsableCommand {
             5 the kernel rejected the program, 6 attach failed, 7 not permitted.
             """,
         version: KprobeRunVersion.string,
-        subcommands: [Run.self, Compile.self, Headers.self, DeviceCommand.self],
+        subcommands: [Run.self, Compile.self, Info.self, Headers.self, DeviceCommand.self, ListCommand.self],
         defaultSubcommand: Run.self
     )
 
@@ -28,7 +28,7 @@ public struct KprobeRunCommand: ParsableCommand {
     /// Runs the command line and exits with the status that matches the failure (see `FailureKind`).
     public static func main(_ arguments: [String]? = nil) -> Never {
         do {
-            var command = try parseAsRoot(AdbOptions.normalize(arguments ?? Array(CommandLine.arguments.dropFirst())))
+            var command = try parseAsRoot(ListCommand.normalize(AdbOptions.normalize(arguments ?? Array(CommandLine.arguments.dropFirst()))))
             try command.run()
             Glibc.exit(0)
         } catch let error as any KprobeRunError {

@@ -66,10 +66,12 @@ struct ProbeBuild {
             sourcePath: path,
             source: source,
             frontendTriple: headers.frontendTriple,
-            arguments: headers.compileArguments + [libbpf.includeArgument] + options.userArguments,
+            arguments: options.includeArguments + headers.compileArguments + [libbpf.includeArgument] + options.defineArguments,
             virtualFiles: libbpf.virtualFiles,
-            dialect: dialect
+            dialect: dialect,
+            cpu: options.mcpu ?? Self.newestCPU(for: headers)
         )
+        if options.verbose { Diagnostics.verbose("generating BPF \(request.cpu?.rawValue ?? "v1") code\(options.mcpu == nil ? " (the newest the target kernel runs; --mcpu to choose)" : "")") }
         if dialect == .bcc { try prepareBCC(&request, headers: headers) }
         let started = MonotonicClock.now
         let cache = CompileCache(root: headerOptions.cache, headerIdentity: headers.identity)
@@ -82,6 +84,13 @@ struct ProbeBuild {
             Diagnostics.verbose("\(how) in \(MonotonicClock.milliseconds(since: started)) ms (\(compiled.elf.count) bytes of BPF object)")
         }
         return compiled.elf
+    }
+
+    /// The newest instruction set the headers' kernel runs. A kernel with BTF is 5.2 or later
+    /// (v3); a header tree says its version; one that does not gets v1, which every kernel runs.
+    static func newestCPU(for headers: HeaderSet) -> BPFCPU {
+        if headers.frontendTriple == "bpf" { return .v3 }
+        return BPFCPU.newest(forHeaderTree: headers.root) ?? .v1
     }
 
     /// What a BCC program gets implicitly: `args` structs for its tracepoints, read from this

@@ -31,6 +31,8 @@ struct Run: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var load: LoadFlags
+
     @OptionGroup var compile: CompileOptions
 
     @OptionGroup var remote: AdbOptions
@@ -48,6 +50,7 @@ struct Run: ParsableCommand {
         // Attach specs are checked before any compile work, so a typo costs nothing.
         var specs: [AttachSpec] = []
         for text in attach { specs.append(try AttachSpec(parsing: text)) }
+        let loadOptions = try load.options()
         let input = try ProbeInput.load(probe)
         // A -c command starts (held) before the compile, so that its pid can be a macro.
         let command = try output.startCommand()
@@ -59,6 +62,7 @@ struct Run: ParsableCommand {
             build.defines += OutputOptions.compileDefines(pid: options.targetPID)
             let object = try ProbeBuild(options: build).object(for: input)
             options.attach = specs
+            options.load = loadOptions
             options.duration = duration
             options.verbose = compile.verbose
             let verbose = compile.verbose

@@ -27,12 +27,14 @@ public struct CompileRequest: Sendable, Equatable {
     /// The kernel's prefix of system call functions (e.g. "__x64_sys_"), for BCC's
     /// `kprobe__sys_NAME` and `syscall__NAME`; "" for kernels without syscall wrappers.
     public var syscallPrefix: String
+    /// The BPF instruction set to generate; nil for LLVM's default (v1).
+    public var cpu: BPFCPU?
     /// Where the worker keeps precompiled headers for this header entry; nil compiles plainly.
     /// `WorkerCompiler.compile(_:cache:)` fills it in.
     public var precompiledHeaders: PrecompiledHeaderSettings?
 
     public init(sourcePath: String, source: String, frontendTriple: String, arguments: [String], virtualFiles: [VirtualFile] = [],
-                dialect: Dialect = .libbpf, syscallPrefix: String = "", precompiledHeaders: PrecompiledHeaderSettings? = nil) {
+                dialect: Dialect = .libbpf, syscallPrefix: String = "", cpu: BPFCPU? = nil, precompiledHeaders: PrecompiledHeaderSettings? = nil) {
         self.sourcePath = sourcePath
         self.source = source
         self.frontendTriple = frontendTriple
@@ -40,6 +42,7 @@ public struct CompileRequest: Sendable, Equatable {
         self.virtualFiles = virtualFiles
         self.dialect = dialect
         self.syscallPrefix = syscallPrefix
+        self.cpu = cpu
         self.precompiledHeaders = precompiledHeaders
     }
 }

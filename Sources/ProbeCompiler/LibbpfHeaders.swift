@@ -22,11 +22,28 @@ public enum LibbpfHeaders {
                 continue
             }
             do {
-                files.append(VirtualFile(path: virtualDirectory + "/bpf/" + name, contents: try FileSystem.readString(path)))
+                let installed = try FileSystem.readString(path)
+                let contents = name == "usdt.bpf.h" ? usdtErrnoFallback(installed) : installed
+                files.append(VirtualFile(path: virtualDirectory + "/bpf/" + name,
+                                         contents: contents + (LibbpfHeaderAdditions.byHeader[name] ?? "")))
             } catch {
                 throw CompileError("cannot read \(path): \(error)")
             }
         }
         return (files, "-I" + virtualDirectory)
+    }
+
+    /// usdt.bpf.h includes <linux/errno.h>, whose <asm/errno.h> is in the kernel's headers but,
+    /// for a vmlinux.h probe, only in the host's multiarch directory, which the BPF target does
+    /// not search; <asm-generic/errno.h> (what every architecture's asm/errno.h builds on) is.
+    static func usdtErrnoFallback(_ header: String) -> String {
+        header.replacing("#include <linux/errno.h>\n", with: """
+            #if __has_include(<asm/errno.h>)
+            #include <linux/errno.h>
+            #else
+            #include <asm-generic/errno.h>
+            #endif
+
+            """)
     }
 }

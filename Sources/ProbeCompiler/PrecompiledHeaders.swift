@@ -73,7 +73,7 @@ public enum PrecompiledHeaders {
     static func fileName(for request: CompileRequest, prefix: PrecompiledPrefix, settings: PrecompiledHeaderSettings,
                          backend: some ClangBackend) -> String {
         var hasher = SHA256()
-        for part in [backend.version, ExecutableIdentity.ofRunningProgram, request.frontendTriple, prefix.text] {
+        for part in [backend.version, ExecutableIdentity.ofRunningProgram, request.frontendTriple, request.cpu?.rawValue ?? "", prefix.text] {
             hasher.update(part + "\u{0}")
         }
         hasher.update("\(request.arguments.count)\u{0}")

@@ -6,7 +6,7 @@
 public enum WorkerProtocol {
     static let requestMagic: [UInt8] = Array("KRCQ".utf8)
     static let responseMagic: [UInt8] = Array("KRCR".utf8)
-    static let version: UInt32 = 3
+    static let version: UInt32 = 4
 
     public struct MalformedMessage: Error, Equatable, CustomStringConvertible {
         public var description: String
@@ -45,6 +45,7 @@ public enum WorkerProtocol {
         }
         writer.string(request.dialect.rawValue)
         writer.string(request.syscallPrefix)
+        writer.string(request.cpu?.rawValue ?? "")
         writer.strings(request.precompiledHeaders.map { [$0.directory, $0.headerIdentity] } ?? [])
         return writer.bytes
     }
@@ -66,13 +67,17 @@ public enum WorkerProtocol {
             throw MalformedMessage(description: "unknown dialect '\(dialectName)'")
         }
         let syscallPrefix = try reader.string()
+        let cpuName = try reader.string()
+        guard cpuName.isEmpty || BPFCPU(rawValue: cpuName) != nil else {
+            throw MalformedMessage(description: "unknown BPF CPU '\(cpuName)'")
+        }
         let settings = try reader.strings()
         guard settings.isEmpty || settings.count == 2 else {
             throw MalformedMessage(description: "precompiled-header settings with \(settings.count) fields")
         }
         try reader.end()
         return CompileRequest(sourcePath: sourcePath, source: source, frontendTriple: triple, arguments: arguments, virtualFiles: files,
-                              dialect: dialect, syscallPrefix: syscallPrefix, precompiledHeaders: settings.isEmpty ? nil : PrecompiledHeaderSettings(directory: settings[0], headerIdentity: settings[1]))
+                              dialect: dialect, syscallPrefix: syscallPrefix, cpu: BPFCPU(rawValue: cpuName), precompiledHeaders: settings.isEmpty ? nil : PrecompiledHeaderSettings(directory: settings[0], headerIdentity: settings[1]))
     }
 
     /// What `kprobe-run-bcc` answers: the rewritten program as a request for `kprobe-run-cc`

@@ -3,22 +3,27 @@ import KprobeSupport
 /// One `-a/--attach` argument: attach program `program` (the C function name) at `target`.
 ///
 /// Accepted forms: `kprobe:SYM=FUNC`, `kretprobe:SYM=FUNC`, `tracepoint:CAT:EVENT=FUNC`,
-/// `raw_tracepoint:EVENT=FUNC`, `uprobe:PATH:SYM=FUNC`, `uretprobe:PATH:SYM=FUNC`.
+/// `raw_tracepoint:EVENT=FUNC`, `uprobe:PATH:SYM=FUNC`, `uretprobe:PATH:SYM=FUNC`,
+/// `usdt:PATH:PROVIDER:NAME=FUNC`. Kprobe symbols and tracepoint names may be shell wildcards
+/// (`kprobe:vfs_*`, `tracepoint:syscalls:sys_enter_*`): the program is attached at every match.
 public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, CaseIterable {
         case kprobe, kretprobe, tracepoint
         case rawTracepoint = "raw_tracepoint"
         case uprobe, uretprobe
+        case usdt
     }
 
     public var kind: Kind
-    /// "SYM" (kprobes), "CAT:EVENT" (tracepoints), "EVENT" (raw tracepoints), "PATH:SYM" (uprobes).
+    /// "SYM" (kprobes), "CAT:EVENT" (tracepoints), "EVENT" (raw tracepoints), "PATH:SYM" (uprobes),
+    /// "PATH:PROVIDER:NAME" (USDT probes).
     public var target: String
     public var program: String
 
     public static let acceptedForms = [
         "kprobe:SYM=FUNC", "kretprobe:SYM=FUNC", "tracepoint:CAT:EVENT=FUNC",
         "raw_tracepoint:EVENT=FUNC", "uprobe:PATH:SYM=FUNC", "uretprobe:PATH:SYM=FUNC",
+        "usdt:PATH:PROVIDER:NAME=FUNC",
     ]
 
     public init(kind: Kind, target: String, program: String) {
@@ -44,6 +49,9 @@ public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
         let program = String(rest[rest.index(after: equals)...])
         guard AttachSpec.isIdentifier(program) else { throw bad("'\(program)' is not a C function name") }
         guard !target.isEmpty else { throw bad("missing the probe target before '='") }
+        if Wildcard.isPattern(target), kind != .kprobe, kind != .kretprobe, kind != .tracepoint {
+            throw bad("wildcards are accepted in kprobe, kretprobe and tracepoint names only")
+        }
         switch kind {
         case .kprobe, .kretprobe:
             guard !target.contains(":"), !target.contains("/") else { throw bad("expected a kernel symbol, got '\(target)'") }
@@ -58,6 +66,9 @@ public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
             guard let split = target.lastIndex(of: ":"), split != target.startIndex,
                   target.index(after: split) != target.endIndex
             else { throw bad("expected PATH:SYMBOL, e.g. /bin/bash:readline") }
+        case .usdt:
+            guard let parts = AttachSpec.usdtParts(target), !parts.path.isEmpty, !parts.provider.isEmpty, !parts.name.isEmpty
+            else { throw bad("expected PATH:PROVIDER:NAME, e.g. /usr/lib/libc.so.6:libc:setjmp") }
         }
         self.init(kind: kind, target: target, program: program)
     }
@@ -66,6 +77,14 @@ public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
     var binaryAndSymbol: (path: String, symbol: String)? {
         guard kind == .uprobe || kind == .uretprobe, let split = target.lastIndex(of: ":") else { return nil }
         return (String(target[..<split]), String(target[target.index(after: split)...]))
+    }
+
+    /// For USDT probes: the binary, the provider and the probe name (split at the last two ':').
+    static func usdtParts(_ target: String) -> (path: String, provider: String, name: String)? {
+        guard let last = target.lastIndex(of: ":") else { return nil }
+        let head = target[..<last]
+        guard let middle = head.lastIndex(of: ":") else { return nil }
+        return (String(head[..<middle]), String(head[head.index(after: middle)...]), String(target[target.index(after: last)...]))
     }
 
     public var description: String { "\(kind.rawValue):\(target)=\(program)" }

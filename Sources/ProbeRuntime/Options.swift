@@ -15,6 +15,8 @@ public enum OutputFormat: String, Sendable, CaseIterable {
 public struct SessionOptions: Sendable {
     /// Explicit attach points (`-a/--attach`); a program named here is attached only there.
     public var attach: [AttachSpec] = []
+    /// Map sizes, parameters and program choice (`--map-size`, `--set`, `--only`, `--skip`).
+    public var load = LoadOptions()
     /// Seconds to run (`-d`); nil runs until SIGINT or SIGTERM (or the `-c` command exits).
     public var duration: Double? = nil
     /// Report attach points, tracefs mounts and perf events through `log`.

@@ -71,11 +71,13 @@ struct ShimBackend: ClangBackend {
         let paths = CStrings(request.virtualFiles.map(\.path))
         let contents = CStrings(request.virtualFiles.map(\.contents))
         let pchPath = CStrings(pch.map { [$0] } ?? [])
+        let cpu = CStrings(request.cpu.map { [$0.rawValue] } ?? [])
         defer {
             arguments.release()
             paths.release()
             contents.release()
             pchPath.release()
+            cpu.release()
         }
         var files: [clang_bpf_file] = []
         for index in request.virtualFiles.indices {
@@ -95,7 +97,9 @@ struct ShimBackend: ClangBackend {
                                         source_name: sourceName, triple: triple,
                                         arguments: constArguments.baseAddress, argument_count: constArguments.count,
                                         files: filePointers.baseAddress, file_count: filePointers.count,
-                                        pch_path: pchPath.pointers.first.flatMap { $0 }.map { UnsafePointer($0) })
+                                        pch_path: pchPath.pointers.first.flatMap { $0 }.map { UnsafePointer($0) },
+                                        cpu: cpu.pointers.first.flatMap { $0 }.map { UnsafePointer($0) },
+                                        write_metadata: writeEventMetadata)
                                     return body(&input, &result)
                                 }
                             }
@@ -114,6 +118,19 @@ struct ShimBackend: ClangBackend {
         }
         return WorkerProtocol.Response(status: status, elf: elf, diagnostics: diagnostics, dependencies: dependencies)
     }
+}
+
+/// The shim found which struct each perf or ring buffer map carries: that table, as the
+/// `.kprobe_run.meta` JSON the runtime reads.
+private func writeEventMetadata(_ maps: UnsafePointer<UnsafePointer<CChar>?>?, _ types: UnsafePointer<UnsafePointer<CChar>?>?,
+                                _ count: Int) -> UnsafeMutablePointer<CChar>? {
+    guard let maps, let types else { return nil }
+    var events: [String: String] = [:]
+    for index in 0..<count {
+        guard let map = maps[index], let type = types[index] else { continue }
+        events[String(cString: map)] = String(cString: type)
+    }
+    return strdup(ProbeMetadata(events: events).json())
 }
 
 let request = endpoint.readRequest()

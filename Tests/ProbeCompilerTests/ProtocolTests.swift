@@ -13,6 +13,9 @@ import KprobeSupport
         var withPCH = request
         withPCH.precompiledHeaders = PrecompiledHeaderSettings(directory: "/var/cache/kprobe-run/pch", headerIdentity: "6.1-abc")
         #expect(try WorkerProtocol.decodeRequest(WorkerProtocol.encode(withPCH)) == withPCH)
+        var withCPU = request
+        withCPU.cpu = .v3
+        #expect(try WorkerProtocol.decodeRequest(WorkerProtocol.encode(withCPU)) == withCPU)
     }
 
     @Test func responseRoundTrip() throws {

@@ -108,6 +108,21 @@ struct ELFObject {
     var isELF: Bool { bytes.count > 64 && Array(bytes[0..<4]) == [0x7f, 0x45, 0x4c, 0x46] }
     var machine: Int { u16(18) }
 
+    /// The bytes of the first section called `name`.
+    func section(named name: String) -> [UInt8]? {
+        let offset = u64(0x28), size = u16(0x3a)
+        guard let index = sectionNames.firstIndex(of: name) else { return nil }
+        let header = offset + index * size
+        let start = u64(header + 0x18), length = u64(header + 0x20)
+        return Array(bytes[start..<(start + length)])
+    }
+
+    func contains(_ text: String) -> Bool {
+        let needle = Array(text.utf8)
+        guard needle.count <= bytes.count else { return false }
+        return (0...(bytes.count - needle.count)).contains { Array(bytes[$0..<($0 + needle.count)]) == needle }
+    }
+
     var sectionNames: [String] {
         let offset = u64(0x28), size = u16(0x3a), count = u16(0x3c), names = u16(0x3e)
         let namesOffset = u64(offset + names * size + 0x18)

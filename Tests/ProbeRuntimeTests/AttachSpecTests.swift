@@ -14,6 +14,10 @@ import Testing
             ("uretprobe:libc.so.6:malloc=_m1", .uretprobe, "libc.so.6:malloc", "_m1"),
             ("tp:sched:sched_switch=x", .tracepoint, "sched:sched_switch", "x"),
             ("raw_tp:sys_enter=y", .rawTracepoint, "sys_enter", "y"),
+            ("usdt:/usr/bin/app:my_provider:start=on_start", .usdt, "/usr/bin/app:my_provider:start", "on_start"),
+            ("kprobe:vfs_*=count", .kprobe, "vfs_*", "count"),
+            ("tracepoint:syscalls:sys_enter_*=count", .tracepoint, "syscalls:sys_enter_*", "count"),
+            ("tracepoint:*:sched_switch=count", .tracepoint, "*:sched_switch", "count"),
         ]
         for (text, kind, target, program) in cases {
             let spec = try AttachSpec(parsing: text)
@@ -38,6 +42,11 @@ import Testing
             ("raw_tracepoint:a:b=f", "expected a tracepoint name"),
             ("uprobe:/bin/bash=f", "expected PATH:SYMBOL"),
             ("uprobe:/bin/bash:=f", "expected PATH:SYMBOL"),
+            ("usdt:/bin/app:start=f", "expected PATH:PROVIDER:NAME"),
+            ("usdt::provider:start=f", "expected PATH:PROVIDER:NAME"),
+            ("usdt:/bin/app::start=f", "expected PATH:PROVIDER:NAME"),
+            ("uprobe:/bin/bash:read*=f", "wildcards are accepted in kprobe, kretprobe and tracepoint names only"),
+            ("usdt:/bin/app:p:*=f", "wildcards are accepted"),
         ]
         for (text, why) in bad {
             do {
@@ -47,7 +56,7 @@ import Testing
                 #expect(error.kind == .usage)
                 #expect(error.message.contains(why), "\(error.message)")
                 #expect(error.message.contains("kprobe:SYM=FUNC"))
-                #expect(error.message.contains("uretprobe:PATH:SYM=FUNC"))
+                #expect(error.message.contains("usdt:PATH:PROVIDER:NAME=FUNC"))
             }
         }
     }
@@ -57,5 +66,61 @@ import Testing
         #expect(AttachPoint(spec: try AttachSpec(parsing: "tracepoint:sched:sched_switch=f")) == .tracepoint(category: "sched", event: "sched_switch"))
         #expect(AttachPoint(spec: try AttachSpec(parsing: "uretprobe:/bin/bash:readline=f")) == .uprobe(path: "/bin/bash", symbol: "readline", isReturn: true))
         #expect(AttachPoint(spec: try AttachSpec(parsing: "kprobe:x=f")).programType == BPF_PROG_TYPE_KPROBE)
+        let usdt = AttachPoint(spec: try AttachSpec(parsing: "usdt:/opt/a:b/app:prov:probe_1=f"))
+        #expect(usdt == .usdt(path: "/opt/a:b/app", provider: "prov", name: "probe_1"))
+        #expect(usdt.programType == BPF_PROG_TYPE_KPROBE)
+        #expect(usdt.summary == "usdt:/opt/a:b/app:prov:probe_1")
+    }
+}
+
+@Suite struct WildcardTests {
+    /// available_filter_functions as the kernel writes it: module functions carry "[module]",
+    /// and a static function of the same name in two files is listed twice.
+    static let functions = Tracefs.functionNames(availableFilterFunctions: """
+        vfs_read
+        vfs_write
+        vfs_writev [overlay]
+        do_sys_openat2
+        vfs_read
+        __x64_sys_openat
+        """)
+
+    @Test func functionListDropsModulesAndRepeats() {
+        #expect(WildcardTests.functions == ["vfs_read", "vfs_write", "vfs_writev", "do_sys_openat2", "__x64_sys_openat"])
+    }
+
+    @Test func patternsMatchLikeTheShell() throws {
+        #expect(Wildcard.isPattern("vfs_*") && Wildcard.isPattern("vfs_rea?") && Wildcard.isPattern("vfs_[rw]*"))
+        #expect(!Wildcard.isPattern("vfs_read"))
+        #expect(try Wildcard.expand("vfs_*", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["vfs_read", "vfs_write", "vfs_writev"])
+        #expect(try Wildcard.expand("vfs_write?", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["vfs_writev"])
+        #expect(try Wildcard.expand("*sys_open*", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["do_sys_openat2", "__x64_sys_openat"])
+        let events = ["syscalls:sys_enter_openat", "syscalls:sys_exit_openat", "syscalls:sys_enter_read", "sched:sched_switch"]
+        #expect(try Wildcard.expand("syscalls:sys_enter_*", in: events, what: "tracepoint", listing: "tracepoint:*") == ["syscalls:sys_enter_openat", "syscalls:sys_enter_read"])
+        #expect(try Wildcard.expand("*:*_openat", in: events, what: "tracepoint", listing: "tracepoint:*").count == 2)
+    }
+
+    @Test func noMatchIsAnAttachErrorThatSaysWhereToLook() {
+        do {
+            _ = try Wildcard.expand("ext4_*", in: WildcardTests.functions, what: "kernel function in available_filter_functions", listing: "kprobe:*")
+            Issue.record("expanded a pattern that matches nothing")
+        } catch {
+            #expect(error.kind == .attach)
+            #expect(error.message.contains("no kernel function in available_filter_functions matches 'ext4_*'"), "\(error.message)")
+            #expect(error.message.contains("kprobe-run -l 'kprobe:*'"), "\(error.message)")
+        }
+    }
+
+    @Test func tooManyMatchesAreRefused() {
+        let many = (0..<1500).map { "func_\($0)" }
+        #expect(throws: Never.self) { try Wildcard.expand("func_1*", in: many, what: "function", listing: "kprobe:*") }
+        do {
+            _ = try Wildcard.expand("func_*", in: many, what: "kernel function", listing: "kprobe:*")
+            Issue.record("attached 1500 probes")
+        } catch {
+            #expect(error.kind == .attach)
+            #expect(error.message.contains("matches 1500 kernel functions, more than the 1000"), "\(error.message)")
+            #expect(error.message.contains("narrow the pattern"))
+        }
     }
 }

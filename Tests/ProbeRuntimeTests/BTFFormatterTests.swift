@@ -78,7 +78,7 @@ final class SampleBTF {
 @Suite struct BTFFormatterTests {
     @Test func decodesAStructForText() {
         let sample = SampleBTF()
-        let formatter = BTFFormatter(btf: sample.btf)
+        let formatter = BTFFormatter(btf: BTFHandle(pointer: sample.btf))
         let value = formatter.decode(typeID: sample.ids["event"]!, bytes: SampleBTF.eventBytes())
         #expect(value.line == "pid=-5 comm=bash ts=1000000000000 inner={a=-3 b=[1,2,3]} ptr=0xffff8880deadbeef counts=[7,8,9] state=BUSY flag=1 level=5 ok=true")
         #expect(formatter.structID(named: "event") == sample.ids["event"])
@@ -89,13 +89,13 @@ final class SampleBTF {
 
     @Test func decodesAStructForJSON() {
         let sample = SampleBTF()
-        let value = BTFFormatter(btf: sample.btf).decode(typeID: sample.ids["event"]!, bytes: SampleBTF.eventBytes())
+        let value = BTFFormatter(btf: BTFHandle(pointer: sample.btf)).decode(typeID: sample.ids["event"]!, bytes: SampleBTF.eventBytes())
         #expect(value.json == #"{"pid":-5,"comm":"bash","ts":1000000000000,"inner":{"a":-3,"b":[1,2,3]},"ptr":"0xffff8880deadbeef","counts":[7,8,9],"state":"BUSY","flag":1,"level":5,"ok":true}"#)
     }
 
     @Test func scalarsStringsAndUntypedBytes() {
         let sample = SampleBTF()
-        let formatter = BTFFormatter(btf: sample.btf)
+        let formatter = BTFFormatter(btf: BTFHandle(pointer: sample.btf))
         var key = [UInt8](repeating: 0, count: 16)
         for (i, c) in "systemd".utf8.enumerated() { key[i] = c }
         #expect(formatter.decode(typeID: sample.ids["comm"]!, bytes: key) == .string("systemd"))

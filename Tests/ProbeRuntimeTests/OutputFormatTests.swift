@@ -16,7 +16,7 @@ import Testing
             "         4 -> 7          : 12       |************                            |",
             "         8 -> 15         : 40       |****************************************|",
         ])
-        #expect(histogram.json == #"{"type":"histogram","name":"bytes","kind":"log2","buckets":[{"low":0,"high":1,"count":3},{"low":2,"high":3,"count":0},{"low":4,"high":7,"count":12},{"low":8,"high":15,"count":40}]}"#)
+        #expect(JSONOutput().histogram(histogram) == #"{"type":"histogram","name":"bytes","kind":"log2","buckets":[{"low":0,"high":1,"count":3},{"low":2,"high":3,"count":0},{"low":4,"high":7,"count":12},{"low":8,"high":15,"count":40}]}"#)
         #expect(Histogram(name: "e", kind: .log2, buckets: [0, 0]).text == ["e: (empty)"])
     }
 
@@ -97,7 +97,7 @@ import Testing
             "  pid=7 user_stack_id=-14: 2",
             "    user_stack:", "      [no stack: Bad address]",
         ])
-        #expect(report.json == #"{"type":"map","name":"counts","entries":[{"key":{"pid":42,"comm":"my dd","kern_stack_id":3,"user_stack_id":4},"value":27,"stacks":{"kern_stack":["ksys_read+0x66","do_syscall_64+0x46"],"user_stack":["__read+0xd","0x555500001000 (dd)"]}},{"key":{"pid":7,"user_stack_id":-14},"value":2,"stacks":{"user_stack":null}}]}"#)
+        #expect(JSONOutput().map(.stacks(report)) == [#"{"type":"map","name":"counts","entries":[{"key":{"pid":42,"comm":"my dd","kern_stack_id":3,"user_stack_id":4},"value":27,"stacks":{"kern_stack":["ksys_read+0x66","do_syscall_64+0x46"],"user_stack":["__read+0xd","0x555500001000 (dd)"]}},{"key":{"pid":7,"user_stack_id":-14},"value":2,"stacks":{"user_stack":null}}]}"#])
         #expect(StackResolver.label("kern_stack_id") == "kern_stack")
         #expect(StackResolver.label("stackid") == "stack")
         #expect(StackResolver.isStackField("user_stack_id") && StackResolver.isStackField("stackid") && !StackResolver.isStackField("stack"))
@@ -183,8 +183,8 @@ import Testing
             guard case let .object(fields)? = JSONValue.parse(line) else { Issue.record("not JSON: \(line)"); continue }
             #expect(fields["type"] == .string("event"))
         }
-        #expect(TargetCommand.Status(code: 0, signal: nil).json == #"{"type":"exit","status":0}"#)
-        #expect(TargetCommand.Status(waitStatus: 2).json == #"{"type":"exit","status":130,"signal":2}"#)
+        #expect(JSONOutput().exit(TargetCommand.Status(code: 0, signal: nil)) == #"{"type":"exit","status":0}"#)
+        #expect(JSONOutput().exit(TargetCommand.Status(waitStatus: 2)) == #"{"type":"exit","status":130,"signal":2}"#)
         #expect(TargetCommand.Status(waitStatus: 3 << 8) == TargetCommand.Status(code: 3, signal: nil))
         #expect(Reporter.seconds(1.5) == "1.500000")
         #expect(Reporter.seconds(12.0000004) == "12.000000")
@@ -212,7 +212,8 @@ import Testing
     @Test func metadataSection() {
         let json = #"{"events":{"events":"struct data_t"},"histograms":{"dist":"log2","lin":"linear"},"programs":{"f":"kprobe"},"stackTraces":["stacks"],"tables":{"dist":"histogram"}}"#
         let metadata = ObjectMetadata(json: json)
-        #expect(metadata == ObjectMetadata(events: ["events": "struct data_t"], histograms: ["dist": "log2", "lin": "linear"], stackTraces: ["stacks"]))
+        #expect(metadata == ObjectMetadata(events: ["events": "struct data_t"], histograms: ["dist": "log2", "lin": "linear"], stackTraces: ["stacks"],
+                                           tables: ["dist": "histogram"], programs: ["f": "kprobe"]))
         #expect(ObjectMetadata(json: "[1]") == nil)
         #expect(JSONValue.parse(#"{"a":[1,-2.5e3,true,null,"x\"\u00e9"]}"#) ==
                 .object(["a": .array([.number(1), .number(-2500), .bool(true), .null, .string("x\"é")])]))

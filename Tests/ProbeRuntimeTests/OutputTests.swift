@@ -31,7 +31,7 @@ import Testing
         ]
         let report = MapReport(name: "counts", entries: MapReport.ordered(entries, byValue: true))
         #expect(report.text == ["counts:", "  key   value", "  bash    120", "  cat       3", "  sshd      3"])
-        #expect(report.json == #"{"type":"map","name":"counts","entries":[{"key":"bash","value":120},{"key":"cat","value":3},{"key":"sshd","value":3}]}"#)
+        #expect(JSONOutput().map(.table(report)) == [#"{"type":"map","name":"counts","entries":[{"key":"bash","value":120},{"key":"cat","value":3},{"key":"sshd","value":3}]}"#])
     }
 
     @Test func tablesOfStructsSortByKey() {
@@ -74,7 +74,7 @@ import Testing
         #expect(spaced.pid == 77)
         #expect(spaced.message == "x: y")
         #expect(PrintkLine(parsing: "  bash-1 [000] ..... 1.5: sched_switch: prev=a"[...]) == nil)
-        #expect(parsed.json(time: nil) == #"{"type":"printk","message":"openat by cat","comm":"<...>","pid":5762,"cpu":1,"timestamp":"508.807083"}"#)
-        #expect(parsed.json(time: 0.5) == #"{"type":"printk","time":0.500000,"message":"openat by cat","comm":"<...>","pid":5762,"cpu":1,"timestamp":"508.807083"}"#)
+        #expect(JSONOutput().printk(parsed, time: nil) == #"{"type":"printk","message":"openat by cat","comm":"<...>","pid":5762,"cpu":1,"timestamp":"508.807083"}"#)
+        #expect(JSONOutput().printk(parsed, time: 0.5) == #"{"type":"printk","time":0.500000,"message":"openat by cat","comm":"<...>","pid":5762,"cpu":1,"timestamp":"508.807083"}"#)
     }
 }

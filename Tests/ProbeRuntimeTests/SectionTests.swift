@@ -15,11 +15,12 @@ import Testing
         #expect(AttachPoint.classify(section: "perf_event") == .perfEvent)
         #expect(AttachPoint.classify(section: "fentry/do_sys_openat2") == .libbpf(section: "fentry/do_sys_openat2"))
         #expect(AttachPoint.classify(section: "tp_btf/sched_switch") == .libbpf(section: "tp_btf/sched_switch"))
-        #expect(AttachPoint.classify(section: "usdt/libc.so.6:libc:setjmp") == .libbpf(section: "usdt/libc.so.6:libc:setjmp"))
+        #expect(AttachPoint.classify(section: "usdt/libc.so.6:libc:setjmp") == .usdt(path: "libc.so.6", provider: "libc", name: "setjmp"))
+        #expect(AttachPoint.classify(section: "usdt//usr/bin/app:my_provider:start") == .usdt(path: "/usr/bin/app", provider: "my_provider", name: "start"))
     }
 
     @Test func sectionsWithoutTargetsNeedASpec() {
-        for section in ["kprobe", "kretprobe", "uprobe", "tracepoint", "tp/syscalls", "raw_tp", "fentry", "uprobe//bin/bash"] {
+        for section in ["kprobe", "kretprobe", "uprobe", "tracepoint", "tp/syscalls", "raw_tp", "fentry", "uprobe//bin/bash", "usdt", "usdt//bin/app:only_name"] {
             guard case .needsSpec = AttachPoint.classify(section: section) else {
                 Issue.record("\(section) should need --attach")
                 continue
@@ -27,6 +28,7 @@ import Testing
         }
         #expect(AttachPoint.attachExample(section: "kprobe", program: "f") == "kprobe:SYMBOL=f")
         #expect(AttachPoint.attachExample(section: "uretprobe", program: "f") == "uretprobe:/PATH/TO/BINARY:SYMBOL=f")
+        #expect(AttachPoint.attachExample(section: "usdt", program: "f") == "usdt:/PATH/TO/BINARY:PROVIDER:NAME=f")
     }
 
     @Test func otherProgramTypesAreNotAttached() {

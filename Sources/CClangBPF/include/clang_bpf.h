@@ -35,6 +35,13 @@ typedef struct clang_bpf_input {
     /* A precompiled header to load before the source (as -include-pch), or NULL. It must have
        been built by clang_bpf_build_pch from the same arguments and triple. */
     const char *pch_path;
+    /* The BPF instruction set to generate ("v1", "v2", "v3"), or NULL for LLVM's default (v1). */
+    const char *cpu;
+    /* Called once when the probe's functions write records of a struct type to perf or ring
+       buffer maps: maps[i] carries types[i] ("struct event"). Returns the JSON for the
+       `.kprobe_run.meta` section as a malloc'd string (the compiler frees it), or NULL for none.
+       NULL: no metadata is added. */
+    char *(*write_metadata)(const char *const *maps, const char *const *types, size_t count);
 } clang_bpf_input;
 
 /* Buffers are malloc'd; release them with clang_bpf_result_dispose. */

@@ -23,8 +23,11 @@ enum VmlinuxHeader {
 
     """
 
+    /// The last lines of the file. A file written before kfunc declarations were added ends
+    /// differently, so it is not taken as complete and is generated again.
     static let epilogue = """
 
+    /* kprobe-run vmlinux.h format 3: types, then kfunc declarations */
     #ifndef BPF_NO_PRESERVE_ACCESS_INDEX
     #pragma clang attribute pop
     #endif
@@ -125,7 +128,64 @@ enum VmlinuxHeader {
             }
             id += 1
         }
+        try writeKfuncDeclarations(btf, dump: dump, to: file)
         fputs(epilogue, file)
+    }
+
+    static let kfuncPrologue = """
+
+    #ifndef BPF_NO_KFUNC_PROTOTYPES
+    #ifndef __ksym
+    #define __ksym __attribute__((section(".ksyms")))
+    #endif
+    #ifndef __weak
+    #define __weak __attribute__((weak))
+    #endif
+
+    """
+
+    /// The kernel's kfuncs (functions tagged "bpf_kfunc") as `extern … __weak __ksym;`, as bpftool
+    /// writes them: a probe calls them without declaring them, and `bpf_ksym_exists` works on them.
+    /// A probe that declares them itself defines BPF_NO_KFUNC_PROTOTYPES.
+    private static func writeKfuncDeclarations(_ btf: OpaquePointer, dump: OpaquePointer, to file: UnsafeMutablePointer<FILE>) throws(HeaderError) {
+        fputs(kfuncPrologue, file)
+        var written = Set<UInt32>()
+        let count = btf__type_cnt(btf)
+        var id: UInt32 = 1
+        while id < count {
+            defer { id += 1 }
+            guard let function = kfunc(tagged: id, in: btf), written.insert(function.id).inserted,
+                  let name = btf__name_by_offset(btf, function.type.pointee.name_off) else { continue }
+            guard let proto = btf__type_by_id(btf, function.type.pointee.type) else { continue }
+            // libbpf 1.1 writes a prototype without parameters as `f()`, which C reads as "any
+            // arguments" and libbpf then finds incompatible with the kernel's: write `f(void)`.
+            let takesNothing = proto.pointee.info & 0xffff == 0
+            fputs("extern ", file)
+            let declarator = String(cString: name) + (takesNothing ? "(void)" : "")
+            var opts = btf_dump_emit_type_decl_opts()
+            opts.sz = MemoryLayout<btf_dump_emit_type_decl_opts>.size
+            let status = declarator.withCString { declaratorName in
+                opts.field_name = declaratorName
+                return btf_dump__emit_type_decl(dump, takesNothing ? proto.pointee.type : function.type.pointee.type, &opts)
+            }
+            guard status >= 0 else {
+                throw HeaderError("libbpf cannot write the declaration of kfunc \(String(cString: name)): \(Errno(-status))", kind: .internal)
+            }
+            fputs(" __weak __ksym;\n", file)
+        }
+        fputs("\n#endif /* BPF_NO_KFUNC_PROTOTYPES */\n", file)
+    }
+
+    /// The function that the declaration tag `id` marks as a kfunc, if it is one.
+    private static func kfunc(tagged id: UInt32, in btf: OpaquePointer) -> (id: UInt32, type: UnsafePointer<btf_type>)? {
+        let kindDeclTag: UInt32 = 17, kindFunc: UInt32 = 12
+        guard let tag = btf__type_by_id(btf, id), (tag.pointee.info >> 24) & 0x1f == kindDeclTag,
+              let tagName = btf__name_by_offset(btf, tag.pointee.name_off), strcmp(tagName, "bpf_kfunc") == 0 else { return nil }
+        // A tag on the function itself (component_idx -1), not on one of its parameters.
+        let component = UnsafeRawPointer(tag.advanced(by: 1)).load(as: Int32.self)
+        let functionID = tag.pointee.type
+        guard component == -1, let function = btf__type_by_id(btf, functionID), (function.pointee.info >> 24) & 0x1f == kindFunc else { return nil }
+        return (functionID, function)
     }
 }
 

@@ -8,9 +8,12 @@ enum AttachPoint: Equatable, Sendable {
     case tracepoint(category: String, event: String)
     case rawTracepoint(String)
     case uprobe(path: String, symbol: String, isReturn: Bool)
+    /// A USDT probe (`.note.stapsdt`), through libbpf's USDT support: the program reads its
+    /// arguments with usdt.bpf.h's `bpf_usdt_arg`.
+    case usdt(path: String, provider: String, name: String)
     /// A CPU-clock sampling event on every online CPU.
     case perfEvent
-    /// A SEC libbpf attaches by itself (fentry/, fexit/, lsm/, tp_btf/, usdt/, ksyscall/, …).
+    /// A SEC libbpf attaches by itself (fentry/, fexit/, lsm/, tp_btf/, ksyscall/, …).
     case libbpf(section: String)
     /// A tracing SEC without a target, e.g. `SEC("kprobe")`: needs `--attach`.
     case needsSpec(reason: String)
@@ -20,7 +23,7 @@ enum AttachPoint: Equatable, Sendable {
     /// The program type the point requires, set before load when the SEC did not imply it.
     var programType: bpf_prog_type? {
         switch self {
-        case .kprobe, .uprobe: return BPF_PROG_TYPE_KPROBE
+        case .kprobe, .uprobe, .usdt: return BPF_PROG_TYPE_KPROBE
         case .tracepoint: return BPF_PROG_TYPE_TRACEPOINT
         case .rawTracepoint: return BPF_PROG_TYPE_RAW_TRACEPOINT
         case .perfEvent: return BPF_PROG_TYPE_PERF_EVENT
@@ -35,6 +38,7 @@ enum AttachPoint: Equatable, Sendable {
         case let .tracepoint(category, event): return "tracepoint:\(category):\(event)"
         case let .rawTracepoint(name): return "raw_tracepoint:\(name)"
         case let .uprobe(path, symbol, isReturn): return (isReturn ? "uretprobe:" : "uprobe:") + path + ":" + symbol
+        case let .usdt(path, provider, name): return "usdt:\(path):\(provider):\(name)"
         case .perfEvent: return "perf_event:cpu-clock@99Hz"
         case let .libbpf(section): return "SEC(\"\(section)\")"
         case let .needsSpec(reason): return "unattached (\(reason))"
@@ -55,6 +59,9 @@ enum AttachPoint: Equatable, Sendable {
         case .uprobe, .uretprobe:
             let (path, symbol) = spec.binaryAndSymbol!
             self = .uprobe(path: path, symbol: symbol, isReturn: spec.kind == .uretprobe)
+        case .usdt:
+            let (path, provider, name) = AttachSpec.usdtParts(spec.target)!
+            self = .usdt(path: path, provider: provider, name: name)
         }
     }
 
@@ -98,10 +105,16 @@ enum AttachPoint: Equatable, Sendable {
             let symbol = String(target[target.index(after: colon)...])
             guard !symbol.isEmpty else { return .needsSpec(reason: "SEC(\"\(section)\") names no function") }
             return .uprobe(path: String(target[..<colon]), symbol: symbol, isReturn: prefix.hasPrefix("uretprobe"))
+        case "usdt":
+            guard let target, let parts = AttachSpec.usdtParts(target),
+                  !parts.path.isEmpty, !parts.provider.isEmpty, !parts.name.isEmpty else {
+                return .needsSpec(reason: "SEC(\"\(section)\") names no BINARY:PROVIDER:NAME")
+            }
+            return .usdt(path: parts.path, provider: parts.provider, name: parts.name)
         case "perf_event":
             return .perfEvent
         case "fentry", "fexit", "fmod_ret", "fentry.s", "fexit.s", "fmod_ret.s", "lsm", "lsm.s", "iter", "iter.s",
-             "tp_btf", "usdt", "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi",
+             "tp_btf", "ksyscall", "kretsyscall", "kprobe.multi", "kretprobe.multi",
              "raw_tracepoint.w", "raw_tp.w":
             guard let target, !target.isEmpty else { return .needsSpec(reason: "SEC(\"\(section)\") names no attach target") }
             return .libbpf(section: section)
@@ -129,6 +142,7 @@ enum AttachPoint: Equatable, Sendable {
         if prefix.hasPrefix("kprobe") || prefix.hasPrefix("ksyscall") { return "kprobe:SYMBOL=\(program)" }
         if prefix.hasPrefix("uretprobe") { return "uretprobe:/PATH/TO/BINARY:SYMBOL=\(program)" }
         if prefix.hasPrefix("uprobe") { return "uprobe:/PATH/TO/BINARY:SYMBOL=\(program)" }
+        if prefix == "usdt" { return "usdt:/PATH/TO/BINARY:PROVIDER:NAME=\(program)" }
         if prefix.hasPrefix("raw_t") { return "raw_tracepoint:EVENT=\(program)" }
         return "tracepoint:CATEGORY:EVENT=\(program)"
     }

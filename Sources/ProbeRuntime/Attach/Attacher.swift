@@ -7,9 +7,9 @@ import KprobeSupport
 final class Attacher {
     private let tracefs: Tracefs
     private let log: (String) -> Void
-    private(set) var links: [OpaquePointer] = []
+    private(set) var links: [BPFLink] = []
     private var kprobeSupport: Bool?
-    /// `-p`/`-c`: uprobes fire only in this process.
+    /// `-p`/`-c`: uprobes and USDT probes fire only in this process (-1: in every process).
     private let uprobePID: Int32
 
     init(tracefs: Tracefs, uprobePID: Int32? = nil, log: @escaping (String) -> Void) {
@@ -22,7 +22,7 @@ final class Attacher {
 
     func detachAll() {
         while let link = links.popLast() {
-            bpf_link__destroy(link)
+            link.destroy()
         }
     }
 
@@ -33,25 +33,26 @@ final class Attacher {
         switch point {
         case let .kprobe(symbol, offset, isReturn):
             try requireKprobes(what)
-            var opts = bpf_kprobe_opts()
-            // libbpf refuses options whose bytes after the last field it knows are not zero
-            // ("non-zero extra bytes"), and Swift's initializer leaves the tail padding undefined.
-            withUnsafeMutableBytes(of: &opts) { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
-            opts.sz = MemoryLayout<bpf_kprobe_opts>.size
-            opts.offset = offset
-            opts.retprobe = isReturn
-            let link = bpf_program__attach_kprobe_opts(handle, symbol, &opts)
-            try keep(link, what) { err in
-                if err.rawValue == ENOENT || err.rawValue == EINVAL, !Attacher.kernelSymbolExists(symbol) {
-                    return "kernel symbol '\(symbol)' not found in /proc/kallsyms"
+            if Wildcard.isPattern(symbol) {
+                let kind = isReturn ? "kretprobe" : "kprobe"
+                let symbols = try Wildcard.expand(symbol, in: try tracefs.kernelFunctions(),
+                                                  what: "kernel function in available_filter_functions", listing: "\(kind):*")
+                return try attachEach(symbols, what) { symbol throws(RuntimeError) in
+                    try attachKprobe(handle, symbol: symbol, offset: offset, isReturn: isReturn, "\(kind):\(symbol) (program '\(program.name)')")
                 }
-                return nil
             }
+            try attachKprobe(handle, symbol: symbol, offset: offset, isReturn: isReturn, what)
         case let .tracepoint(category, event):
-            guard try tracefs.hasTracepoint(category: category, event: event) else {
-                throw RuntimeError(.attach, "cannot attach \(what): no such tracepoint \(category):\(event) (no \(try tracefs.path())/events/\(category)/\(event); see available_events there)")
+            if Wildcard.isPattern(category) || Wildcard.isPattern(event) {
+                let names = try Wildcard.expand("\(category):\(event)", in: try tracefs.tracepoints(),
+                                                what: "tracepoint in available_events",
+                                                listing: Wildcard.isPattern(category) ? "tracepoint:*" : "tracepoint:\(category):*")
+                return try attachEach(names, what) { name throws(RuntimeError) in
+                    let parts = name.split(separator: ":", maxSplits: 1).map(String.init)
+                    try attachTracepoint(handle, category: parts[0], event: parts[1], "tracepoint:\(name) (program '\(program.name)')")
+                }
             }
-            try keep(bpf_program__attach_tracepoint(handle, category, event), what) { _ in nil }
+            try attachTracepoint(handle, category: category, event: event, what)
         case let .rawTracepoint(name):
             try keep(bpf_program__attach_raw_tracepoint(handle, name), what) { err in
                 err.rawValue == ENOENT ? "no such raw tracepoint '\(name)' (use the event name, e.g. sched_switch)" : nil
@@ -61,8 +62,7 @@ final class Attacher {
                 throw RuntimeError(.attach, "cannot attach \(what): uprobe binary \(path) not found")
             }
             var opts = bpf_uprobe_opts()
-            withUnsafeMutableBytes(of: &opts) { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
-            opts.sz = MemoryLayout<bpf_uprobe_opts>.size
+            LibbpfOptions.prepare(&opts, size: \.sz)
             opts.retprobe = isReturn
             let link: OpaquePointer? = symbol.withCString { cSymbol in
                 opts.func_name = cSymbol
@@ -70,6 +70,23 @@ final class Attacher {
             }
             try keep(link, what) { err in
                 err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil
+            }
+        case let .usdt(path, provider, name):
+            if path.contains("/"), !FileSystem.exists(path) {
+                throw RuntimeError(.attach, "cannot attach \(what): binary \(path) not found")
+            }
+            // With a pid, libbpf attaches in that process only; either way the kernel raises the
+            // probe's semaphore (uprobe reference counter) in every process it attaches in.
+            var opts = bpf_usdt_opts()
+            LibbpfOptions.prepare(&opts, size: \.sz)
+            try keep(bpf_program__attach_usdt(handle, uprobePID, path, provider, name, &opts), what) { err in
+                if LibbpfLog.shared.contents.contains("USDT support BPF maps") {
+                    return "the program does not use libbpf's USDT support: include <bpf/usdt.bpf.h> and read the arguments with bpf_usdt_arg() or BPF_USDT() (in BCC programs, bpf_usdt_readarg())"
+                }
+                if err.rawValue == ENOENT {
+                    return "\(path) has no USDT probe \(provider):\(name) (list its probes with kprobe-run -l 'usdt:\(path):*')"
+                }
+                return nil
             }
         case .perfEvent:
             try attachPerfEvent(handle, what)
@@ -86,9 +103,46 @@ final class Attacher {
         log("attached \(what)")
     }
 
+    private func attachKprobe(_ handle: OpaquePointer, symbol: String, offset: Int, isReturn: Bool, _ what: String) throws(RuntimeError) {
+        var opts = bpf_kprobe_opts()
+        LibbpfOptions.prepare(&opts, size: \.sz)
+        opts.offset = offset
+        opts.retprobe = isReturn
+        try keep(bpf_program__attach_kprobe_opts(handle, symbol, &opts), what) { err in
+            if err.rawValue == ENOENT || err.rawValue == EINVAL, !Attacher.kernelSymbolExists(symbol) {
+                return "kernel symbol '\(symbol)' not found in /proc/kallsyms"
+            }
+            return nil
+        }
+    }
+
+    private func attachTracepoint(_ handle: OpaquePointer, category: String, event: String, _ what: String) throws(RuntimeError) {
+        guard try tracefs.hasTracepoint(category: category, event: event) else {
+            throw RuntimeError(.attach, "cannot attach \(what): no such tracepoint \(category):\(event) (no \(try tracefs.path())/events/\(category)/\(event); list them with kprobe-run -l 'tracepoint:\(category):*')")
+        }
+        try keep(bpf_program__attach_tracepoint(handle, category, event), what) { _ in nil }
+    }
+
+    /// Attaches at every match of a wildcard. A match that cannot take a probe (a function
+    /// ftrace lists but kprobes refuse) is skipped, as bpftrace and funccount do; the first such
+    /// failure is the error when no match attaches, and a refusal of the caller ends it at once.
+    private func attachEach(_ names: [String], _ what: String, _ attachOne: (String) throws(RuntimeError) -> Void) throws(RuntimeError) {
+        var skipped: [RuntimeError] = []
+        for name in names {
+            do {
+                try attachOne(name)
+            } catch where error.kind == .attach {
+                skipped.append(error)
+            }
+        }
+        if skipped.count == names.count, let first = skipped.first { throw first }
+        log("attached \(what) at \(names.count - skipped.count) of \(names.count) match(es)")
+        for error in skipped { log("skipped: \(error.message)") }
+    }
+
     private func keep(_ link: OpaquePointer?, _ what: String, explain: (Errno) -> String?) throws(RuntimeError) {
         if let link {
-            links.append(link)
+            links.append(BPFLink(pointer: link))
             return
         }
         let err = Errno.current
@@ -132,7 +186,7 @@ final class Attacher {
                 close(fd)
                 throw RuntimeError(err.isPermission ? .notPermitted : .attach, "cannot attach \(what) to the perf event on CPU \(cpu): \(err)")
             }
-            links.append(link)
+            links.append(BPFLink(pointer: link))
         }
         log("perf_event: sampling cpu-clock at 99 Hz on CPUs \(cpus.map(String.init).joined(separator: ","))")
     }

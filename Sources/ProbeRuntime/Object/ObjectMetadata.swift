@@ -1,32 +1,17 @@
 import CLibELF
+import FoundationEssentials
 import Glibc
+import KprobeSupport
 
-/// What the BCC front end records about a rewritten program in the `.kprobe_run.meta` section
-/// (JSON, written by BCCRewriter's ProbeMetadata): the runtime's view of it. ProbeRuntime does
-/// not link the front end (it links libclang), so the few fields it needs are read here.
-struct ObjectMetadata: Equatable, Sendable {
-    static let sectionName = ".kprobe_run.meta"
+/// The `.kprobe_run.meta` section as the runtime reads it; the schema and its writers are
+/// KprobeSupport's ProbeMetadata (the BCC front end and the compiler worker write it).
+typealias ObjectMetadata = ProbeMetadata
 
-    /// Perf/ring buffer map → C type of its records ("struct data_t").
-    var events: [String: String] = [:]
-    /// Histogram map → "log2" or "linear".
-    var histograms: [String: String] = [:]
-    var stackTraces: [String] = []
-
-    init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = []) {
-        self.events = events
-        self.histograms = histograms
-        self.stackTraces = stackTraces
-    }
-
-    /// nil when the text is not a JSON object; unknown keys are ignored.
+extension ProbeMetadata {
+    /// nil when the text is not a JSON object of the schema; unknown keys are ignored.
     init?(json text: String) {
-        guard case let .object(fields)? = JSONValue.parse(text) else { return nil }
-        events = fields["events"]?.stringMap ?? [:]
-        histograms = fields["histograms"]?.stringMap ?? [:]
-        if case let .array(items)? = fields["stackTraces"] {
-            stackTraces = items.compactMap { if case let .string(name) = $0 { return name }; return nil }
-        }
+        guard let decoded = try? JSONDecoder().decode(ProbeMetadata.self, from: Data(text.utf8)) else { return nil }
+        self = decoded
     }
 
     /// The metadata of a BPF object image, nil when it has no (readable) section.

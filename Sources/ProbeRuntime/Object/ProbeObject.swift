@@ -6,18 +6,27 @@ import KprobeSupport
 /// (a program attached via --attach may need its type changed, which only works before load).
 final class ProbeObject {
     struct Program {
-        let handle: OpaquePointer
+        let program: BPFProgram
         let name: String
         let section: String
         /// Where to attach; several when --attach names the program more than once.
         var points: [AttachPoint]
         /// Calls bpf_trace_printk/bpf_trace_vprintk, so trace_pipe must be read.
         let usesPrintk: Bool
+        /// Why the program is not loaded (see `ProgramSelection`); such a program has no points.
+        var leftOut: String?
+        var selected: Bool { leftOut == nil }
+
+        /// The raw pointer, for the Attacher's libbpf calls.
+        var handle: OpaquePointer { program.pointer }
     }
 
-    let handle: OpaquePointer
+    private let pointer: OpaquePointer
     let name: String
     private(set) var programs: [Program] = []
+    /// Every map, in object order.
+    let maps: [BPFMap]
+    let btf: BTFHandle?
     /// What the BCC front end recorded (record types, histograms); empty for other objects.
     let metadata: ObjectMetadata
     /// libbpf reads the ELF image lazily, so the bytes live as long as the object.
@@ -29,7 +38,7 @@ final class ProbeObject {
         bytes.withUnsafeBytes { image.copyMemory(from: $0) }
         self.image = image
         var opts = bpf_object_open_opts()
-        opts.sz = MemoryLayout<bpf_object_open_opts>.size
+        LibbpfOptions.prepare(&opts, size: \.sz)
         let opened: OpaquePointer? = name.withCString { cName in
             opts.object_name = cName
             return bpf_object__open_mem(image.baseAddress, bytes.count, &opts)
@@ -40,39 +49,70 @@ final class ProbeObject {
             let details = VerifierLog.warnings(in: LibbpfLog.shared.contents)
             throw RuntimeError(.internal, "cannot open BPF object '\(name)': \(err)" + ProbeObject.indented(details))
         }
-        handle = opened
+        pointer = opened
         self.name = name
         metadata = ObjectMetadata.read(from: UnsafeRawBufferPointer(image)) ?? ObjectMetadata()
-        var program = bpf_object__next_program(handle, nil)
+        btf = bpf_object__btf(opened).map(BTFHandle.init(pointer:))
+        var program = bpf_object__next_program(opened, nil)
         while let current = program {
-            let programName = String(cString: bpf_program__name(current))
-            let section = String(cString: bpf_program__section_name(current))
-            programs.append(Program(handle: current, name: programName, section: section, points: [],
-                                    usesPrintk: ProbeObject.callsPrintk(current)))
-            program = bpf_object__next_program(handle, current)
+            let handle = BPFProgram(pointer: current)
+            programs.append(Program(program: handle, name: handle.name, section: handle.section, points: [],
+                                    usesPrintk: handle.callsPrintk))
+            program = bpf_object__next_program(opened, current)
         }
+        var maps: [BPFMap] = []
+        var map = bpf_object__next_map(opened, nil)
+        while let current = map {
+            maps.append(BPFMap(pointer: current))
+            map = bpf_object__next_map(opened, current)
+        }
+        self.maps = maps
     }
 
     deinit {
-        bpf_object__close(handle)
+        bpf_object__close(pointer)
         image.deallocate()
     }
 
-    var programNames: [String] { programs.map(\.name) }
+    /// The programs that load.
+    var programNames: [String] { programs.filter(\.selected).map(\.name) }
 
-    /// Decides every program's attach points: from `specs` for the programs they name, from the
-    /// SEC (or BCC-style) name for the rest. With `requireAttachable`, a tracing program that
-    /// nothing tells where to attach is an error.
-    func plan(specs: [AttachSpec], requireAttachable: Bool) throws(RuntimeError) {
+    /// Everything decided before load: map sizes, `--set` parameters, which programs load
+    /// (`ProgramSelection`) and where each attaches.
+    func prepare(specs: [AttachSpec], options: LoadOptions, requireAttachable: Bool, log: (String) -> Void) throws(RuntimeError) {
+        try sizeMaps(options.mapSizes, log: log)
+        try setParameters(options.parameters, log: log)
+        try plan(specs: specs, options: options, requireAttachable: requireAttachable, log: log)
+    }
+
+    /// Decides which programs load and every loaded program's attach points: from `specs` for
+    /// the programs they name, from the SEC (or BCC-style) name for the rest. With
+    /// `requireAttachable`, a tracing program that nothing tells where to attach is an error.
+    func plan(specs: [AttachSpec], options: LoadOptions = LoadOptions(), requireAttachable: Bool,
+              log: (String) -> Void = { _ in }) throws(RuntimeError) {
         for spec in specs where !programs.contains(where: { $0.name == spec.program }) {
-            let known = programs.isEmpty ? "it has none" : "it has: " + programNames.joined(separator: ", ")
+            let names = programs.map(\.name)
+            let known = names.isEmpty ? "it has none" : "it has: " + names.joined(separator: ", ")
             throw RuntimeError(.usage, "--attach \(spec): the object has no program named '\(spec.program)'; \(known)")
         }
+        let dropped = try ProgramSelection.choose(programs: programs.map { ($0.name, $0.section) },
+                                                  explicit: Set(specs.map(\.program)), options: options,
+                                                  features: KernelFeatures.shared)
         var unattachable: [(name: String, section: String, reason: String)] = []
         for index in programs.indices {
             let program = programs[index]
-            let type = bpf_program__type(program.handle)
+            if let reason = dropped[program.name] {
+                program.program.autoload = false
+                programs[index].leftOut = reason
+                log("not loading '\(program.name)' (SEC(\"\(program.section)\")): \(reason)")
+                continue
+            }
+            let type = program.program.type
             let named = specs.filter { $0.program == program.name }
+            if let first = named.first, let target = try retarget(program, to: first) {
+                programs[index].points = [target]
+                continue
+            }
             let points = named.isEmpty
                 ? [AttachPoint.classify(section: program.section, function: program.name, type: type)]
                 : named.map(AttachPoint.init(spec:))
@@ -84,16 +124,40 @@ final class ProbeObject {
                 }
             }
             if let wanted = points[0].programType, wanted != type {
-                if bpf_program__set_type(program.handle, wanted) != 0 {
+                if bpf_program__set_type(program.program.pointer, wanted) != 0 {
                     throw RuntimeError(.internal, "cannot set the program type of '\(program.name)' for \(points[0].summary)")
                 }
             }
             programs[index].points = points
         }
+        if !dropped.isEmpty {
+            log("loading " + programs.filter(\.selected).map { "'\($0.name)' (SEC(\"\($0.section)\"))" }.joined(separator: ", "))
+        }
         if let first = unattachable.first {
             let list = unattachable.map { "'\($0.name)' (\($0.reason))" }.joined(separator: ", ")
             throw RuntimeError(.attach, "no attach point for program \(list); name one with --attach, e.g. --attach \(AttachPoint.attachExample(section: first.section, program: first.name)) (forms: \(AttachSpec.acceptedForms.joined(separator: ", ")))")
         }
+        // Programs of types kprobe-run does not attach (socket filters, XDP, …) are no error beside
+        // others that run, but an object where nothing runs at all would only print its maps.
+        if requireAttachable, programs.allSatisfy({ $0.points == [.notAttached] }) {
+            let list = programs.map { "'\($0.name)' (SEC(\"\($0.section)\"))" }.joined(separator: ", ")
+            let example = programs.first.map { "--attach kprobe:SYMBOL=\($0.name)" } ?? "--attach kprobe:SYMBOL=FUNC"
+            throw RuntimeError(.attach, (programs.isEmpty ? "'\(name)' has no programs" : "nothing in '\(name)' says where to attach program \(list)")
+                + ": nothing to run; name an attach point with --attach, e.g. \(example) (forms: \(AttachSpec.acceptedForms.joined(separator: ", ")))")
+        }
+    }
+
+    /// An fentry/fexit program named by `-a kprobe:FUNC=PROG` keeps its type (its code reads
+    /// fentry arguments) and gets FUNC as its BTF attach target, as libbpf-tools' userspace does
+    /// for `fentry/dummy_*` placeholders; nil for every other program.
+    private func retarget(_ program: Program, to spec: AttachSpec) throws(RuntimeError) -> AttachPoint? {
+        guard ["fentry/", "fexit/", "fmod_ret/"].contains(where: { program.section.hasPrefix($0) }),
+              case let .kprobe(symbol, _, _) = AttachPoint(spec: spec) else { return nil }
+        let result = bpf_program__set_attach_target(program.program.pointer, 0, symbol)
+        guard result == 0 else {
+            throw RuntimeError(.attach, "cannot attach program '\(program.name)' (SEC(\"\(program.section)\")) to '\(symbol)': \(Errno(-result))")
+        }
+        return .libbpf(section: program.section)
     }
 
     static let pidVariable = "kprobe_run_pid"
@@ -102,34 +166,19 @@ final class ProbeObject {
     /// load; returns false when the object declares no such variable.
     @discardableResult
     func setTargetPID(_ pid: Int32) -> Bool {
-        guard let btf = bpf_object__btf(handle) else { return false }
-        var map = bpf_object__next_map(handle, nil)
-        while let current = map {
-            map = bpf_object__next_map(handle, current)
-            let mapName = String(cString: bpf_map__name(current))
-            guard bpf_map__is_internal(current), mapName.hasSuffix(".rodata"),
-                  let section = btf__type_by_id(btf, bpf_map__btf_value_type_id(current)), btf_is_datasec(section),
-                  let variables = btf_var_secinfos(section) else { continue }
-            for index in 0..<Int(btf_vlen(section)) {
-                let info = variables[index]
-                guard let variable = btf__type_by_id(btf, info.type), btf_is_var(variable),
-                      let cName = btf__name_by_offset(btf, variable.pointee.name_off),
-                      String(cString: cName) == ProbeObject.pidVariable, info.size == 4 else { continue }
-                var size = 0
-                guard let data = bpf_map__initial_value(current, &size), Int(info.offset) + 4 <= size else { return false }
-                var contents = Array(UnsafeRawBufferPointer(start: data, count: size))
-                withUnsafeBytes(of: pid) { contents.replaceSubrange(Int(info.offset)..<Int(info.offset) + 4, with: $0) }
-                return bpf_map__set_initial_value(current, contents, size) == 0
-            }
-        }
-        return false
+        guard let parameter = parameters.first(where: { $0.name == ProbeObject.pidVariable && $0.size == 4 }) else { return false }
+        return (try? write(withUnsafeBytes(of: pid) { Array($0) }, to: parameter)) ?? false
     }
 
-    /// Loads every program into the kernel (this is where the verifier runs).
+    /// After a failed `load`, the program libbpf names in its log, if any.
+    private(set) var failedProgram: String?
+
+    /// Loads every selected program into the kernel (this is where the verifier runs).
     func load() throws(RuntimeError) {
         LibbpfLog.shared.clear()
-        let result = bpf_object__load(handle)
+        let result = bpf_object__load(pointer)
         guard result != 0 else { return }
+        failedProgram = ProbeObject.failedProgram(in: VerifierLog.warnings(in: LibbpfLog.shared.contents))
         let sections = Dictionary(programs.map { ($0.name, $0.section) }, uniquingKeysWith: { first, _ in first })
         throw ProbeObject.loadError(code: -result, log: LibbpfLog.shared.contents, object: name,
                                     sections: sections, privileged: Privileges.canUseBPF)
@@ -179,18 +228,5 @@ final class ProbeObject {
 
     static func indented(_ lines: [String]) -> String {
         lines.isEmpty ? "" : "\n" + lines.map { "  " + $0 }.joined(separator: "\n")
-    }
-
-    /// BPF_JMP|BPF_CALL with src_reg 0 calls a helper; 6 is bpf_trace_printk, 177 bpf_trace_vprintk.
-    private static func callsPrintk(_ program: OpaquePointer) -> Bool {
-        guard let instructions = bpf_program__insns(program) else { return false }
-        let count = Int(bpf_program__insn_cnt(program))
-        for index in 0..<count {
-            let instruction = instructions[index]
-            if instruction.code == 0x85, instruction.src_reg == 0, instruction.imm == 6 || instruction.imm == 177 {
-                return true
-            }
-        }
-        return false
     }
 }

@@ -6,12 +6,12 @@ import CLibBPF
 /// as hex otherwise. Character arrays become strings, bit-fields and enums are decoded, pointers
 /// are shown as addresses (there is nothing to follow in user space).
 struct BTFFormatter {
-    let btf: OpaquePointer?
+    let btf: BTFHandle?
 
-    init(btf: OpaquePointer?) { self.btf = btf }
+    init(btf: BTFHandle?) { self.btf = btf }
 
     func decode(typeID: UInt32, bytes: UnsafeRawBufferPointer) -> Value {
-        guard let btf, typeID != 0, typeID < btf__type_cnt(btf) else { return BTFFormatter.untyped(bytes) }
+        guard let btf, typeID != 0, typeID < btf__type_cnt(btf.pointer) else { return BTFFormatter.untyped(bytes) }
         return value(typeID, bytes, depth: 0)
     }
 
@@ -22,15 +22,15 @@ struct BTFFormatter {
     /// Size in bytes of a type, or nil when BTF cannot size it.
     func size(of typeID: UInt32) -> Int? {
         guard let btf, typeID != 0 else { return nil }
-        let size = btf__resolve_size(btf, typeID)
+        let size = btf__resolve_size(btf.pointer, typeID)
         return size < 0 ? nil : Int(size)
     }
 
     /// Whether the type (after typedefs and qualifiers) is a plain integer or enum.
     func isInteger(_ typeID: UInt32) -> Bool {
         guard let btf, typeID != 0 else { return false }
-        let resolved = btf__resolve_type(btf, typeID)
-        guard resolved > 0, let type = btf__type_by_id(btf, UInt32(resolved)) else { return false }
+        let resolved = btf__resolve_type(btf.pointer, typeID)
+        guard resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)) else { return false }
         return btf_is_int(type) && btf_int_bits(type) <= 64 || btf_is_any_enum(type)
     }
 
@@ -38,10 +38,10 @@ struct BTFFormatter {
     func structID(named name: String) -> UInt32? {
         guard let btf else { return nil }
         for kind in [BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_TYPEDEF] {
-            let id = btf__find_by_name_kind(btf, name, UInt32(kind))
+            let id = btf__find_by_name_kind(btf.pointer, name, UInt32(kind))
             if id > 0 {
-                let resolved = btf__resolve_type(btf, UInt32(id))
-                if resolved > 0, let type = btf__type_by_id(btf, UInt32(resolved)), btf_is_composite(type) {
+                let resolved = btf__resolve_type(btf.pointer, UInt32(id))
+                if resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_composite(type) {
                     return UInt32(resolved)
                 }
             }
@@ -64,10 +64,41 @@ struct BTFFormatter {
         }
         let name = words.joined(separator: " ")
         for kind in kinds {
-            let id = btf__find_by_name_kind(btf, name, UInt32(kind))
+            let id = btf__find_by_name_kind(btf.pointer, name, UInt32(kind))
             if id > 0 { return UInt32(id) }
         }
         return nil
+    }
+
+    /// A ring/perf-buffer record of a struct type: the record may be shorter than the type when
+    /// its last member is a char array filled only as far as needed (execsnoop's `args`, sent
+    /// with `offsetof(args) + args_size` bytes). That tail then shows what was sent, its
+    /// NUL-separated strings joined by spaces; any other short record is hex.
+    func decodeRecord(typeID: UInt32, size: Int, bytes: UnsafeRawBufferPointer) -> Value {
+        if bytes.count >= size { return decode(typeID: typeID, bytes: UnsafeRawBufferPointer(rebasing: bytes[0..<size])) }
+        guard let tail = characterTail(typeID), tail.offset <= bytes.count else { return .bytes(Array(bytes)) }
+        var padded = Array(bytes)
+        padded += [UInt8](repeating: 0, count: size - bytes.count)
+        guard case var .structure(fields) = decode(typeID: typeID, bytes: padded), fields.last?.name == tail.name else {
+            return .bytes(Array(bytes))
+        }
+        let text = bytes[tail.offset...].split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+        fields[fields.count - 1].value = .string(text)
+        return .structure(fields)
+    }
+
+    /// The last member of a struct when it is a char array: its name and byte offset.
+    private func characterTail(_ typeID: UInt32) -> (name: String, offset: Int)? {
+        guard let btf else { return nil }
+        let resolved = btf__resolve_type(btf.pointer, typeID)
+        guard resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_struct(type),
+              let members = btf_members(type), btf_vlen(type) > 0 else { return nil }
+        let index = Int(btf_vlen(type)) - 1
+        let member = members + index
+        guard let array = btf__type_by_id(btf.pointer, UInt32(max(btf__resolve_type(btf.pointer, member.pointee.type), 0))),
+              btf_is_array(array), let info = btf_array(array), characterKind(info.pointee.type) != nil else { return nil }
+        let name = btf__name_by_offset(btf.pointer, member.pointee.name_off).map { String(cString: $0) } ?? ""
+        return (name, Int(btf_member_bit_offset(type, UInt32(index))) / 8)
     }
 
     static func untyped(_ bytes: UnsafeRawBufferPointer) -> Value {
@@ -86,7 +117,7 @@ struct BTFFormatter {
     private static let maxDepth = 32
 
     private func value(_ typeID: UInt32, _ bytes: UnsafeRawBufferPointer, depth: Int) -> Value {
-        guard let btf, depth < BTFFormatter.maxDepth, let type = btf__type_by_id(btf, typeID) else {
+        guard let btf, depth < BTFFormatter.maxDepth, let type = btf__type_by_id(btf.pointer, typeID) else {
             return .bytes(Array(bytes))
         }
         switch Int(btf_kind(type)) {
@@ -147,11 +178,11 @@ struct BTFFormatter {
             let matches: Bool
             if btf_is_enum64(type) {
                 let entry = btf_enum64(type)! + index
-                name = btf__name_by_offset(btf, entry.pointee.name_off)
+                name = btf__name_by_offset(btf.pointer, entry.pointee.name_off)
                 matches = btf_enum64_value(entry) == raw
             } else {
                 let entry = btf_enum(type)! + index
-                name = btf__name_by_offset(btf, entry.pointee.name_off)
+                name = btf__name_by_offset(btf.pointer, entry.pointee.name_off)
                 let value = size < 8 ? raw & ((1 << UInt64(size * 8)) - 1) : raw
                 matches = UInt64(UInt32(bitPattern: entry.pointee.val)) == value
             }
@@ -164,7 +195,7 @@ struct BTFFormatter {
         guard let btf, let info = btf_array(type) else { return .bytes(Array(bytes)) }
         let elementID = info.pointee.type
         let count = Int(info.pointee.nelems)
-        let elementSize = Int(max(btf__resolve_size(btf, elementID), 0))
+        let elementSize = Int(max(btf__resolve_size(btf.pointer, elementID), 0))
         if let character = characterKind(elementID) {
             let limit = min(count, bytes.count)
             let prefix = UnsafeRawBufferPointer(rebasing: bytes[0..<limit])
@@ -191,12 +222,12 @@ struct BTFFormatter {
     private func characterKind(_ typeID: UInt32) -> String? {
         guard let btf else { return nil }
         var id = typeID
-        while let type = btf__type_by_id(btf, id) {
+        while let type = btf__type_by_id(btf.pointer, id) {
             if btf_is_mod(type) || btf_is_type_tag(type) {
                 id = type.pointee.type
                 continue
             }
-            guard btf_is_int(type), type.pointee.size == 1, let name = btf__name_by_offset(btf, type.pointee.name_off) else { return nil }
+            guard btf_is_int(type), type.pointee.size == 1, let name = btf__name_by_offset(btf.pointer, type.pointee.name_off) else { return nil }
             let text = String(cString: name)
             return ["char", "signed char", "unsigned char"].contains(text) ? text : nil
         }
@@ -209,7 +240,7 @@ struct BTFFormatter {
         let count = Int(btf_vlen(type))
         for index in 0..<count {
             let member = members + index
-            let name = btf__name_by_offset(btf, member.pointee.name_off).map { String(cString: $0) } ?? ""
+            let name = btf__name_by_offset(btf.pointer, member.pointee.name_off).map { String(cString: $0) } ?? ""
             let bitOffset = Int(btf_member_bit_offset(type, UInt32(index)))
             let bitfieldSize = Int(btf_member_bitfield_size(type, UInt32(index)))
             let memberValue: Value
@@ -218,7 +249,7 @@ struct BTFFormatter {
                 memberValue = bitfieldMember(member.pointee.type, bytes, bitOffset: bitOffset, bits: bitfieldSize)
             } else {
                 let start = bitOffset / 8
-                let size = Int(max(btf__resolve_size(btf, member.pointee.type), 0))
+                let size = Int(max(btf__resolve_size(btf.pointer, member.pointee.type), 0))
                 guard start + size <= bytes.count else { continue }
                 memberValue = value(member.pointee.type, UnsafeRawBufferPointer(rebasing: bytes[start..<(start + size)]), depth: depth + 1)
             }
@@ -234,8 +265,8 @@ struct BTFFormatter {
 
     private func bitfieldMember(_ typeID: UInt32, _ bytes: UnsafeRawBufferPointer, bitOffset: Int, bits: Int) -> Value {
         guard let btf else { return .bytes([]) }
-        let resolved = btf__resolve_type(btf, typeID)
-        guard resolved > 0, let type = btf__type_by_id(btf, UInt32(resolved)) else { return .bytes([]) }
+        let resolved = btf__resolve_type(btf.pointer, typeID)
+        guard resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)) else { return .bytes([]) }
         let start = bitOffset / 8
         let span = min(8, bytes.count - start)
         guard span > 0 else { return .bytes([]) }

@@ -21,18 +21,21 @@ struct Histogram: Equatable, Sendable {
     var kind: Kind
     /// The rest of the map key when the map holds one histogram per key (nil for a plain one).
     var key: Value?
+    /// The value's other fields beside its buckets (runqlat's `comm`), a struct; nil for none.
+    var labels: Value?
     var buckets: [UInt64]
 
-    init(name: String, kind: Kind, key: Value? = nil, buckets: [UInt64]) {
+    init(name: String, kind: Kind, key: Value? = nil, labels: Value? = nil, buckets: [UInt64]) {
         self.name = name
         self.kind = kind
         self.key = key
+        self.labels = labels
         self.buckets = buckets
     }
 
     /// libbpf-tools slots (slot k = [2^k, 2^(k+1) - 1], slot 0 also holding 0).
-    init(name: String, key: Value?, slots: [UInt64]) {
-        self.init(name: name, kind: .log2, key: key, buckets: [0] + slots)
+    init(name: String, key: Value?, labels: Value? = nil, slots: [UInt64]) {
+        self.init(name: name, kind: .log2, key: key, labels: labels, buckets: [0] + slots)
     }
 
     static let starsMax = 40
@@ -54,8 +57,12 @@ struct Histogram: Equatable, Sendable {
         }
     }
 
+    /// `name [key] label=value …:`.
     var title: String {
-        key.map { "\(name) [\($0.line)]:" } ?? "\(name):"
+        var title = name
+        if let key { title += " [\(key.line)]" }
+        if let labels { title += " " + labels.line }
+        return title + ":"
     }
 
     var text: [String] {
@@ -81,25 +88,6 @@ struct Histogram: Equatable, Sendable {
             }
         }
         return lines
-    }
-
-    /// `{"type":"histogram","name":…,"kind":"log2","key":…,"buckets":[{"low":…,"high":…,"count":…}]}`;
-    /// `key` only for per-key histograms; the buckets are the rows the text shows.
-    var json: String {
-        var out = "{\"type\":\"histogram\",\"name\":"
-        JSON.writeString(name, into: &out)
-        out += ",\"kind\":\"\(kind.rawValue)\""
-        if let key {
-            out += ",\"key\":"
-            key.writeJSON(into: &out)
-        }
-        out += ",\"buckets\":["
-        for (index, row) in rows.enumerated() {
-            if index > 0 { out += "," }
-            out += "{\"low\":\(row.low),\"high\":\(row.high),\"count\":\(row.count)}"
-        }
-        out += "]}"
-        return out
     }
 
     /// floor(width × value / largest) stars, at most `width`.

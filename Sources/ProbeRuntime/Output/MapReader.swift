@@ -1,22 +1,6 @@
 import CLibBPF
 import Glibc
 
-/// One map's printed form in each output format.
-struct MapOutput {
-    var text: [String]
-    var json: [String]
-    /// Only maps with stacks have folded lines.
-    var folded: [String] = []
-
-    func lines(_ format: OutputFormat) -> [String] {
-        switch format {
-        case .text: return text
-        case .json: return json
-        case .folded: return folded
-        }
-    }
-}
-
 /// Reads user maps (at exit, or every interval) and decodes them through the object's BTF.
 ///
 /// Printed: hash, LRU hash, array, LPM trie and their per-CPU variants (integers summed over
@@ -25,12 +9,16 @@ struct MapOutput {
 /// are resolved where other maps refer to them), maps of maps and other non-data maps.
 ///
 /// Histograms: a map the BCC front end recorded as a BPF_HISTOGRAM (its metadata), or a map
-/// whose value is a struct with one array member named `slots` (libbpf-tools' `struct hist`),
-/// prints as a histogram (see `Histogram`). Maps with stack ids: see `StackResolver`.
+/// whose value is a struct with an array member named `slots` (libbpf-tools' `struct hist`),
+/// prints as a histogram (see `Histogram`), one per key, the value's other fields (runqlat's
+/// `comm`) as labels. Maps with stack ids: see `StackResolver`.
 struct MapReader {
     let formatter: BTFFormatter
     var metadata: ObjectMetadata = ObjectMetadata()
     var stacks: StackResolver?
+    /// The record types of the object's ring and perf buffers: a one-entry per-CPU array of
+    /// such a type is scratch space for building records (libbpf-tools' `heap`), not data.
+    var recordTypes: Set<UInt32> = []
 
     init(formatter: BTFFormatter, metadata: ObjectMetadata = ObjectMetadata(), stacks: StackResolver? = nil) {
         self.formatter = formatter
@@ -39,9 +27,11 @@ struct MapReader {
     }
 
     /// Whether `report` prints the map (and `clear` empties it).
-    static func isData(_ map: OpaquePointer) -> Bool {
-        guard !bpf_map__is_internal(map) else { return false }
-        switch bpf_map__type(map) {
+    static func isData(_ map: BPFMap) -> Bool {
+        guard !map.isInternal else { return false }
+        // usdt.bpf.h's maps are libbpf's bookkeeping for USDT arguments, not the probe's data.
+        guard !map.name.hasPrefix("__bpf_usdt_") else { return false }
+        switch map.type {
         case BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LPM_TRIE,
              BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY:
             return true
@@ -51,44 +41,40 @@ struct MapReader {
     }
 
     /// nil for maps that are not printed.
-    func report(_ map: OpaquePointer) -> MapOutput? {
-        let name = String(cString: bpf_map__name(map))
-        if bpf_map__is_internal(map) {
-            return globals(map, name: name).map { MapOutput(text: $0.text, json: [$0.json]) }
-        }
+    func report(_ map: BPFMap) -> [MapContent] {
+        if map.isInternal { return globals(map, name: map.name) }
+        return table(map).map { [$0] } ?? []
+    }
+
+    private func table(_ map: BPFMap) -> MapContent? {
+        let name = map.name
         guard MapReader.isData(map) else { return nil }
-        let type = bpf_map__type(map)
-        let perCPU = type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY
-        let isArray = type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY
-        guard let entries = read(map, perCPU: perCPU, skipZero: isArray) else { return nil }
+        if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1, recordTypes.contains(map.valueTypeID) { return nil }
+        let isArray = map.isArray
+        guard let entries = read(map, skipZero: isArray) else { return nil }
 
         if let kind = metadata.histograms[name].flatMap(Histogram.Kind.init(rawValue:)),
            let histograms = MapReader.bucketHistograms(name: name, kind: kind, entries: entries) {
-            return MapReader.output(histograms, name: name)
+            return .histograms(histograms)
         }
-        let single = isArray && bpf_map__max_entries(map) == 1
+        let single = isArray && map.maxEntries == 1
         if let histograms = MapReader.slotHistograms(name: name, entries: entries, keyed: !single) {
-            return MapOutput(text: histograms.flatMap(\.text), json: histograms.map(\.json))
+            return .histograms(histograms)
         }
         if let stacks, !stacks.traceMaps.isEmpty, let first = entries.first,
            !MapReader.stackFields(first.key).isEmpty || !MapReader.stackFields(first.value).isEmpty {
-            let report = StackReport(name: name, entries: MapReport.ordered(entries, byValue: true), resolver: stacks)
-            return MapOutput(text: report.text, json: [report.json], folded: report.folded)
+            return .stacks(StackReport(name: name, entries: MapReport.ordered(entries, byValue: true), resolver: stacks))
         }
-        let table = MapReport(name: name, entries: MapReport.ordered(entries, byValue: !isArray))
-        return MapOutput(text: table.text, json: [table.json])
-    }
-
-    private static func output(_ histograms: [Histogram], name: String) -> MapOutput {
-        MapOutput(text: histograms.flatMap(\.text), json: histograms.map(\.json))
+        return .table(MapReport(name: name, entries: MapReport.ordered(entries, byValue: !isArray)))
     }
 
     /// Every entry, decoded; nil when the map cannot be read.
-    private func read(_ map: OpaquePointer, perCPU: Bool, skipZero: Bool) -> [(key: Value, value: Value)]? {
-        let fd = bpf_map__fd(map)
+    private func read(_ map: BPFMap, skipZero: Bool) -> [(key: Value, value: Value)]? {
+        let fd = map.fd
         guard fd >= 0 else { return nil }
-        let keyType = bpf_map__btf_key_type_id(map), valueType = bpf_map__btf_value_type_id(map)
-        let keySize = Int(bpf_map__key_size(map)), valueSize = Int(bpf_map__value_size(map))
+        let perCPU = map.isPerCPU
+        let keyType = map.keyTypeID, valueType = map.valueTypeID
+        let keySize = map.keySize, valueSize = map.valueSize
         let cpus = perCPU ? Int(max(libbpf_num_possible_cpus(), 1)) : 1
         let stride = perCPU ? (valueSize + 7) & ~7 : valueSize
 
@@ -151,20 +137,24 @@ struct MapReader {
             .map { Histogram(name: name, kind: kind, key: $0.key, buckets: $0.buckets) }
     }
 
-    /// libbpf-tools histograms: every value is `{slots=[…]}`, one histogram per key (the key
-    /// is left out for a one-entry array).
+    /// libbpf-tools histograms: every value is a struct with an integer array `slots`, one
+    /// histogram per key (the key is left out for a one-entry array); the value's other fields
+    /// that are not zero label it (runqlat -P's `comm`, hardirqs' counts).
     static func slotHistograms(name: String, entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
         guard !entries.isEmpty else { return nil }
         var result: [Histogram] = []
         for entry in entries.sorted(by: { MapReport.keyOrder($0.key, $1.key) }) {
-            guard case let .structure(fields) = entry.value, fields.count == 1, fields[0].name == "slots",
-                  case let .array(items) = fields[0].value else { return nil }
+            guard case let .structure(fields) = entry.value,
+                  let slotField = fields.first(where: { $0.name == "slots" }),
+                  case let .array(items) = slotField.value else { return nil }
             var slots: [UInt64] = []
             for item in items {
                 guard let count = item.integer, count >= 0 else { return nil }
                 slots.append(UInt64(clamping: count))
             }
-            result.append(Histogram(name: name, key: keyed ? entry.key : nil, slots: slots))
+            let labels = fields.filter { $0.name != "slots" && !$0.value.isZero }
+            result.append(Histogram(name: name, key: keyed ? entry.key : nil,
+                                    labels: labels.isEmpty ? nil : .structure(labels), slots: slots))
         }
         return result
     }
@@ -191,51 +181,56 @@ struct MapReader {
         return .signed(Int64(clamping: total))
     }
 
-    /// .data and .bss as `variable  value` rows, leaving out zero variables; nil when nothing
-    /// is left (or for .rodata and .kconfig, which the program cannot change).
-    private func globals(_ map: OpaquePointer, name: String) -> MapReport? {
+    /// .data and .bss as `variable  value` rows, leaving out zero variables (nothing for .rodata
+    /// and .kconfig, which the program cannot change); a `struct hist` global, or an array of
+    /// them (runqlen's per-CPU `hists[]`, one histogram per non-zero index), prints as histograms.
+    private func globals(_ map: BPFMap, name: String) -> [MapContent] {
         guard let dot = name.lastIndex(of: "."), [".data", ".bss"].contains(String(name[dot...])) || name[dot...].hasPrefix(".data.") else {
-            return nil
+            return []
         }
-        let fd = bpf_map__fd(map)
-        let size = Int(bpf_map__value_size(map))
-        guard fd >= 0, size > 0, let btf = formatter.btf else { return nil }
+        let fd = map.fd
+        let size = map.valueSize
+        guard fd >= 0, size > 0, let btf = formatter.btf else { return [] }
         var key: UInt32 = 0
         var value = [UInt8](repeating: 0, count: size)
-        guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return nil }
-        let section = bpf_map__btf_value_type_id(map)
-        guard let type = btf__type_by_id(btf, section), btf_is_datasec(type), let variables = btf_var_secinfos(type) else { return nil }
+        guard bpf_map_lookup_elem(fd, &key, &value) == 0 else { return [] }
         var entries: [(key: Value, value: Value)] = []
-        for index in 0..<Int(btf_vlen(type)) {
-            let info = variables[index]
-            let start = Int(info.offset), end = start + Int(info.size)
-            guard end <= value.count, let variable = btf__type_by_id(btf, info.type), btf_is_var(variable) else { continue }
-            let variableName = btf__name_by_offset(btf, variable.pointee.name_off).map { String(cString: $0) } ?? "?"
+        var histograms: [Histogram] = []
+        for variable in btf.variables(ofSection: map.valueTypeID) {
+            let end = variable.offset + variable.size
+            guard end <= value.count else { continue }
             // The BCC front end's metadata and record-type anchors are not the program's data.
-            if variableName.hasPrefix("__kprobe_run_") { continue }
-            let decoded = formatter.decode(typeID: variable.pointee.type, bytes: Array(value[start..<end]))
+            if variable.name.hasPrefix("__kprobe_run_") { continue }
+            let decoded = formatter.decode(typeID: variable.typeID, bytes: Array(value[variable.offset..<end]))
             if decoded.isZero { continue }
-            entries.append((.string(variableName), decoded))
+            if case let .array(items) = decoded,
+               let perIndex = MapReader.slotHistograms(name: variable.name, entries: items.enumerated().filter { !$0.element.isZero }
+                   .map { (Value.unsigned(UInt64($0.offset)), $0.element) }, keyed: true) {
+                histograms += perIndex
+            } else if let single = MapReader.slotHistograms(name: variable.name, entries: [(.unsigned(0), decoded)], keyed: false) {
+                histograms += single
+            } else {
+                entries.append((.string(variable.name.isEmpty ? "?" : variable.name), decoded))
+            }
         }
-        guard !entries.isEmpty else { return nil }
-        return MapReport(name: String(name[dot...]), entries: entries, keyTitle: "variable")
+        var contents: [MapContent] = entries.isEmpty ? [] : [.table(MapReport(name: String(name[dot...]), entries: entries, keyTitle: "variable"))]
+        if !histograms.isEmpty { contents.append(.histograms(histograms)) }
+        return contents
     }
 
     /// Empties a map for `--clear`: hashes lose their keys, arrays are zeroed.
-    static func clear(_ map: OpaquePointer) {
-        let fd = bpf_map__fd(map)
+    static func clear(_ map: BPFMap) {
+        let fd = map.fd
         guard fd >= 0, isData(map) else { return }
-        let keySize = Int(bpf_map__key_size(map))
-        let type = bpf_map__type(map)
-        guard type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY else {
-            deleteAll(fd: fd, keySize: keySize)
+        guard map.isArray else {
+            deleteAll(fd: fd, keySize: map.keySize)
             return
         }
-        let perCPU = type == BPF_MAP_TYPE_PERCPU_ARRAY
-        let valueSize = Int(bpf_map__value_size(map))
+        let perCPU = map.isPerCPU
+        let valueSize = map.valueSize
         let cpus = perCPU ? Int(max(libbpf_num_possible_cpus(), 1)) : 1
         let zero = [UInt8](repeating: 0, count: (perCPU ? (valueSize + 7) & ~7 : valueSize) * cpus)
-        for index in 0..<bpf_map__max_entries(map) {
+        for index in 0..<map.maxEntries {
             var key = index
             _ = bpf_map_update_elem(fd, &key, zero, UInt64(BPF_ANY))
         }

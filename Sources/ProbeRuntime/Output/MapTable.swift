@@ -74,18 +74,25 @@ struct MapReport {
         }, numeric: numeric)
     }
 
-    var json: String { JSON.mapLine(name: name, entries: entries) }
-
-    /// Hash-like maps whose values are single integers sort by value, largest first (a count
-    /// table); everything else sorts by key, numerically where the keys are integers.
+    /// Hash-like maps whose values are single integers, or structs with an integer `count`
+    /// field (libbpf-tools' syscount), sort by that count, largest first (a count table);
+    /// everything else sorts by key, numerically where the keys are integers.
     static func ordered(_ entries: [(key: Value, value: Value)], byValue: Bool) -> [(key: Value, value: Value)] {
-        if byValue, entries.allSatisfy({ $0.value.integer != nil }) {
-            return entries.sorted { a, b in
-                let x = a.value.integer!, y = b.value.integer!
-                return x != y ? x > y : keyOrder(a.key, b.key)
+        if byValue {
+            let counts = entries.map { count(in: $0.value) }
+            if counts.allSatisfy({ $0 != nil }) {
+                return zip(entries, counts).sorted { a, b in
+                    a.1! != b.1! ? a.1! > b.1! : keyOrder(a.0.key, b.0.key)
+                }.map(\.0)
             }
         }
         return entries.sorted { keyOrder($0.key, $1.key) }
+    }
+
+    private static func count(in value: Value) -> Int128? {
+        if let integer = value.integer { return integer }
+        if case let .structure(fields) = value { return fields.first { $0.name == "count" }?.value.integer }
+        return nil
     }
 
     static func keyOrder(_ a: Value, _ b: Value) -> Bool {

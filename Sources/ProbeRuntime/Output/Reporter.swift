@@ -1,11 +1,11 @@
 import Glibc
 import KprobeSupport
 
-/// Writes events and printk lines in the session's format, with `-T` times and the
-/// `--max-events` count. Folded output carries only stacks, so events are not printed there.
+/// Writes events and printk lines through the session's `OutputWriter`, with `-T` times and the
+/// `--max-events` count (folded output has no line for them, but they still count).
 final class Reporter {
     let sink: OutputSink
-    let format: OutputFormat
+    let writer: any OutputWriter
     let timestamps: Bool
     let maxEvents: Int?
     /// Monotonic seconds at which the programs were attached: `-T` times count from here.
@@ -14,7 +14,7 @@ final class Reporter {
 
     init(sink: OutputSink, format: OutputFormat, timestamps: Bool, maxEvents: Int?) {
         self.sink = sink
-        self.format = format
+        writer = format.writer
         self.timestamps = timestamps
         self.maxEvents = maxEvents
     }
@@ -24,28 +24,17 @@ final class Reporter {
     /// One ring/perf-buffer record; `label` prefixes text lines when several maps send records.
     func event(map: String, label: Bool, value: Value) {
         guard count() else { return }
-        switch format {
-        case .text:
-            sink.emit(textTime() + (label ? "\(map): " : "") + value.line)
-        case .json:
-            var out = "{\"type\":\"event\"" + jsonTime() + ",\"map\":"
-            JSON.writeString(map, into: &out)
-            out += ",\"data\":"
-            value.writeJSON(into: &out)
-            out += "}"
-            sink.emit(out)
-        case .folded:
-            break
-        }
+        if let line = writer.event(map: map, labelled: label, value: value, time: eventTime) { sink.emit(line) }
     }
 
     func printk(_ line: PrintkLine) {
         guard count() else { return }
-        switch format {
-        case .text: sink.emit(textTime() + line.message)
-        case .json: sink.emit(line.json(time: timestamps ? elapsed : nil))
-        case .folded: break
-        }
+        if let text = writer.printk(line, time: eventTime) { sink.emit(text) }
+    }
+
+    /// Lines that are not events: maps, interval headers, losses, the command's exit.
+    func emit(_ lines: [String]) {
+        for line in lines { sink.emit(line) }
     }
 
     private func count() -> Bool {
@@ -56,13 +45,7 @@ final class Reporter {
 
     var elapsed: Double { max(0, MonotonicClock.seconds - start) }
 
-    private func textTime() -> String {
-        timestamps ? Reporter.seconds(elapsed) + " " : ""
-    }
-
-    private func jsonTime() -> String {
-        timestamps ? ",\"time\":" + Reporter.seconds(elapsed) : ""
-    }
+    private var eventTime: Double? { timestamps ? elapsed : nil }
 
     /// Seconds with microseconds, `12.345678`.
     static func seconds(_ value: Double) -> String {

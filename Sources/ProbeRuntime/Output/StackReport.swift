@@ -3,7 +3,7 @@
 /// Text: per entry (largest count first) a line `key fields: value`, then each stack under its
 /// label (`kern_stack:`), leaf frame first, as BCC's tools print them. Folded:
 /// `comm;root frame;…;leaf frame count`, user frames then kernel frames (flamegraph.pl's input).
-/// JSON: the map line, each entry with `"stacks":{"kern_stack":["vfs_read+0x10",…],…}`
+/// JSON (`JSONOutput`): the map line, each entry with `"stacks":{"kern_stack":["vfs_read+0x10",…],…}`
 /// (null for an id that could not be resolved).
 struct StackReport {
     struct Entry {
@@ -71,24 +71,6 @@ struct StackReport {
             }
             parts += user.map(\.foldedName) + kernel.map(\.foldedName)
             return parts.joined(separator: ";") + " \(StackReport.count(entry.value))"
-        }
-    }
-
-    var json: String {
-        JSON.mapLine(name: name, entries: entries.map { ($0.key, $0.value) }) { index, out in
-            out += ",\"stacks\":{"
-            for (stackIndex, stack) in entries[index].stacks.enumerated() {
-                if stackIndex > 0 { out += "," }
-                JSON.writeString(stack.label, into: &out)
-                out += ":"
-                switch stack.frames {
-                case let .success(frames):
-                    out += "[" + frames.map { JSON.string($0.text) }.joined(separator: ",") + "]"
-                case .failure:
-                    out += "null"
-                }
-            }
-            out += "}"
         }
     }
 

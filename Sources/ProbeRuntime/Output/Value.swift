@@ -148,7 +148,7 @@ indirect enum Value: Equatable, Sendable {
     }
 }
 
-/// The small part of JSON that kprobe-run writes: escaped strings and objects built by hand.
+/// JSON strings, escaped; objects are built by `JSONLine`.
 enum JSON {
     static func writeString(_ text: String, into out: inout String) {
         out += "\""
@@ -176,26 +176,6 @@ enum JSON {
     static func string(_ text: String) -> String {
         var out = ""
         writeString(text, into: &out)
-        return out
-    }
-
-    /// A `{"type":"map","name":…,"entries":[{"key":…,"value":…},…]}` line; `extra` appends
-    /// further fields to entry `index` after its value.
-    static func mapLine(name: String, entries: [(key: Value, value: Value)],
-                        extra: (_ index: Int, _ out: inout String) -> Void = { _, _ in }) -> String {
-        var out = "{\"type\":\"map\",\"name\":"
-        writeString(name, into: &out)
-        out += ",\"entries\":["
-        for (index, entry) in entries.enumerated() {
-            if index > 0 { out += "," }
-            out += "{\"key\":"
-            entry.key.writeJSON(into: &out)
-            out += ",\"value\":"
-            entry.value.writeJSON(into: &out)
-            extra(index, &out)
-            out += "}"
-        }
-        out += "]}"
         return out
     }
 }

@@ -10,24 +10,20 @@ final class EventBuffers {
     private var perfBuffers: [(buffer: OpaquePointer, stream: EventStream)] = []
     private(set) var pollFDs: [Int32] = []
 
-    init(object: OpaquePointer, formatter: BTFFormatter, metadata: ObjectMetadata, reporter: Reporter, log: (String) -> Void) throws(RuntimeError) {
-        var maps: [(OpaquePointer, String, bpf_map_type)] = []
-        var map = bpf_object__next_map(object, nil)
-        while let current = map {
-            let type = bpf_map__type(current)
-            if type == BPF_MAP_TYPE_RINGBUF || type == BPF_MAP_TYPE_PERF_EVENT_ARRAY {
-                maps.append((current, String(cString: bpf_map__name(current)), type))
-            }
-            map = bpf_object__next_map(object, current)
-        }
-        for (handle, name, type) in maps {
+    /// The BTF types records are decoded as.
+    var recordTypes: Set<UInt32> { Set(streams.compactMap(\.typeID)) }
+
+    init(maps allMaps: [BPFMap], formatter: BTFFormatter, metadata: ObjectMetadata, reporter: Reporter, log: (String) -> Void) throws(RuntimeError) {
+        let maps = allMaps.filter { $0.type == BPF_MAP_TYPE_RINGBUF || $0.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY }
+        for map in maps {
+            let name = map.name
             let stream = EventStream(map: name, recordType: metadata.events[name], formatter: formatter, reporter: reporter,
                                      labelled: maps.count > 1)
             streams.append(stream)
-            let fd = bpf_map__fd(handle)
+            let fd = map.fd
             let described = stream.typeID == nil
                 ? "hex records (no \(metadata.events[name] ?? "struct \(name)_event or event") in BTF)" : "records typed by BTF"
-            if type == BPF_MAP_TYPE_RINGBUF {
+            if map.type == BPF_MAP_TYPE_RINGBUF {
                 if let ringBuffer {
                     guard ring_buffer__add(ringBuffer, fd, ringBufferSample, stream.context) == 0 else {
                         throw RuntimeError(.internal, "cannot read ring buffer '\(name)': \(Errno.current)")

@@ -14,7 +14,8 @@ import Glibc
 ///     const struct event *unused_event __attribute__((unused));
 ///
 /// (it lands in .bss as a NULL pointer and costs 8 bytes). A record at least as large as the
-/// type (perf buffers pad records to 8 bytes) is decoded; anything else is printed as hex.
+/// type (perf buffers pad records to 8 bytes) is decoded, as is a shorter one whose type ends in
+/// a char array (see `BTFFormatter.decodeRecord`); anything else is printed as hex.
 final class EventStream {
     let map: String
     let typeID: UInt32?
@@ -38,8 +39,8 @@ final class EventStream {
 
     func record(_ bytes: UnsafeRawBufferPointer) {
         let value: Value
-        if let typeID, typeSize > 0, bytes.count >= typeSize {
-            value = formatter.decode(typeID: typeID, bytes: UnsafeRawBufferPointer(rebasing: bytes[0..<typeSize]))
+        if let typeID, typeSize > 0 {
+            value = formatter.decodeRecord(typeID: typeID, size: typeSize, bytes: bytes)
         } else {
             value = .bytes(Array(bytes))
         }

@@ -21,109 +21,99 @@ public final class ProbeSession {
     public init(object bytes: [UInt8], name: String, options: SessionOptions) throws(RuntimeError) {
         self.options = options
         object = try ProbeObject(bytes: bytes, name: name)
-        try object.plan(specs: options.attach, requireAttachable: true)
+        let verbose = options.verbose, userLog = options.log
+        let log: (String) -> Void = { line in if verbose { userLog(line) } }
+        try object.prepare(specs: options.attach, options: options.load, requireAttachable: true, log: log)
         if let pid = options.targetPID {
             let set = object.setTargetPID(pid)
-            if options.verbose {
-                options.log(set ? "set \(ProbeObject.pidVariable) = \(pid)" : "the probe declares no 'const volatile int \(ProbeObject.pidVariable)'; pid \(pid) only limits uprobes")
-            }
+            log(set ? "set \(ProbeObject.pidVariable) = \(pid)" : "the probe declares no 'const volatile int \(ProbeObject.pidVariable)'; pid \(pid) only limits uprobes")
         }
         try object.load()
-        if options.verbose {
-            options.log("loaded \(name): \(object.programs.count) program(s): \(object.programNames.joined(separator: ", "))")
-        }
+        log("loaded \(name): \(object.programNames.count) program(s): \(object.programNames.joined(separator: ", "))")
     }
 
+    /// Setup, poll loop, teardown (bpftrace's split); `RunState.close` undoes setup on every path.
     public func run() throws(RuntimeError) {
         guard !started else { throw RuntimeError(.internal, "a probe session runs only once") }
         started = true
-        var released = false
-        defer { if !released { options.command?.abandon() } }
-        let verbose = options.verbose, userLog = options.log
-        let log: (String) -> Void = { line in if verbose { userLog(line) } }
-        let sink = OutputSink()
-        let reporter = Reporter(sink: sink, format: options.format, timestamps: options.timestamps, maxEvents: options.maxEvents)
+        let run = RunState(options: options, object: object)
+        defer { run.close() }
+        try setup(run)
+        let commandStatus = try poll(run)
+        try teardown(run, commandStatus: commandStatus)
+    }
+
+    /// Output, signals, trace_pipe and buffer readers, then every attach point; then the `-c`
+    /// command is let go and the clock starts.
+    private func setup(_ run: RunState) throws(RuntimeError) {
         let signals = try SignalPipe(extra: options.command == nil ? [] : [SIGCHLD])
-        defer { signals.restore() }
-        let tracefs = Tracefs(log: log)
-        let attacher = Attacher(tracefs: tracefs, uprobePID: options.targetPID, log: log)
-        defer { attacher.detachAll() }
-        let formatter = BTFFormatter(btf: bpf_object__btf(object.handle))
-        let stacks = StackResolver(object: object.handle, defaultPID: options.targetPID)
-        let maps = MapReader(formatter: formatter, metadata: object.metadata, stacks: stacks)
-        if options.format == .folded, stacks.traceMaps.isEmpty {
-            StandardError.write("kprobe-run: --format folded prints only maps with stack ids, and this probe has no BPF_MAP_TYPE_STACK_TRACE map: nothing will be printed")
+        run.signals = signals
+        if run.reporter.writer.needsStacks, run.stacks.traceMaps.isEmpty {
+            StandardError.write("kprobe-run: --format \(options.format) prints only maps with stack ids, and this probe has no BPF_MAP_TYPE_STACK_TRACE map: nothing will be printed")
         }
-
-        var tracePipe = TracePipeReader(fd: -1, reporter: reporter)
-        defer { if tracePipe.fd >= 0 { close(tracePipe.fd) } }
         if object.programs.contains(where: { $0.usesPrintk && $0.points.contains { $0 != .notAttached } }) {
-            tracePipe = TracePipeReader(fd: try tracefs.openTracePipe(), reporter: reporter)
+            var tracePipe = TracePipeReader(fd: try run.tracefs.openTracePipe(), reporter: run.reporter)
+            run.tracePipe = tracePipe
             let stale = tracePipe.discardPending()
-            log("reading bpf_printk output from \(try tracefs.path())/trace_pipe" + (stale > 0 ? " (discarded \(stale) earlier line(s))" : ""))
+            run.tracePipe = tracePipe
+            run.log("reading bpf_printk output from \(try run.tracefs.path())/trace_pipe" + (stale > 0 ? " (discarded \(stale) earlier line(s))" : ""))
         }
-
-        let buffers = try EventBuffers(object: object.handle, formatter: formatter, metadata: object.metadata, reporter: reporter, log: log)
-
+        let buffers = try EventBuffers(maps: object.maps, formatter: run.mapReader.formatter, metadata: object.metadata,
+                                       reporter: run.reporter, log: run.log)
+        run.buffers = buffers
+        run.mapReader.recordTypes = buffers.recordTypes
         for program in object.programs {
             for point in program.points {
-                try attacher.attach(program, at: point)
+                try run.attacher.attach(program, at: point)
             }
         }
-        if attacher.links.isEmpty {
-            log("no program was attached; only the maps will be printed")
+        if run.attacher.links.isEmpty {
+            run.log("no program was attached; only the maps will be printed")
         }
-
-        let start = MonotonicClock.seconds
-        reporter.start = start
+        run.start = MonotonicClock.seconds
+        run.reporter.start = run.start
         if let command = options.command {
             command.release()
-            released = true
-            log("started '\(command.command)' as pid \(command.pid)")
+            run.released = true
+            run.log("started '\(command.command)' as pid \(command.pid)")
         }
-        let deadline = options.duration.map { start + max(0, $0) }
-        log(deadline == nil ? "running until Ctrl-C (SIGINT) or SIGTERM" : "running for \(options.duration!) s")
+        run.log(options.duration.map { "running for \($0) s" } ?? "running until Ctrl-C (SIGINT) or SIGTERM")
+    }
 
+    /// Waits for records, printk lines, signals and timers until the run ends; returns how the
+    /// `-c` command ended when that ended the run.
+    private func poll(_ run: RunState) throws(RuntimeError) -> TargetCommand.Status? {
+        guard let signals = run.signals, let buffers = run.buffers else { return nil }
+        let start = run.start
+        let deadline = options.duration.map { start + max(0, $0) }
         // A -p/-c process's mappings are copied while it runs, so that its user stacks can be
         // symbolized after it has exited.
-        let rememberTarget = !stacks.traceMaps.isEmpty ? options.targetPID : nil
+        let rememberTarget = !run.stacks.traceMaps.isEmpty ? options.targetPID : nil
         var nextRemember = start
         var nextInterval = options.interval.map { start + $0 }
-        var lastMapPrint = -Double.infinity
-        var commandStatus: TargetCommand.Status?
-
         var fds: [pollfd] = [pollfd(fd: signals.readFD, events: Int16(POLLIN), revents: 0)]
-        if tracePipe.fd >= 0 { fds.append(pollfd(fd: tracePipe.fd, events: Int16(POLLIN), revents: 0)) }
+        if let tracePipe = run.tracePipe { fds.append(pollfd(fd: tracePipe.fd, events: Int16(POLLIN), revents: 0)) }
         for fd in buffers.pollFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
 
-        func printMaps(header: Bool) {
-            if header { intervalHeader(reporter: reporter, elapsed: MonotonicClock.seconds - start) }
-            for output in reports(maps) {
-                for line in output.lines(options.format) { sink.emit(line) }
-            }
-            lastMapPrint = MonotonicClock.seconds
-        }
-
-        loop: while true {
-            sink.flush()
-            if sink.closed || reporter.limitReached { break }
+        while true {
+            run.sink.flush()
+            if run.sink.closed || run.reporter.limitReached { break }
             let now = MonotonicClock.seconds
             if let pid = rememberTarget, now >= nextRemember {
-                stacks.user.remember(pid: pid)
+                run.stacks.user.remember(pid: pid)
                 nextRemember = now + 0.1
             }
-            if let due = nextInterval, now >= due {
-                printMaps(header: true)
-                if options.clearAfterInterval { clearMaps(stacks) }
-                nextInterval = due + options.interval!
-                while let next = nextInterval, next <= MonotonicClock.seconds { nextInterval = next + options.interval! }
+            if let due = nextInterval, let interval = options.interval, now >= due {
+                run.printMaps(header: true)
+                if options.clearAfterInterval { run.clearMaps() }
+                nextInterval = due + interval
+                while let next = nextInterval, next <= MonotonicClock.seconds { nextInterval = next + interval }
                 continue
             }
             if let deadline, now >= deadline { break }
             if let command = options.command, let status = command.exited() {
-                commandStatus = status
-                log("'\(command.command)' (pid \(command.pid)) exited with status \(status.code)")
-                break
+                run.log("'\(command.command)' (pid \(command.pid)) exited with status \(status.code)")
+                return status
             }
             var wake = [deadline, nextInterval].compactMap { $0 }.min()
             if rememberTarget != nil { wake = min(wake ?? nextRemember, nextRemember) }
@@ -131,92 +121,63 @@ public final class ProbeSession {
             if let wake { timeout = Int32(min(max(0, wake - now) * 1000 + 1, 3_600_000)) }
             // trace_pipe's poll may wait for its buffer-fill watermark; a short timeout keeps
             // printk lines prompt regardless.
-            if tracePipe.fd >= 0, timeout < 0 || timeout > 200 { timeout = 200 }
+            if run.tracePipe != nil, timeout < 0 || timeout > 200 { timeout = 200 }
             // SIGCHLD wakes the loop when the -c command exits; the timeout also catches an
             // exit whose signal went elsewhere.
             if options.command != nil, timeout < 0 || timeout > 500 { timeout = 500 }
-            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            let ready = Glibc.poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 {
                 if errno == EINTR { continue }
                 throw RuntimeError(.internal, "poll failed: \(Errno.current)")
             }
-            if fds[0].revents != 0 {
-                while let signal = signals.take() {
-                    guard signal != SIGCHLD else { continue }
-                    log("received \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)"), stopping")
-                    break loop
-                }
+            if fds[0].revents != 0, let signal = Self.stopSignal(signals) {
+                run.log("received \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)"), stopping")
+                break
             }
-            if tracePipe.fd >= 0 { tracePipe.drain() }
+            run.tracePipe?.drain()
             if ready > 0 { buffers.consume() }
         }
-        if reporter.limitReached { log("stopping after \(reporter.events) event(s) (--max-events)") }
+        if run.reporter.limitReached { run.log("stopping after \(run.reporter.events) event(s) (--max-events)") }
+        return nil
+    }
+
+    /// The first signal that stops the run (SIGCHLD only wakes the loop).
+    private static func stopSignal(_ signals: SignalPipe) -> Int32? {
+        while let signal = signals.take() {
+            if signal != SIGCHLD { return signal }
+        }
+        return nil
+    }
+
+    /// Detaches, reads what is still queued, prints the maps a last time and reports losses.
+    private func teardown(_ run: RunState, commandStatus: TargetCommand.Status?) throws(RuntimeError) {
         // In interval mode the maps were just printed when the run ends on an interval (checked
         // before detaching, which can take a while).
-        let finalPrint = options.interval == nil || MonotonicClock.seconds - lastMapPrint > 0.05
-
-        attacher.detachAll()
-        if !sink.closed {
-            buffers.consume()
-            if tracePipe.fd >= 0 { tracePipe.drain() }
-            if finalPrint {
-                printMaps(header: options.interval != nil)
-            }
+        let finalPrint = options.interval == nil || MonotonicClock.seconds - run.lastMapPrint > 0.05
+        run.attacher.detachAll()
+        if !run.sink.closed {
+            run.buffers?.consume()
+            run.tracePipe?.drain()
+            if finalPrint { run.printMaps(header: options.interval != nil) }
         }
-        for (map, count) in buffers.lost {
+        let writer = run.reporter.writer
+        for (map, count) in run.buffers?.lost ?? [] {
             StandardError.write("kprobe-run: lost \(count) event(s) from perf buffer '\(map)' (the reader fell behind; a larger buffer or fewer events help)")
-            if options.format == .json {
-                var line = "{\"type\":\"lost\",\"source\":\"perf_buffer\",\"map\":"
-                JSON.writeString(map, into: &line)
-                sink.emit(line + ",\"count\":\(count)}")
-            }
+            run.reporter.emit(writer.lost(source: "perf_buffer", map: map, count: count).map { [$0] } ?? [])
         }
-        if tracePipe.lost > 0 {
-            StandardError.write("kprobe-run: trace_pipe lost \(tracePipe.lost) printk line(s)")
-            if options.format == .json { sink.emit("{\"type\":\"lost\",\"source\":\"trace_pipe\",\"count\":\(tracePipe.lost)}") }
+        if let lost = run.tracePipe?.lost, lost > 0 {
+            StandardError.write("kprobe-run: trace_pipe lost \(lost) printk line(s)")
+            run.reporter.emit(writer.lost(source: "trace_pipe", map: nil, count: lost).map { [$0] } ?? [])
         }
         if let command = options.command, let status = commandStatus {
-            if options.format == .json { sink.emit(status.json) }
+            run.reporter.emit(writer.exit(status).map { [$0] } ?? [])
             if status.code != 0 {
                 StandardError.write("kprobe-run: '\(command.command)' exited with status \(status.code)" + (status.signal.map { " (signal \($0))" } ?? ""))
             }
         }
-        sink.flush()
-        if let failure = sink.failure {
+        run.sink.flush()
+        if let failure = run.sink.failure {
             throw RuntimeError(.internal, "cannot write to stdout: \(failure)")
-        }
-    }
-
-    /// Maps in object order.
-    private func reports(_ reader: MapReader) -> [MapOutput] {
-        var outputs: [MapOutput] = []
-        var map = bpf_object__next_map(object.handle, nil)
-        while let current = map {
-            if let output = reader.report(current) { outputs.append(output) }
-            map = bpf_object__next_map(object.handle, current)
-        }
-        return outputs
-    }
-
-    private func clearMaps(_ stacks: StackResolver) {
-        var map = bpf_object__next_map(object.handle, nil)
-        while let current = map {
-            MapReader.clear(current)
-            map = bpf_object__next_map(object.handle, current)
-        }
-        stacks.clear()
-    }
-
-    /// BCC tools head each interval with the time of day; JSON gets a line of its own.
-    private func intervalHeader(reporter: Reporter, elapsed: Double) {
-        switch options.format {
-        case .text:
-            reporter.sink.emit("")
-            reporter.sink.emit(Reporter.clockTime())
-        case .json:
-            reporter.sink.emit("{\"type\":\"interval\",\"time\":\(Reporter.seconds(elapsed)),\"clock\":\"\(Reporter.clockTime())\"}")
-        case .folded:
-            break
         }
     }
 }

@@ -37,10 +37,6 @@ public struct TargetCommand: Sendable {
             self.code = code
             self.signal = signal
         }
-
-        public var json: String {
-            "{\"type\":\"exit\",\"status\":\(code)" + (signal.map { ",\"signal\":\($0)" } ?? "") + "}"
-        }
     }
 
     static let holdScript = "IFS= read -r _ <&3 || exit 127; exec 3<&-; exec \"$@\""

@@ -29,17 +29,10 @@ final class StackResolver {
         self.kallsymsPath = kallsymsPath
     }
 
-    convenience init(object: OpaquePointer, defaultPID: Int32?) {
-        var maps: [TraceMap] = []
-        var map = bpf_object__next_map(object, nil)
-        while let current = map {
-            if bpf_map__type(current) == BPF_MAP_TYPE_STACK_TRACE, bpf_map__fd(current) >= 0 {
-                maps.append(TraceMap(name: String(cString: bpf_map__name(current)), fd: bpf_map__fd(current),
-                                     depth: Int(bpf_map__value_size(current)) / 8))
-            }
-            map = bpf_object__next_map(object, current)
-        }
-        self.init(traceMaps: maps, defaultPID: defaultPID)
+    convenience init(maps: [BPFMap], defaultPID: Int32?) {
+        let traceMaps = maps.filter { $0.type == BPF_MAP_TYPE_STACK_TRACE && $0.fd >= 0 }
+            .map { TraceMap(name: $0.name, fd: $0.fd, depth: $0.valueSize / 8) }
+        self.init(traceMaps: traceMaps, defaultPID: defaultPID)
     }
 
     static func isStackField(_ name: String) -> Bool {

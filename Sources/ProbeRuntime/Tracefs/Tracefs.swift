@@ -44,6 +44,40 @@ final class Tracefs {
         return FileSystem.exists(try path() + "/kprobe_events")
     }
 
+    /// Kernel functions a kprobe can be placed on, from ftrace's available_filter_functions
+    /// (functions ftrace cannot trace are not in it, so a wildcard never picks them).
+    func kernelFunctions() throws(RuntimeError) -> [String] {
+        Tracefs.functionNames(availableFilterFunctions: try read("available_filter_functions", for: "the kernel's traceable functions"))
+    }
+
+    /// Every tracepoint as "CATEGORY:EVENT", from available_events.
+    func tracepoints() throws(RuntimeError) -> [String] {
+        try read("available_events", for: "the kernel's tracepoints").split(separator: "\n").map { String($0.trimmingSpaces) }.filter { !$0.isEmpty }
+    }
+
+    /// `events/CATEGORY/EVENT/format`: the tracepoint's record layout.
+    func format(category: String, event: String) throws(RuntimeError) -> String {
+        try read("events/\(category)/\(event)/format", for: "the layout of tracepoint \(category):\(event)")
+    }
+
+    /// Lines are "name" or "name [module]"; a static function can appear more than once.
+    static func functionNames(availableFilterFunctions text: String) -> [String] {
+        var seen = Set<String>()
+        return text.split(separator: "\n").compactMap { line in
+            guard let name = line.split(separator: " ", maxSplits: 1).first.map(String.init), seen.insert(name).inserted else { return nil }
+            return name
+        }
+    }
+
+    private func read(_ file: String, for what: String) throws(RuntimeError) -> String {
+        let path = try path() + "/" + file
+        do {
+            return try FileSystem.readString(path)
+        } catch {
+            throw RuntimeError(error.isPermission ? .notPermitted : .internal, "cannot read \(path) (\(what)): \(error)" + (error.isPermission && geteuid() != 0 ? "; run kprobe-run as root" : ""))
+        }
+    }
+
     /// Opens trace_pipe for non-blocking reads.
     func openTracePipe() throws(RuntimeError) -> Int32 {
         let file = try path() + "/trace_pipe"
@@ -99,22 +133,5 @@ struct PrintkLine: Equatable, Sendable {
             task = String(taskPart)
             pid = nil
         }
-    }
-
-    /// `{"type":"printk","time":…,"message":…,"comm":…,"pid":…,"cpu":…,"timestamp":…}`; `time`
-    /// (seconds since attach) only with -T, `timestamp` is the kernel's trace clock text.
-    func json(time: Double?) -> String {
-        var out = "{\"type\":\"printk\""
-        if let time { out += ",\"time\":" + Reporter.seconds(time) }
-        out += ",\"message\":"
-        JSON.writeString(message, into: &out)
-        out += ",\"comm\":"
-        JSON.writeString(task, into: &out)
-        if let pid { out += ",\"pid\":\(pid)" }
-        if let cpu { out += ",\"cpu\":\(cpu)" }
-        out += ",\"timestamp\":"
-        JSON.writeString(timestamp, into: &out)
-        out += "}"
-        return out
     }
 }

@@ -1,0 +1,42 @@
+import KprobeSupport
+
+/// The BPF instruction set the compiler generates (clang's -mcpu). v1 is LLVM's default and
+/// makes longer code: some programs (libbpf-tools' softirqs) pass the verifier only with v3's
+/// 32-bit jumps and sub-registers. A kernel rejects instructions newer than it knows, so the
+/// choice follows the kernel the probe is for.
+public enum BPFCPU: String, Sendable, CaseIterable {
+    /// Every kernel with BPF.
+    case v1
+    /// Adds the unsigned and signed "less than" jumps: Linux 4.14.
+    case v2
+    /// Adds 32-bit jumps (and ALU32 code): Linux 5.1.
+    case v3
+
+    /// The newest set a kernel of this release ("6.1.0-13-amd64") runs; v1 when it does not parse.
+    public static func newest(forRelease release: String) -> BPFCPU {
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2 else { return .v1 }
+        return newest(major: numbers[0], minor: numbers[1])
+    }
+
+    static func newest(major: Int, minor: Int) -> BPFCPU {
+        if (major, minor) >= (5, 1) { return .v3 }
+        if (major, minor) >= (4, 14) { return .v2 }
+        return .v1
+    }
+
+    /// The newest set for the kernel a header tree belongs to, from its
+    /// include/generated/uapi/linux/version.h (kheaders archives and build trees have it); nil
+    /// when the tree does not say.
+    public static func newest(forHeaderTree root: String) -> BPFCPU? {
+        let candidates = [root + "/include/generated/uapi/linux/version.h", root + "/usr/include/linux/version.h"]
+        for path in candidates {
+            guard let text = try? FileSystem.readString(path) else { continue }
+            for line in text.split(separator: "\n") where line.hasPrefix("#define LINUX_VERSION_CODE") {
+                guard let code = Int(line.split(separator: " ").last ?? "") else { continue }
+                return newest(major: code >> 16, minor: (code >> 8) & 0xff)
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,141 @@
+/// One JSON object per line; every line starts with its `"type"`:
+/// `{"type":"event","time":…,"map":…,"data":…}` (`time` only with -T),
+/// `{"type":"printk","time":…,"message":…,"comm":…,"pid":…,"cpu":…,"timestamp":…}`,
+/// `{"type":"map","name":…,"entries":[{"key":…,"value":…,"stacks":{…}},…]}`,
+/// `{"type":"histogram","name":…,"kind":"log2","key":…,"buckets":[{"low":…,"high":…,"count":…}]}`,
+/// `{"type":"interval","time":…,"clock":"HH:MM:SS"}`, `{"type":"lost","source":…,"map":…,"count":…}`,
+/// `{"type":"exit","status":N,"signal":S}`.
+struct JSONOutput: OutputWriter {
+    func event(map: String, labelled: Bool, value: Value, time: Double?) -> String? {
+        var line = JSONLine(type: "event")
+        if let time { line.field("time", raw: Reporter.seconds(time)) }
+        line.field("map", map)
+        line.field("data", value)
+        return line.text
+    }
+
+    /// `timestamp` is the kernel's trace clock text, `time` (with -T) seconds since attach.
+    func printk(_ printk: PrintkLine, time: Double?) -> String? {
+        var line = JSONLine(type: "printk")
+        if let time { line.field("time", raw: Reporter.seconds(time)) }
+        line.field("message", printk.message)
+        line.field("comm", printk.task)
+        if let pid = printk.pid { line.field("pid", raw: String(pid)) }
+        if let cpu = printk.cpu { line.field("cpu", raw: String(cpu)) }
+        line.field("timestamp", printk.timestamp)
+        return line.text
+    }
+
+    func map(_ content: MapContent) -> [String] {
+        switch content {
+        case let .table(report):
+            return [mapLine(name: report.name, entries: report.entries) { _, _ in }]
+        case let .histograms(histograms):
+            return histograms.map(histogram)
+        case let .stacks(report):
+            return [mapLine(name: report.name, entries: report.entries.map { ($0.key, $0.value) }) { index, line in
+                var stacks = JSONLine()
+                for stack in report.entries[index].stacks {
+                    switch stack.frames {
+                    case let .success(frames): stacks.field(stack.label, strings: frames.map(\.text))
+                    case .failure: stacks.field(stack.label, raw: "null")
+                    }
+                }
+                line.field("stacks", raw: stacks.text)
+            }]
+        }
+    }
+
+    /// The buckets are the rows the text shows; `key` only for per-key histograms.
+    func histogram(_ histogram: Histogram) -> String {
+        var line = JSONLine(type: "histogram")
+        line.field("name", histogram.name)
+        line.field("kind", histogram.kind.rawValue)
+        if let key = histogram.key { line.field("key", key) }
+        if let labels = histogram.labels { line.field("labels", labels) }
+        line.field("buckets", raw: "[" + histogram.rows.map { row in
+            var bucket = JSONLine()
+            bucket.field("low", raw: String(row.low))
+            bucket.field("high", raw: String(row.high))
+            bucket.field("count", raw: String(row.count))
+            return bucket.text
+        }.joined(separator: ",") + "]")
+        return line.text
+    }
+
+    /// `extra` adds fields to entry `index` after its value.
+    private func mapLine(name: String, entries: [(key: Value, value: Value)],
+                         extra: (_ index: Int, _ line: inout JSONLine) -> Void) -> String {
+        var line = JSONLine(type: "map")
+        line.field("name", name)
+        line.field("entries", raw: "[" + entries.indices.map { index in
+            var entry = JSONLine()
+            entry.field("key", entries[index].key)
+            entry.field("value", entries[index].value)
+            extra(index, &entry)
+            return entry.text
+        }.joined(separator: ",") + "]")
+        return line.text
+    }
+
+    func intervalHeader(elapsed: Double) -> [String] {
+        var line = JSONLine(type: "interval")
+        line.field("time", raw: Reporter.seconds(elapsed))
+        line.field("clock", Reporter.clockTime())
+        return [line.text]
+    }
+
+    func lost(source: String, map: String?, count: UInt64) -> String? {
+        var line = JSONLine(type: "lost")
+        line.field("source", source)
+        if let map { line.field("map", map) }
+        line.field("count", raw: String(count))
+        return line.text
+    }
+
+    func exit(_ status: TargetCommand.Status) -> String? {
+        var line = JSONLine(type: "exit")
+        line.field("status", raw: String(status.code))
+        if let signal = status.signal { line.field("signal", raw: String(signal)) }
+        return line.text
+    }
+}
+
+/// The one builder of JSON objects: fields in the order they are added, values escaped by
+/// `JSON.writeString` and `Value.writeJSON`.
+struct JSONLine {
+    private var body = ""
+
+    init() {}
+
+    init(type: String) { field("type", type) }
+
+    var text: String { "{" + body + "}" }
+
+    private mutating func key(_ name: String) {
+        if !body.isEmpty { body += "," }
+        JSON.writeString(name, into: &body)
+        body += ":"
+    }
+
+    mutating func field(_ name: String, _ value: String) {
+        key(name)
+        JSON.writeString(value, into: &body)
+    }
+
+    mutating func field(_ name: String, _ value: Value) {
+        key(name)
+        value.writeJSON(into: &body)
+    }
+
+    mutating func field(_ name: String, strings: [String]) {
+        key(name)
+        body += "[" + strings.map(JSON.string).joined(separator: ",") + "]"
+    }
+
+    /// Already JSON: a number, `null`, or a nested object or array.
+    mutating func field(_ name: String, raw: String) {
+        key(name)
+        body += raw
+    }
+}
