@@ -91,6 +91,7 @@ struct Rewriter {
         markExternalSources()
         propagateExternal()
         for function in functions { rewriteFunction(function) }
+        for function in functions { rewritePackets(in: function) }
         for function in functions {
             walkTree(function) { node in
                 if node.kind == CXCursor_CallExpr { rewriteTableCall(node) } else { rewriteKernelRead(node) }

@@ -309,14 +309,59 @@ struct { \
 #endif
 """#
 
-    /// Packet header layouts under the names BCC's proto.h gives them (network byte order; the
-    /// bit-fields are ordered as the BPF little-endian target lays them out).
+    /// BCC's proto.h: packet header layouts under the names BCC gives them, in network bit order
+    /// (the first bit-field is the most significant), read and written through bpf_dext_pkt and
+    /// bpf_dins_pkt (Passes/Packets.swift), and cursor_advance.
     static let proto = #"""
 #ifndef __KPROBE_RUN_BCC_PROTO_H
 #define __KPROBE_RUN_BCC_PROTO_H
 #include <linux/types.h>
+#include <uapi/linux/if_ether.h>
 
-#define BPF_PACKET_HEADER __attribute__((packed))
+/* Header pointers hold offsets into the packet (cursor_advance); the rewriter turns their field
+ * accesses into bpf_dext_pkt/bpf_dins_pkt, recognising the headers by this annotation. */
+#define BPF_PACKET_HEADER __attribute__((packed)) __attribute__((annotate("kprobe_run_bcc_packet")))
+
+#define cursor_advance(_cursor, _len) ({ void *_tmp = _cursor; _cursor += _len; _tmp; })
+
+/* Loads from the packet in network byte order (BPF_LD_ABS/IND), as BCC's helpers.h has them. */
+unsigned long long load_byte(void *skb, unsigned long long off) asm("llvm.bpf.load.byte");
+unsigned long long load_half(void *skb, unsigned long long off) asm("llvm.bpf.load.half");
+unsigned long long load_word(void *skb, unsigned long long off) asm("llvm.bpf.load.word");
+
+static __always_inline unsigned long long __bcc_load_dword(void *skb, unsigned long long off)
+{
+    return ((unsigned long long)load_word(skb, off) << 32) | load_word(skb, off + 4);
+}
+
+#define __BCC_MASK(n) ((n) < 64 ? (1ull << (n)) - 1 : ~0ull)
+
+/* The bsz bits at bit bofs (counted from the most significant) of the packet from byte off. */
+static __always_inline unsigned long long bpf_dext_pkt(void *pkt, unsigned long long off, unsigned long long bofs, unsigned long long bsz)
+{
+    if (bofs == 0 && bsz == 8) return load_byte(pkt, off);
+    if (bofs + bsz <= 8) return load_byte(pkt, off) >> (8 - (bofs + bsz)) & __BCC_MASK(bsz);
+    if (bofs == 0 && bsz == 16) return load_half(pkt, off);
+    if (bofs + bsz <= 16) return load_half(pkt, off) >> (16 - (bofs + bsz)) & __BCC_MASK(bsz);
+    if (bofs == 0 && bsz == 32) return load_word(pkt, off);
+    if (bofs + bsz <= 32) return load_word(pkt, off) >> (32 - (bofs + bsz)) & __BCC_MASK(bsz);
+    if (bofs == 0 && bsz == 64) return __bcc_load_dword(pkt, off);
+    if (bofs + bsz <= 64) return __bcc_load_dword(pkt, off) >> (64 - (bofs + bsz)) & __BCC_MASK(bsz);
+    return 0;
+}
+
+/* Stores val there, in network byte order (bpf_skb_store_bytes: tc programs). */
+static __always_inline void bpf_dins_pkt(void *pkt, unsigned long long off, unsigned long long bofs, unsigned long long bsz, unsigned long long val)
+{
+    unsigned long long width = bofs + bsz <= 8 ? 8 : bofs + bsz <= 16 ? 16 : bofs + bsz <= 32 ? 32 : 64;
+    unsigned long long shift = width - (bofs + bsz);
+    unsigned long long word = bsz == width ? 0 : bpf_dext_pkt(pkt, off, 0, width);
+    word = (word & ~(__BCC_MASK(bsz) << shift)) | ((val & __BCC_MASK(bsz)) << shift);
+    if (width == 8) { __u8 v = word; bpf_skb_store_bytes(pkt, off, &v, 1, 0); }
+    else if (width == 16) { __u16 v = __builtin_bswap16(word); bpf_skb_store_bytes(pkt, off, &v, 2, 0); }
+    else if (width == 32) { __u32 v = __builtin_bswap32(word); bpf_skb_store_bytes(pkt, off, &v, 4, 0); }
+    else { __u64 v = __builtin_bswap64(word); bpf_skb_store_bytes(pkt, off, &v, 8, 0); }
+}
 
 struct ethernet_t {
     unsigned long long dst:48;

@@ -39,17 +39,19 @@ extension Rewriter {
         case .kmodRet(let function): return "fmod_ret/" + function
         case nil: break
         }
-        guard let first = parameters(function).first, first.type.isPointer else { return "kprobe" }
+        // Packet header accesses need the packet as context, and stores need tc's helpers.
+        let packets = accessesPackets(function)
+        guard let first = parameters(function).first, first.type.isPointer else { return packets ? "tc" : "kprobe" }
         var pointee = first.type.pointee.canonical.spelling
         if pointee.hasPrefix("const ") { pointee.removeFirst(6) }
         switch pointee {
         case "struct pt_regs": return "kprobe"
         case "struct bpf_perf_event_data": return "perf_event"
-        case "struct __sk_buff": return "socket"
+        case "struct __sk_buff": return packets ? "tc" : "socket"
         case "struct xdp_md": return "xdp"
         case "struct bpf_raw_tracepoint_args": return "raw_tp"
         case _ where pointee.hasPrefix("struct " + BCCName.tracepointPrefix): return "tracepoint"
-        default: return "kprobe"
+        default: return packets ? "tc" : "kprobe"
         }
     }
 
