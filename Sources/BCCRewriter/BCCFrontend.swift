@@ -90,6 +90,7 @@ struct Rewriter {
         for table in tables.values { emitTable(table) }
         markExternalSources()
         propagateExternal()
+        for function in functions { rejectCallsOfPrograms(in: function) }
         for function in functions { rewriteFunction(function) }
         for function in functions { rewritePackets(in: function) }
         for function in functions {

@@ -79,6 +79,16 @@ extension Rewriter {
         return head.contains("always_inline") || head.contains("noinline")
     }
 
+    /// BCC's rule: a program (any non-static function) is not a function other code can call.
+    mutating func rejectCallsOfPrograms(in function: Node) {
+        let programs = Set(functions.filter { section(of: $0) != nil }.map(\.cursor.spelling))
+        walkTree(function) { node in
+            guard node.kind == CXCursor_CallExpr, programs.contains(node.cursor.spelling),
+                  clang_getCursorKind(node.referenced) == CXCursor_FunctionDecl, let range = node.range else { return }
+            problems.append("\(path):\(line(of: range.lowerBound)): \(function.cursor.spelling) calls \(node.cursor.spelling), which is not static and so is a program of its own; make \(node.cursor.spelling) static to call it")
+        }
+    }
+
     mutating func rewriteFunction(_ function: Node) {
         guard let start = function.range?.lowerBound else { return }
         let name = function.cursor.spelling

@@ -38,10 +38,27 @@ extension Rewriter {
         let table = Table(name: name, kind: kind, keyType: spelling(of: key), leafType: spelling(of: leaf),
                           keyIsInt: key.canonical.kind == CXType_Int || key.canonical.kind == CXType_UInt,
                           maxEntries: Int(clang_getArraySize(max)) - 1, flags: Int(clang_getArraySize(flags)) - 1, range: range)
+        // The declaration's extent ends at the table's name; its macro's, after the types.
+        let end = macroRanges.first { $0.lowerBound == range.lowerBound }?.upperBound ?? range.upperBound
+        for type in [key, leaf] where !isComplete(type, before: end) {
+            problems.append("\(path):\(line(of: range.lowerBound)): table \(name) uses \(type.spelling) before its definition; define the type above the table")
+        }
         tables[name] = table
         tableUSRs[cursor.usr] = name
         metadata.tables[name] = kind
         if kind == "stacktrace" { metadata.stackTraces.append(name) }
+    }
+
+    /// Whether a struct or union type is defined before `offset` of the main file (or outside
+    /// it; or in the table's own declaration), as the map's key and value sizes need: C, and
+    /// BCC, take no later definition.
+    func isComplete(_ type: CXType, before offset: Int) -> Bool {
+        let declaration = clang_getTypeDeclaration(type.canonical)
+        guard declaration.kind == CXCursor_StructDecl || declaration.kind == CXCursor_UnionDecl else { return true }
+        let definition = clang_getCursorDefinition(declaration)
+        guard clang_Cursor_isNull(definition) == 0 else { return false }
+        guard let place = range(of: definition) else { return true }
+        return place.upperBound <= offset
     }
 
     /// A type as the map definition can name it: an unnamed struct or union by its definition.
