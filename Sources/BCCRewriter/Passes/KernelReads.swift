@@ -116,7 +116,8 @@ extension Rewriter {
     }
 
     mutating func markExternalSources() {
-        for function in functions where section(of: function)?.hasPrefix("kprobe") == true || section(of: function)?.hasPrefix("kretprobe") == true {
+        for function in functions {
+            guard let section = sections[function.cursor.spelling], section.hasPrefix("kprobe") || section.hasPrefix("kretprobe") else { continue }
             for parameter in parameters(function).dropFirst() { external.insert(declarationKey(parameter.cursor)) }
         }
     }

@@ -79,11 +79,17 @@ extension Rewriter {
         return head.contains("always_inline") || head.contains("noinline")
     }
 
+    /// Decides every function's section once (`sections`; helpers have none).
+    mutating func assignSections() {
+        for function in functions {
+            if let section = section(of: function) { sections[function.cursor.spelling] = section }
+        }
+    }
+
     /// BCC's rule: a program (any non-static function) is not a function other code can call.
     mutating func rejectCallsOfPrograms(in function: Node) {
-        let programs = Set(functions.filter { section(of: $0) != nil }.map(\.cursor.spelling))
         walkTree(function) { node in
-            guard node.kind == CXCursor_CallExpr, programs.contains(node.cursor.spelling),
+            guard node.kind == CXCursor_CallExpr, sections[node.cursor.spelling] != nil,
                   clang_getCursorKind(node.referenced) == CXCursor_FunctionDecl, let range = node.range else { return }
             problems.append("\(path):\(line(of: range.lowerBound)): \(function.cursor.spelling) calls \(node.cursor.spelling), which is not static and so is a program of its own; make \(node.cursor.spelling) static to call it")
         }
@@ -95,7 +101,7 @@ extension Rewriter {
         // BCC inlines every function: a program may call another, which libbpf can only link
         // inlined, and constants (a string literal handed to a static helper) fold as in BCC.
         if !declaresInlining(function) { edits.insert("__attribute__((always_inline)) ", at: start) }
-        guard let section = section(of: function) else { return }
+        guard let section = sections[name] else { return }
         metadata.programs[name] = section
         edits.insert("SEC(\"\(section)\") ", at: start)
         let parameters = parameters(function)
