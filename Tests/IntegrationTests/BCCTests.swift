@@ -134,6 +134,22 @@ enum BCCTools {
         return directory
     }
 
+    /// `-a` arguments for a corpus text: where the tool's Python attached each program.
+    static func attachArguments(tool: String, corpus: String) throws -> [String] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: corpus + "/\(tool).json"))
+        let description = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        var arguments: [String] = []
+        for program in description["programs"] as? [[String: Any]] ?? [] {
+            guard let function = program["function"] as? String, let event = program["event"] as? String else { continue }
+            switch program["call"] as? String {
+            case "attach_kprobe": arguments += ["-a", "kprobe:\(event)=\(function)"]
+            case "attach_kretprobe": arguments += ["-a", "kretprobe:\(event)=\(function)"]
+            default: break
+            }
+        }
+        return arguments
+    }
+
     struct CorpusError: Error, CustomStringConvertible {
         var message: String
         var description: String { "generate.py failed: \(message)" }
