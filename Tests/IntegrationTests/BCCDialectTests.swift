@@ -63,7 +63,16 @@ extension HostKernel {
                     return sk->__sk_common.skc_dport;
                 }
                 """, expectation: .verifies),
-            Case(name: "bpf_get_current_task and a cast context register", source: """
+            Case(name: "member reads through a macro (TCP_SKB_CB), explicit and implicit", source: """
+                #include <uapi/linux/ptrace.h>
+                #include <net/tcp.h>
+                int kprobe__tcp_retransmit_skb(struct pt_regs *ctx, struct sock *sk, struct sk_buff *skb) {
+                    u32 seq = 0;
+                    bpf_probe_read_kernel(&seq, sizeof(seq), &TCP_SKB_CB(skb)->seq);
+                    return seq + TCP_SKB_CB(skb)->end_seq;
+                }
+                """, expectation: .verifies),
+                        Case(name: "bpf_get_current_task and a cast context register", source: """
                 #include <linux/sched.h>
                 #include <net/inet_sock.h>
                 int prio(struct pt_regs *ctx) { struct task_struct *t = (struct task_struct *)bpf_get_current_task(); return t->prio; }
