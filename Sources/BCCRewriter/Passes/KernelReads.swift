@@ -175,8 +175,7 @@ extension Rewriter {
     mutating func rewriteKernelRead(_ node: Node) {
         guard let pointer = dereferencedPointer(node), !isContext(pointer), isExternal(pointer) else { return }
         let top = chainTop(node)
-        // The program reads it itself: the address is all it computes.
-        guard needsRead(top), !isInsideExplicitRead(top) else { return }
+        guard needsRead(top) else { return }
         let wholeMacroUse = top.range == nil ? expansionRange(of: top) : nil
         guard let range = top.range ?? wholeMacroUse else { return }
         guard wholeMacroUse != nil || editable(top) else {
@@ -194,16 +193,6 @@ extension Rewriter {
             .text("({ __typeof__("), .original(range), .text(") \(value); bpf_probe_read_kernel((void *)&\(value), sizeof(\(value)), (const void *)&("),
             .source(range), .text(")); \(value); })"),
         ])
-    }
-
-    /// Whether a node is (part of) an argument of an explicit bpf_probe_read*() call.
-    func isInsideExplicitRead(_ node: Node) -> Bool {
-        var ancestor = node.parent
-        while let up = ancestor {
-            if up.kind == CXCursor_CallExpr, up.cursor.spelling.hasPrefix("bpf_probe_read") { return true }
-            ancestor = up.parent
-        }
-        return false
     }
 
     /// Whether the program loads the value of this lvalue (rather than taking its address,
