@@ -56,8 +56,10 @@ let package = Package(
             ]
         ),
 
-        // Shared by every stage: errors and exit codes, digests, the secure cache root.
-        .target(name: "KprobeSupport"),
+        // Shared by every stage: errors and exit codes, digests, the secure cache root, and the
+        // plumbing (owned descriptors, retryOnInterrupt, child processes, atomic files, locks,
+        // kallsyms, ELF sections).
+        .target(name: "KprobeSupport", dependencies: ["CLibELF"]),
         // Stage 1: find kernel headers or types and keep them in the cache.
         .target(name: "KernelHeaders", dependencies: ["KprobeSupport", "CLibArchive", "CLibELF", "CLibBPF"]),
         // Stage 2: the parent's side of compiling (requests, worker protocol). No LLVM here.
@@ -90,25 +92,28 @@ let package = Package(
         .target(
             name: "KprobeRunCLI",
             dependencies: [
-                "KprobeSupport", "KernelHeaders", "ProbeCompiler", "ProbeRuntime", "ProbeRemote",
+                "KprobeSupport", "KernelHeaders", "ProbeCompiler", "ProbeRuntime", "ProbeRemote", "CLibBPF",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "kprobe-run", dependencies: ["KprobeRunCLI"]),
 
-        .testTarget(name: "KprobeSupportTests", dependencies: ["KprobeSupport"]),
-        .testTarget(name: "KernelHeadersTests", dependencies: ["KernelHeaders", "KprobeSupport"]),
-        .testTarget(name: "ProbeCompilerTests", dependencies: ["ProbeCompiler", "KprobeSupport"]),
+        // What every test target shares: scratch directories, the paths of the shared test
+        // inputs, and the test tiers (tags).
+        .target(name: "TestSupport", dependencies: ["KprobeSupport"], path: "Tests/TestSupport"),
+        .testTarget(name: "KprobeSupportTests", dependencies: ["KprobeSupport", "TestSupport"]),
+        .testTarget(name: "KernelHeadersTests", dependencies: ["KernelHeaders", "KprobeSupport", "TestSupport"]),
+        .testTarget(name: "ProbeCompilerTests", dependencies: ["ProbeCompiler", "KprobeSupport", "TestSupport"]),
         .testTarget(
             name: "BCCRewriterTests",
-            dependencies: ["BCCRewriter", "ProbeCompiler", "KprobeSupport"],
+            dependencies: ["BCCRewriter", "ProbeCompiler", "KprobeSupport", "TestSupport"],
             swiftSettings: [.unsafeFlags(["-Xcc", "-I\(llvmInclude)"])]
         ),
-        .testTarget(name: "ProbeRuntimeTests", dependencies: ["ProbeRuntime", "KprobeSupport"]),
-        .testTarget(name: "ProbeRemoteTests", dependencies: ["ProbeRemote", "KprobeSupport", "KernelHeaders"]),
-        .testTarget(name: "KprobeRunCLITests", dependencies: ["KprobeRunCLI", "KprobeSupport"]),
+        .testTarget(name: "ProbeRuntimeTests", dependencies: ["ProbeRuntime", "KprobeSupport", "TestSupport"]),
+        .testTarget(name: "ProbeRemoteTests", dependencies: ["ProbeRemote", "KprobeSupport", "KernelHeaders", "TestSupport"]),
+        .testTarget(name: "KprobeRunCLITests", dependencies: ["KprobeRunCLI", "KprobeSupport", "TestSupport"]),
         // Run the real binaries as root against the running kernel (and the test VM).
-        .testTarget(name: "IntegrationTests", dependencies: ["KprobeSupport", "CLibBPF"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["KprobeSupport", "CLibBPF", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,7 +6,8 @@ Measures, with medians over several runs:
   (b) a new probe with the headers already cached (start to attached, and compile only);
   (c) a first run, including the header unpack and the precompiled-header build;
   (d) the header unpack alone, against tar -xJf;
-  (e) peak RSS.
+  (e) peak RSS;
+  (f) events per second without loss and at saturation (bench/events.py);
 and writes bench/RESULTS.md. Run through `make bench` (as root: probes are loaded).
 
 "Start to attached" is the time from starting the process to its readiness line on stderr
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import events
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -471,6 +474,7 @@ def report(bench, output):
     lines += ["", "## Commands", "", "Paths under the benchmark's scratch directory are shown as they were.", ""]
     for key, command in bench.commands.items():
         lines.append(f"- {key}: `{' '.join(command)}`")
+    lines += events.markdown(bench)
     if bench.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in bench.notes]
     with open(output, "w") as out:
@@ -500,6 +504,7 @@ def main():
         bench.new_probe()
         bench.first_run()
         bench.memory()
+        events.measure(bench)
         report(bench, args.output)
         print(f"wrote {args.output}", file=sys.stderr)
     except Failed as failure:

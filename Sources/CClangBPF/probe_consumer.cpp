@@ -221,12 +221,15 @@ public:
     void HandleTranslationUnit(clang::ASTContext &context) override {
         if (context.getDiagnostics().hasErrorOccurred()) return;
         ExternsWithoutBTF externs(!context.getTargetInfo().allowDebugInfoForExternalRef());
-        for (clang::FunctionDecl *function : functions) externs.TraverseStmt(function->getBody());
+        // A copy: walking a body can deserialize declarations from a precompiled header, which
+        // reach HandleTopLevelDecl and would grow `functions` under the loop.
+        const std::vector<clang::FunctionDecl *> probeFunctions = functions;
+        for (clang::FunctionDecl *function : probeFunctions) externs.TraverseStmt(function->getBody());
         for (clang::VarDecl *variable : externs.found) codegen->CompleteExternalDeclaration(variable);
 
         if (hasMetadata || !input->write_metadata || !sema) return;
         EventTypes events;
-        events.analyze(functions);
+        events.analyze(probeFunctions);
         if (events.found.empty()) return;
         emitEventTypes(context, events.found);
     }

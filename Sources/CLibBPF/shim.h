@@ -6,7 +6,7 @@
 #include <linux/perf_event.h>
 #include <linux/bpf.h>
 
-/* ProbeRuntime helpers: things Swift cannot call directly (variadic syscall, va_list reuse). */
+/* ProbeRuntime helpers: things Swift cannot call directly (variadic syscall, va_list). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,18 +14,52 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 
-/* Formats a libbpf log message into a malloc'ed string (free() it). A va_list can be consumed
- * once only, so the measuring pass works on a copy. */
-static inline char *kprobe_run_vformat(const char *format, va_list args) {
+/* libbpf and btf_dump call back with a va_list. Swift never sees one: swiftc 6.3.1 crashes
+ * (getClangFunctionType) compiling for aarch64 any Swift code that converts a function to, or uses
+ * a value of, a C function-pointer type with a va_list parameter (va_list is a struct there).
+ * So the callbacks live here, format in C, and hand Swift finished text. */
+
+/* Receives each libbpf warning or info message, formatted (debug chatter is dropped). */
+typedef void (*kprobe_run_libbpf_sink)(const char *message);
+
+/* Function-local: a static global defined in a shim header is not emitted by Swift's importer.
+ * Every static inline function has a copy per object file that uses it, so only one Swift file
+ * (LibbpfLog.swift) calls these. */
+static inline kprobe_run_libbpf_sink *kprobe_run_libbpf_sink_slot(void) {
+    static kprobe_run_libbpf_sink sink;
+    return &sink;
+}
+
+static inline int kprobe_run_libbpf_print(enum libbpf_print_level level, const char *format, va_list args) {
+    kprobe_run_libbpf_sink sink = *kprobe_run_libbpf_sink_slot();
+    if (level == LIBBPF_DEBUG || !sink) return 0;
+    /* A va_list can be consumed once only, so the measuring pass works on a copy. */
     va_list copy;
     va_copy(copy, args);
     int length = vsnprintf(NULL, 0, format, copy);
     va_end(copy);
-    if (length < 0) return NULL;
+    if (length < 0) return 0;
     char *text = (char *)malloc((size_t)length + 1);
-    if (!text) return NULL;
+    if (!text) return 0;
     vsnprintf(text, (size_t)length + 1, format, args);
-    return text;
+    sink(text);
+    free(text);
+    return 0;
+}
+
+/* Routes libbpf's process-wide output to `sink`. */
+static inline void kprobe_run_libbpf_set_sink(kprobe_run_libbpf_sink sink) {
+    *kprobe_run_libbpf_sink_slot() = sink;
+    libbpf_set_print(kprobe_run_libbpf_print);
+}
+
+static inline void kprobe_run_btf_dump_vfprintf(void *file, const char *format, va_list args) {
+    vfprintf((FILE *)file, format, args);
+}
+
+/* A btf_dump that writes C straight into `file` (default options). */
+static inline struct btf_dump *kprobe_run_btf_dump_to_file(const struct btf *btf, FILE *file) {
+    return btf_dump__new(btf, kprobe_run_btf_dump_vfprintf, file, NULL);
 }
 
 /* glibc has no perf_event_open() wrapper. */

@@ -140,6 +140,15 @@ public struct HeaderError: KprobeRunError {
     init(_ failure: Failure) {
         self.init(failure.message, kind: failure.kind == .notPermitted ? .notPermitted : .noKernelHeaders)
     }
+
+    /// An input that could not be read whole: too large (past `InputLimit.archive`), not
+    /// permitted, or another error.
+    static func unreadable(_ path: String, _ error: Errno) -> HeaderError {
+        if error.rawValue == EFBIG {
+            return HeaderError("\(path) is \(InputLimit.describe(InputLimit.archive)) or endless: no kheaders archive or kernel module is that large; point --headers at the kernel's kheaders.tar.xz, kheaders.ko, a vmlinux or a header directory")
+        }
+        return HeaderError("cannot read \(path): \(error)", kind: error.isPermission ? .notPermitted : .noKernelHeaders)
+    }
 }
 
 /// Caps on what an archive may unpack to, so a hostile or corrupt archive cannot fill the disk.

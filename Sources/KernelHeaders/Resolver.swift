@@ -28,6 +28,7 @@ struct Resolver {
         let key = KernelKey.running
         let release = key.release
 
+        cache.unloadModuleLeftBehind()
         if let entry = try cache.verifiedEntry(key.entryName) {
             log("using the cached kheaders of the running kernel (\(key.description)): \(entry.path)")
             return try headerSet(entry, kind: .kheaders,
@@ -48,12 +49,13 @@ struct Resolver {
                     if let path = KheadersModule.archivePath {
                         origin = path
                         do throws(Errno) {
-                            return ArchiveBytes(bytes: try FileSystem.read(path), name: path)
+                            return ArchiveBytes(bytes: try FileSystem.read(path, limit: InputLimit.archive), name: path)
                         } catch {
-                            throw HeaderError("cannot read \(path): \(error)", kind: error.isPermission ? .notPermitted : .noKernelHeaders)
+                            throw HeaderError.unreadable(path, error)
                         }
                     }
-                    guard let fetched = try KheadersModule.fetch(release: release, keep: keep, log: log, notes: &notes) else {
+                    let record = ModuleRecord(headersDirectory: try cache.headersDirectory())
+                    guard let fetched = try KheadersModule.fetch(release: release, keep: keep, log: log, notes: &notes, record: record) else {
                         throw HeaderError("the kheaders module could not be loaded or read")
                     }
                     origin = fetched.origin

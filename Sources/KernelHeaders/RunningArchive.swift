@@ -16,9 +16,9 @@ extension HeaderLocator {
         let release = RunningKernel.release
         if let path = KheadersModule.archivePath {
             do throws(Errno) {
-                return RunningKernelArchive(bytes: try FileSystem.read(path), origin: path)
+                return RunningKernelArchive(bytes: try FileSystem.read(path, limit: InputLimit.archive), origin: path)
             } catch {
-                throw HeaderError("cannot read \(path): \(error)", kind: error.isPermission ? .notPermitted : .noKernelHeaders)
+                throw HeaderError.unreadable(path, error)
             }
         }
         var notes: [String] = []

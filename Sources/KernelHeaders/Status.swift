@@ -33,6 +33,8 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
     public var chosen: Source?
     public var reason: String
     public var entries: [Entry]
+    /// Set when a run of ours loaded the kheaders module and has not unloaded it.
+    public var moduleNote: String?
 
     public var description: String {
         var lines = ["kernel: \(release) (\(machine))\(buildID.map { ", build id \($0)" } ?? "")"]
@@ -45,6 +47,7 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
         } else {
             lines.append("a run uses: nothing — \(reason)")
         }
+        if let moduleNote { lines.append(moduleNote) }
         lines.append("cache: \(cacheRoot)")
         if entries.isEmpty { lines.append("  (empty)") }
         for entry in entries {
@@ -122,15 +125,15 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
 
         return HeaderStatus(release: release, machine: RunningKernel.machine, buildID: key.buildID,
                             cacheRoot: options.cache.path, sources: sources, chosen: chosen, reason: reason,
-                            entries: entries(cache: options.cache, running: key))
+                            entries: entries(cache: options.cache, running: key),
+                            moduleNote: ModuleRecord(headersDirectory: headersDir).statusLine)
     }
 
     private static func entries(cache: CacheRoot, running: KernelKey) -> [Entry] {
         var result: [Entry] = []
         let headers = cache.path + "/headers"
-        let headersFD = open(headers, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if headersFD >= 0 {
-            defer { close(headersFD) }
+        if let directory = TreeOps.openDirectory(headers, in: AT_FDCWD) {
+            let headersFD = directory.rawValue
             for name in TreeOps.list(headersFD).sorted() {
                 let path = headers + "/" + name
                 if name.hasPrefix(HeaderCache.temporaryPrefix) || name.hasPrefix(HeaderCache.discardedPrefix) {
@@ -138,9 +141,8 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
                     continue
                 }
                 if name.hasPrefix(".") { continue }
-                let entryFD = TreeOps.openDirectory(name, in: headersFD)
-                let manifest = entryFD >= 0 ? Manifest.verified(entryFD: entryFD) : nil
-                if entryFD >= 0 { close(entryFD) }
+                var manifest: Manifest?
+                if let entry = TreeOps.openDirectory(name, in: headersFD) { manifest = Manifest.verified(entryFD: entry.rawValue) }
                 let ofRunning = name == running.entryName
                     || (manifest?.key == .archive && HeaderCache.release(ofEntry: name) == running.release)
                 result.append(Entry(kind: .headers, path: path, bytes: manifest?.totalBytes ?? 0,
@@ -148,13 +150,11 @@ public struct HeaderStatus: Sendable, CustomStringConvertible {
             }
         }
         let btf = cache.path + "/btf"
-        let btfFD = open(btf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if btfFD >= 0 {
-            defer { close(btfFD) }
+        if let directory = TreeOps.openDirectory(btf, in: AT_FDCWD) {
+            let btfFD = directory.rawValue
             for name in TreeOps.list(btfFD).sorted() where !name.hasPrefix(".") {
-                let entryFD = TreeOps.openDirectory(name, in: btfFD)
-                guard entryFD >= 0 else { continue }
-                defer { close(entryFD) }
+                guard let entry = TreeOps.openDirectory(name, in: btfFD) else { continue }
+                let entryFD = entry.rawValue
                 var st = stat()
                 let size = fstatat(entryFD, VmlinuxHeader.fileName, &st, AT_SYMLINK_NOFOLLOW) == 0 ? Int64(st.st_size) : 0
                 result.append(Entry(kind: .btf, path: btf + "/" + name + "/" + VmlinuxHeader.fileName, bytes: size,

@@ -45,7 +45,7 @@ struct AdbOptions: ParsableArguments {
 
     static func isSerial(_ word: String) -> Bool {
         if word.isEmpty || word.hasPrefix("-") { return false }
-        if ["run", "compile", "headers", "help"].contains(word) { return false }
+        if KprobeRunCommand.subcommandNames.contains(word) { return false }
         if word.hasSuffix(".c") || word.hasSuffix(".o") || word.hasSuffix(".bpf.c") { return false }
         return !FileSystem.exists(word)
     }

@@ -3,10 +3,6 @@ import KprobeSupport
 import ProbeRemote
 import ProbeRuntime
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// `--adb`: headers from the device (fetched once per device kernel), the compile here for the
 /// device's architecture, and the run there, its output streamed back.
 struct AdbRun {
@@ -31,37 +27,24 @@ struct AdbRun {
             if options.headers == nil {
                 options.headers = try device.headerArchive(cache: CacheRoot.resolve(), keepModule: compile.keepModule)
             }
-            return try ProbeBuild(options: options).compile(path: path, source: text)
+            return try ProbeBuild(options: options, arch: device.arch).compile(path: path, source: text)
         }
     }
 
-    /// `kprobe-run --adb PROBE …`: exits with the device side's status. -p and -c name a process
-    /// on the device; with -p its pid is also the probe's KPROBE_RUN_PID here.
-    func run(probe: String, duration: Double?, attach: [String], output: OutputOptions) throws -> Never {
-        for text in attach { _ = try AttachSpec(parsing: text) }
-        let input = try ProbeInput.load(probe)
+    /// `kprobe-run --adb PROBE …`: ends with the device side's status. `arguments` are the run
+    /// options as `Run.deviceArguments` gives them. -p and -c name a process on the device; with
+    /// -p its pid is also the probe's KPROBE_RUN_PID here.
+    func run(_ input: ProbeInput, pid: Int32?, arguments: [String]) throws -> Never {
         let device = try DeviceTarget.prepare(serial: serial, log: log)
         var build = self
-        build.compile.defines += OutputOptions.compileDefines(pid: output.pid)
+        build.compile.defines += RunOptions.compileDefines(pid: pid)
         let object = try build.object(for: input, on: device)
-        var arguments: [String] = []
-        if let duration { arguments += ["--duration", String(duration)] }
-        for spec in attach { arguments += ["--attach", spec] }
-        arguments += ["--format", output.format.rawValue]
-        if output.timestamps { arguments.append("-T") }
-        if let interval = output.interval { arguments += ["--interval", String(interval)] }
-        if output.clear { arguments.append("--clear") }
-        if let pid = output.pid { arguments += ["--pid", String(pid)] }
-        if let command = output.command { arguments += ["--command", command] }
-        if let maxEvents = output.maxEvents { arguments += ["--max-events", String(maxEvents)] }
-        if compile.verbose { arguments.append("--verbose") }
         let status = try device.run(object: object, name: input.name, arguments: arguments, stagingCache: CacheRoot.resolve())
-        exit(status)
+        throw ExitStatus(code: status)
     }
 
     /// `kprobe-run compile --adb PROBE.c -o OUT.o`: the object for that device, nothing run.
-    func compileOnly(probe: String) throws -> [UInt8] {
-        let input = try ProbeInput.load(probe)
+    func compileOnly(_ input: ProbeInput, shownAs probe: String) throws -> [UInt8] {
         guard case .source = input else {
             throw Failure(.usage, "\(probe) is already a compiled object; run it with `kprobe-run --adb \(serial.isEmpty ? "" : serial + " ")\(probe)`")
         }

@@ -12,8 +12,7 @@ struct Compile: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("The probe's C source.", valueName: "PROBE.c"))
-    var probe: String
+    @OptionGroup var source: ProbeSource
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the BPF object.", valueName: "OUT.o"))
     var output: String
@@ -28,16 +27,17 @@ struct Compile: ParsableCommand {
     @OptionGroup var remote: AdbOptions
 
     func run() throws {
+        try FileSystem.checkReplaceable(output)
         if let serial = remote.requestedSerial {
             if verify {
                 throw Failure(.usage, "--verify loads into this machine's kernel, not the device's; run the object on the device instead (kprobe-run --adb \(output))")
             }
-            try write(AdbRun(serial: serial, compile: compile).compileOnly(probe: probe))
+            try write(AdbRun(serial: serial, compile: compile).compileOnly(source.load(), shownAs: source.shownName))
             return
         }
-        let input = try ProbeInput.load(probe)
+        let input = try source.load()
         guard case .source(let path, let text) = input else {
-            throw Failure(.usage, "\(probe) is already a compiled object; run it with `kprobe-run \(probe)`")
+            throw Failure(.usage, "\(source.shownName) is already a compiled object; run it with `kprobe-run \(source.shownName)`")
         }
         let object = try ProbeBuild(options: compile).compile(path: path, source: text)
         if verify {

@@ -41,6 +41,7 @@ struct CompileOptions: ParsableArguments {
         for directory in includeDirectories where !FileSystem.isDirectory(directory) {
             throw ValidationError("-I \(directory): no such directory")
         }
+        try HeaderOptions.validate(headers: headers)
     }
 
     /// The user's -I as compiler arguments, made absolute so the worker (which may run elsewhere)
@@ -61,6 +62,14 @@ struct CompileOptions: ParsableArguments {
 }
 
 extension HeaderOptions {
+    /// A --headers path that does not exist is a mistake on the command line (exit 2), not a
+    /// kernel without headers (4).
+    static func validate(headers: String?) throws {
+        if let headers, !FileSystem.exists(headers) {
+            throw ValidationError("--headers \(headers): no such file or directory")
+        }
+    }
+
     /// Header options as every command derives them: the flag, else $KPROBE_RUN_HEADERS; progress
     /// only on a terminal; -v lines to stderr.
     static func commandLine(headers: String?, keepModule: Bool, verbose: Bool) -> HeaderOptions {

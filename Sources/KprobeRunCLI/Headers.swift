@@ -74,6 +74,10 @@ struct HeaderCommandOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Say on stderr what is looked at and why.")
     var verbose = false
 
+    func validate() throws {
+        try HeaderOptions.validate(headers: headers)
+    }
+
     func headerOptions() -> HeaderOptions {
         HeaderOptions.commandLine(headers: headers, keepModule: keepModule, verbose: verbose)
     }

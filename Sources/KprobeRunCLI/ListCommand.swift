@@ -18,6 +18,7 @@ struct ListCommand: ParsableCommand {
               kprobe-run -l 'tracepoint:syscalls:sys_enter_open*'
               kprobe-run -l -v 'tracepoint:sched:sched_switch'
               kprobe-run -l 'usdt:/usr/lib/x86_64-linux-gnu/libc.so.6:*'
+              kprobe-run -l -p "$(pgrep -n python3)" 'usdt:*'
             """
     )
 
@@ -27,8 +28,11 @@ struct ListCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Show tracepoint fields and USDT argument locations.")
     var verbose = false
 
+    @Option(name: .short, help: ArgumentHelp("With usdt:PATTERN, list the USDT probes of every file this process maps (as tplist -p).", valueName: "PID"))
+    var pid: Int32?
+
     func run() throws {
-        let lines = try AttachPointListing(verbose: verbose, note: { Diagnostics.verbose($0) }).list(pattern)
+        let lines = try AttachPointListing(verbose: verbose, pid: pid, note: { Diagnostics.verbose($0) }).list(pattern)
         if lines.isEmpty, let pattern {
             Diagnostics.verbose("no attach point matches '\(pattern)'")
         }

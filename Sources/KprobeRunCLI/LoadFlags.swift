@@ -20,6 +20,12 @@ struct LoadFlags: ParsableArguments {
     @Option(name: .customLong("skip"), help: ArgumentHelp("Do not load this program (repeatable).", valueName: "PROG"))
     var skip: [String] = []
 
+    /// These flags as `run` takes them, for the device side of --adb (see `Run.deviceArguments`).
+    var deviceArguments: [String] {
+        mapSizes.flatMap { ["--map-size", $0] } + settings.flatMap { ["--set", $0] }
+            + only.flatMap { ["--only", $0] } + skip.flatMap { ["--skip", $0] }
+    }
+
     func options() throws -> LoadOptions {
         var options = LoadOptions()
         for text in mapSizes { try options.addMapSize(text) }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import KernelHeaders
 import KprobeSupport
 import ProbeCompiler
@@ -7,25 +8,70 @@ import ProbeRuntime
 import Glibc
 #endif
 
+/// Where the probe comes from: a file (`-` for standard input) or the text of `-e`.
+struct ProbeSource: ParsableArguments {
+    @Argument(help: ArgumentHelp("The probe: C source, or a BPF object from `kprobe-run compile`; - reads it from standard input.", valueName: "PROBE"))
+    var probe: String?
+
+    @Option(name: [.customShort("e"), .customLong("program")], help: ArgumentHelp(
+        "The probe's C source itself, for one-liners (diagnostics name it <command line>).", valueName: "PROGRAM"))
+    var program: String?
+
+    func validate() throws {
+        switch (probe, program) {
+        case (nil, nil): throw ValidationError("give a probe: a .c or .o file, - for standard input, or -e 'PROGRAM'")
+        case (.some(let probe), .some): throw ValidationError("give one probe: \(probe) or -e, not both")
+        default: break
+        }
+    }
+
+    /// What the user pointed at, for messages that suggest a next command.
+    var shownName: String { probe ?? ProbeInput.commandLineName }
+
+    func load() throws(Failure) -> ProbeInput {
+        if let program { return .source(path: ProbeInput.commandLineName, text: program) }
+        return try ProbeInput.load(probe ?? "-")
+    }
+}
+
 /// A probe given on the command line: C source to compile, or an object compiled earlier.
 enum ProbeInput {
     case source(path: String, text: String)
     case object(path: String, bytes: [UInt8])
 
+    /// The names diagnostics give a probe that has no file (as compilers name them).
+    static let commandLineName = "<command line>"
+    static let standardInputName = "<stdin>"
+
     static func load(_ path: String) throws(Failure) -> ProbeInput {
-        guard FileSystem.isRegularFile(path) else {
-            throw Failure(.usage, "\(path): no such file (give a probe .c file or a compiled .o)")
-        }
         let bytes: [UInt8]
+        let name = path == "-" ? standardInputName : path
+        if path != "-" {
+            if FileSystem.isDirectory(path) {
+                throw Failure(.usage, "\(path) is a directory; give a probe .c file or a compiled .o")
+            }
+            guard FileSystem.isRegularFile(path) else {
+                throw Failure(.usage, "\(path): no such file (give a probe .c file or a compiled .o)")
+            }
+        }
         do {
-            bytes = try FileSystem.read(path)
+            bytes = path == "-" ? try FileSystem.readAll(0, limit: InputLimit.probe)
+                                : try FileSystem.read(path, limit: InputLimit.probe)
         } catch {
-            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(path): \(error)")
+            let why = error.rawValue == EFBIG ? "it is \(InputLimit.describe(InputLimit.probe)), far more than any probe" : "\(error)"
+            let what = path == "-" ? "the probe from standard input" : path
+            throw Failure(error.isPermission ? .notPermitted : .usage, "cannot read \(what): \(why)")
         }
         if bytes.starts(with: [0x7f, 0x45, 0x4c, 0x46]) {
-            return .object(path: path, bytes: bytes)
+            if let problem = ELFImage.bpfObjectProblem(bytes) {
+                throw Failure(.usage, "\(name) is not a usable BPF object: \(problem)")
+            }
+            return .object(path: name, bytes: bytes)
         }
-        return .source(path: path, text: String(decoding: bytes, as: UTF8.self))
+        if name.hasSuffix(".o") {
+            throw Failure(.usage, "\(name) is named like a compiled object but is not an ELF file; give a probe .c file or an object written by `kprobe-run compile`")
+        }
+        return .source(path: name, text: String(decoding: bytes, as: UTF8.self))
     }
 
     /// The object's name for libbpf and messages: the file name without directory or extension.
@@ -34,6 +80,7 @@ enum ProbeInput {
         switch self {
         case .source(let p, _), .object(let p, _): path = p
         }
+        if path == Self.commandLineName || path == Self.standardInputName { return "probe" }
         var base = path.split(separator: "/").last.map(String.init) ?? path
         if let dot = base.lastIndex(of: ".") { base = String(base[..<dot]) }
         return base.isEmpty ? "probe" : base
@@ -43,6 +90,9 @@ enum ProbeInput {
 /// Headers → compile: the first half of every run that starts from C.
 struct ProbeBuild {
     var options: CompileOptions
+    /// The target kernel's architecture when it is not necessarily this machine's (--adb: the
+    /// device's): headers must then be for it, and are parsed with its triple.
+    var arch: KernelArch? = nil
 
     func object(for input: ProbeInput) throws -> [UInt8] {
         switch input {
@@ -55,7 +105,8 @@ struct ProbeBuild {
     }
 
     func compile(path: String, source: String) throws -> [UInt8] {
-        let headerOptions = options.headerOptions()
+        var headerOptions = options.headerOptions()
+        headerOptions.arch = arch
         let headers = try HeaderLocator(options: headerOptions).resolve()
         if options.verbose {
             Diagnostics.verbose("headers: \(headers.origin) [\(headers.kind.rawValue), \(headers.arch.rawValue)] at \(headers.root)")
@@ -72,7 +123,15 @@ struct ProbeBuild {
             cpu: options.mcpu ?? Self.newestCPU(for: headers)
         )
         if options.verbose { Diagnostics.verbose("generating BPF \(request.cpu?.rawValue ?? "v1") code\(options.mcpu == nil ? " (the newest the target kernel runs; --mcpu to choose)" : "")") }
-        if dialect == .bcc { try prepareBCC(&request, headers: headers) }
+        if dialect == .bcc {
+            let target = BCCPreparation.Target(
+                origin: headers.origin, isBTFOnly: headers.kind == .btf,
+                isRunningKernel: KernelArch(machine: RunningKernel.machine) == headers.arch)
+            let verbose = options.verbose
+            try BCCPreparation.prepare(&request, for: target) {
+                try TracefsMount.path { line in if verbose { Diagnostics.verbose(line) } }
+            }
+        }
         let started = MonotonicClock.now
         let cache = CompileCache(root: headerOptions.cache, headerIdentity: headers.identity)
         let compiled = try WorkerCompiler().compile(request, cache: cache)
@@ -91,25 +150,5 @@ struct ProbeBuild {
     static func newestCPU(for headers: HeaderSet) -> BPFCPU {
         if headers.frontendTriple == "bpf" { return .v3 }
         return BPFCPU.newest(forHeaderTree: headers.root) ?? .v1
-    }
-
-    /// What a BCC program gets implicitly: `args` structs for its tracepoints, read from this
-    /// kernel's tracefs, and the kernel's syscall symbol prefix for `kprobe__sys_*`.
-    private func prepareBCC(_ request: inout CompileRequest, headers: HeaderSet) throws {
-        guard headers.kind != .btf else {
-            throw Failure(.noKernelHeaders, """
-                BCC-dialect probes need kernel headers, and only BTF was found (\(headers.origin)); \
-                load kheaders (CONFIG_IKHEADERS), install linux-headers-\(RunningKernel.release), or pass --headers
-                """)
-        }
-        if !TracepointFormat.referencedTracepoints(in: request.source).isEmpty {
-            let verbose = options.verbose
-            let tracefs = try TracefsMount.path { line in if verbose { Diagnostics.verbose(line) } }
-            if let header = try TracepointFormat.header(for: request.source, tracefs: tracefs) {
-                request.virtualFiles.append(header)
-            }
-        }
-        let native = KernelArch(machine: RunningKernel.machine) == headers.arch
-        request.syscallPrefix = native ? SyscallPrefix.running() : SyscallPrefix.typical(forTriple: headers.frontendTriple)
     }
 }

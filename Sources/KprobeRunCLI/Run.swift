@@ -2,6 +2,10 @@ import ArgumentParser
 import KprobeSupport
 import ProbeRuntime
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `kprobe-run [run] PROBE`: compile (or take a compiled object), attach, report, detach.
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,21 +19,18 @@ struct Run: ParsableCommand {
             Examples:
               kprobe-run bpf-examples/opensnoop.c -d 5
               kprobe-run probe.c -a kprobe:vfs_read=trace_read -a tracepoint:sched:sched_switch=on_switch
+              kprobe-run -e "$(sed s/vfs_read/vfs_write/ probe.c)" -d 1
+              generate-probe | kprobe-run - --format json -o events.json
             """
     )
 
-    @Argument(help: ArgumentHelp("The probe: C source, or a BPF object from `kprobe-run compile`.", valueName: "PROBE"))
-    var probe: String
+    @OptionGroup var source: ProbeSource
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Stop after this many seconds.", valueName: "SECONDS"))
-    var duration: Double?
+    @OptionGroup var options: RunOptions
 
-    @Option(name: .shortAndLong, help: ArgumentHelp(
-        "Attach a function explicitly (repeatable): kprobe:SYM=FUNC, kretprobe:SYM=FUNC, tracepoint:CAT:EVENT=FUNC, raw_tracepoint:EVENT=FUNC, uprobe:PATH:SYM=FUNC, uretprobe:PATH:SYM=FUNC.",
-        valueName: "SPEC"))
-    var attach: [String] = []
-
-    @OptionGroup var output: OutputOptions
+    @Option(name: [.customShort("o"), .long], help: ArgumentHelp(
+        "Write results (events, printk lines, maps) to FILE instead of stdout; diagnostics stay on stderr.", valueName: "FILE"))
+    var output: String?
 
     @OptionGroup var load: LoadFlags
 
@@ -37,41 +38,52 @@ struct Run: ParsableCommand {
 
     @OptionGroup var remote: AdbOptions
 
-    func validate() throws {
-        if let duration, !(duration > 0) {
-            throw ValidationError("--duration must be a positive number of seconds")
-        }
+    /// The device side of --adb runs with the run and load options and -v; the rest is the host's.
+    var deviceArguments: [String] {
+        options.deviceArguments + load.deviceArguments + (compile.verbose ? ["--verbose"] : [])
     }
 
     func run() throws {
-        if let serial = remote.requestedSerial {
-            try AdbRun(serial: serial, compile: compile).run(probe: probe, duration: duration, attach: attach, output: output)
-        }
-        // Attach specs are checked before any compile work, so a typo costs nothing.
-        var specs: [AttachSpec] = []
-        for text in attach { specs.append(try AttachSpec(parsing: text)) }
+        let specs = try options.attachSpecs()
         let loadOptions = try load.options()
-        let input = try ProbeInput.load(probe)
-        // A -c command starts (held) before the compile, so that its pid can be a macro.
-        let command = try output.startCommand()
-        var options = SessionOptions()
-        output.apply(to: &options, command: command)
-        let session: ProbeSession
+        let input = try source.load()
+        if let serial = remote.requestedSerial {
+            try redirectResults()
+            try AdbRun(serial: serial, compile: compile).run(input, pid: options.pid, arguments: deviceArguments)
+        }
+        if let pid = options.pid, kill(pid, 0) != 0, errno == ESRCH {
+            throw Failure(.usage, "-p \(pid): no such process")
+        }
+        // A -c command starts (held) before the compile, so that its pid can be a macro; and
+        // before results are redirected, so that its own output still goes where ours went.
+        let command = try options.startCommand()
+        let status: TargetCommand.Status?
         do {
+            try redirectResults()
+            var sessionOptions = options.sessionOptions(command: command, specs: specs, verbose: compile.verbose)
+            sessionOptions.load = loadOptions
             var build = compile
-            build.defines += OutputOptions.compileDefines(pid: options.targetPID)
+            build.defines += RunOptions.compileDefines(pid: sessionOptions.targetPID)
             let object = try ProbeBuild(options: build).object(for: input)
-            options.attach = specs
-            options.load = loadOptions
-            options.duration = duration
-            options.verbose = compile.verbose
-            let verbose = compile.verbose
-            options.log = { line in if verbose { Diagnostics.verbose(line) } }
-            session = try ProbeSession(object: object, name: input.name, options: options)
+            let session = try ProbeSession(object: object, name: input.name, options: sessionOptions)
+            status = try session.run()
         } catch {
             command?.abandon()
             throw error
         }
-        try session.run()
+        if options.exitWithCommand, let status { throw ExitStatus(code: status.code) }
+    }
+
+    /// `-o FILE`: results go to FILE through stdout's descriptor, so every writer of results (and
+    /// the device's output over adb) follows without knowing.
+    private func redirectResults() throws {
+        guard let output else { return }
+        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let error = Errno.current
+            throw Failure(error.isPermission ? .notPermitted : .usage, "-o \(output): cannot open for writing: \(error)")
+        }
+        defer { close(fd) }
+        guard dup2(fd, 1) == 1 else { throw Failure(.internal, "-o \(output): dup2: \(Errno.current)") }
     }
 }

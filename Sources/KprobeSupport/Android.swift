@@ -55,9 +55,9 @@ public enum AndroidSystem {
 
     /// getprop prints the value and a newline; anything else (missing tool, no value) is nil.
     private static func runGetprop(_ tool: String, _ name: String) -> String? {
-        guard let result = try? Subprocess.run(tool, arguments: [tool, name], capture: .standardOutput), result.status == 0 else {
+        guard let result = try? ChildProcess.run([tool, name], stdout: .head(4096)), result.status.succeeded else {
             return nil
         }
-        return String(decoding: result.output, as: UTF8.self).split(separator: "\n").first.map(String.init)
+        return String(decoding: result.stdout, as: UTF8.self).split(separator: "\n").first.map(String.init)
     }
 }

@@ -12,6 +12,24 @@ public enum FailureKind: Int32, Sendable, CaseIterable {
     case notPermitted = 7
 
     public var exitCode: Int32 { rawValue }
+
+    /// What the status means, as `--help` and the README's exit-code table say it.
+    public var meaning: String {
+        switch self {
+        case .internal: "internal error"
+        case .usage: "usage error"
+        case .compile: "compile error"
+        case .noKernelHeaders: "no kernel headers or types"
+        case .rejected: "the kernel rejected the program"
+        case .attach: "attach failed"
+        case .notPermitted: "not permitted"
+        }
+    }
+
+    /// Every status in one line, 0 included: "0 ok, 1 internal error, …".
+    public static var summary: String {
+        (["0 ok"] + allCases.map { "\($0.rawValue) \($0.meaning)" }).joined(separator: ", ")
+    }
 }
 
 /// An error every stage throws: a kind for the exit status and a message a user can act on.

@@ -16,28 +16,27 @@ public enum FileSystem {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
-    /// The whole file. Works for /proc and /sys files, whose size stat reports as 0 or 4096.
-    public static func read(_ path: String) throws(Errno) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Errno.current }
-        defer { close(fd) }
-        var st = stat()
-        let expected = fstat(fd, &st) == 0 && st.st_size > 0 ? Int(st.st_size) : 0
-        return try readAll(fd, expectedSize: expected)
+    /// The whole file, at most `limit` bytes (EFBIG past it). Works for /proc and /sys files,
+    /// whose size stat reports as 0 or 4096, and for pipes and devices.
+    public static func read(_ path: String, limit: Int = .max) throws(Errno) -> [UInt8] {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        let st = try? fd.status()
+        let expected = st.map { $0.st_size > 0 ? Int($0.st_size) : 0 } ?? 0
+        if expected > limit { throw Errno(EFBIG) }
+        return try fd.readAll(limit: limit, expectedSize: expected)
     }
 
-    /// Everything up to end of file from `fd` (a file, pipe or socket), retrying interrupted reads.
-    public static func readAll(_ fd: Int32, expectedSize: Int = 0) throws(Errno) -> [UInt8] {
+    /// Everything up to end of file from `fd` (a file, pipe or socket), at most `limit` bytes:
+    /// one byte more fails with EFBIG, so an endless input (/dev/zero, a FIFO) cannot exhaust memory.
+    public static func readAll(_ fd: Int32, limit: Int = .max, expectedSize: Int = 0) throws(Errno) -> [UInt8] {
         var result: [UInt8] = []
-        result.reserveCapacity(expectedSize)
+        result.reserveCapacity(min(expectedSize, limit))
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Errno.current
-            }
+            let n = chunk.withUnsafeMutableBytes { buffer in retryOnInterrupt { Glibc.read(fd, buffer.baseAddress, buffer.count) } }
+            if n < 0 { throw Errno.current }
             if n == 0 { return result }
+            guard n <= limit - result.count else { throw Errno(EFBIG) }
             result.append(contentsOf: chunk[0..<n])
         }
     }
@@ -46,16 +45,17 @@ public enum FileSystem {
     public static func writeAll(_ bytes: UnsafeRawBufferPointer, to fd: Int32) throws(Errno) {
         var offset = 0
         while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Errno.current
-            }
+            let n = retryOnInterrupt { Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
+            if n < 0 { throw Errno.current }
             offset += n
         }
     }
 
     public static func writeAll(_ bytes: [UInt8], to fd: Int32) throws(Errno) {
+        try writeAll(bytes[...], to: fd)
+    }
+
+    public static func writeAll(_ bytes: ArraySlice<UInt8>, to fd: Int32) throws(Errno) {
         let failure = bytes.withUnsafeBytes { buffer -> Errno? in
             do throws(Errno) {
                 try writeAll(buffer, to: fd)
@@ -67,33 +67,35 @@ public enum FileSystem {
         if let failure { throw failure }
     }
 
-    public static func readString(_ path: String) throws(Errno) -> String {
-        String(decoding: try read(path), as: UTF8.self)
+    public static func readString(_ path: String, limit: Int = .max) throws(Errno) -> String {
+        String(decoding: try read(path, limit: limit), as: UTF8.self)
     }
 
     /// Writes through a temporary file in the same directory and renames it into place, so that
     /// a reader sees the old contents or the new ones, never a partial file.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(Errno) {
-        let temporary = path + ".tmp.\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw Errno.current }
-        do {
-            try writeAll(bytes, to: fd)
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
+        try AtomicFile.write(bytes, to: path, relativeTo: AT_FDCWD, mode: mode)
+    }
+
+    /// Refuses an output path that is neither a new name nor a regular file: renaming a result
+    /// over a FIFO, a device (/dev/null) or a directory's symlink would replace the node itself.
+    public static func checkReplaceable(_ path: String) throws(Failure) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            guard errno == ENOENT else { throw Failure(.usage, "cannot use \(path) as the output: \(Errno.current)") }
+            return
         }
-        if fsync(fd) != 0 || close(fd) != 0 {
-            let err = Errno.current
-            unlink(temporary)
-            throw err
+        let kind: String
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: kind = "a directory"
+        case S_IFLNK: kind = "a symbolic link"
+        case S_IFIFO: kind = "a FIFO"
+        case S_IFCHR, S_IFBLK: kind = "a device"
+        case S_IFSOCK: kind = "a socket"
+        default: kind = "not a regular file"
         }
-        if rename(temporary, path) != 0 {
-            let err = Errno.current
-            unlink(temporary)
-            throw err
-        }
+        throw Failure(.usage, "refusing to write the output to \(path): it is \(kind), which the output would replace; name a regular file or a new path")
     }
 
     /// Directory of the running executable, from /proc/self/exe.
@@ -110,6 +112,19 @@ public enum FileSystem {
         let directory = String(path[..<slash])
         return directory.isEmpty ? "/" : directory
     }
+}
+
+/// The most kprobe-run reads of an input that it takes whole, so that an endless or huge file
+/// (`--headers /dev/zero`) is refused with a message instead of exhausting memory.
+public enum InputLimit {
+    /// A probe's source or a compiled object: real ones are kilobytes.
+    public static let probe = 64 << 20
+    /// A kheaders archive or a kernel module as given (kheaders is about 4 MiB), and what is
+    /// read of a file that cannot be mapped (a pipe, a device).
+    public static let archive = 128 << 20
+
+    /// "larger than N MiB" for messages.
+    public static func describe(_ limit: Int) -> String { "larger than \(limit >> 20) MiB" }
 }
 
 /// The process environment as a dictionary, without Foundation.

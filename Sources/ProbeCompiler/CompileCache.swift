@@ -50,12 +50,13 @@ public struct CompileCache: Sendable {
     public func lookup(key: String) -> CompiledObject? {
         guard let directory = try? existingObjectsDirectory() else { return nil }
         let base = directory + "/" + key
-        guard let elf = try? FileSystem.read(base + ".o"),
-              let manifestBytes = try? FileSystem.read(base + ".deps"),
+        guard let elf = try? FileSystem.read(base + ".o", limit: InputLimit.probe),
+              let manifestBytes = try? FileSystem.read(base + ".deps", limit: InputLimit.probe),
               let manifest = Manifest.parse(manifestBytes),
               manifest.objectSize == elf.count, manifest.objectDigest == SHA256.hex(elf),
               manifest.files.allSatisfy({ $0.isUnchanged() })
         else { return nil }
+        CacheBudget.touch(base + ".o")
         return CompiledObject(elf: elf, diagnostics: manifest.diagnostics, dependencies: manifest.files.map(\.path),
                               notes: ["compile cache hit: \(base).o"], fromCache: true)
     }
@@ -82,6 +83,7 @@ public struct CompileCache: Sendable {
         } catch {
             throw Failure(.internal, "cannot write the compile cache entry \(base).o: \(error)")
         }
+        CacheBudget(root: root).enforce()
     }
 
     /// The precompiled-header directory for a compile that misses, when enabled and usable.

@@ -50,6 +50,7 @@ public enum PrecompiledHeaders {
 
         var response = backend.compile(withPrefix, precompiledHeader: path)
         if response.status == 0 {
+            CacheBudget.touch(path)
             response.notes = notes + ["loaded precompiled header \(path) (\(prefix.includeCount) leading #include lines)"] + response.notes
             // Warnings in the headers were printed while the header was built, not again now.
             response.diagnostics = buildDiagnostics + response.diagnostics
@@ -91,19 +92,29 @@ public enum PrecompiledHeaders {
     private static func build(_ request: CompileRequest, prefix: PrecompiledPrefix, at path: String, settings: PrecompiledHeaderSettings,
                               backend: some ClangBackend) -> (note: String, diagnostics: String) {
         // Concurrent first runs wait here for one of them to build the header.
-        let lock = open(settings.directory + "/.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard lock >= 0 else { return ("no precompiled header: cannot open \(settings.directory)/.lock: \(Errno.current)", "") }
-        defer { close(lock) }
-        while flock(lock, LOCK_EX) != 0 {
-            guard errno == EINTR else { return ("no precompiled header: cannot lock \(settings.directory)/.lock: \(Errno.current)", "") }
+        do {
+            let lock = try FileLock(settings.directory + "/.lock", relativeTo: AT_FDCWD)
+            defer { lock.held() }
+            // Every build holds the lock, so a temporary of a dead writer is a build that was
+            // killed (Ctrl-C, SIGKILL): nothing will ever finish it.
+            if let directory = try? FileDescriptor.openDirectory(settings.directory) {
+                AtomicFile.removeLeftovers(in: directory.rawValue)
+            }
+            return buildLocked(request, prefix: prefix, at: path, backend: backend)
+        } catch {
+            return ("no precompiled header: cannot lock \(settings.directory)/.lock: \(error)", "")
         }
+    }
+
+    private static func buildLocked(_ request: CompileRequest, prefix: PrecompiledPrefix, at path: String,
+                                    backend: some ClangBackend) -> (note: String, diagnostics: String) {
         if FileSystem.isRegularFile(path) { return ("precompiled header \(path) was built by another run meanwhile", "") }
 
         var headerRequest = request
         headerRequest.sourcePath = PrecompiledPrefix.virtualPath
         headerRequest.source = prefix.text
         headerRequest.precompiledHeaders = nil
-        let temporary = path + ".tmp.\(getpid())"
+        let temporary = AtomicFile.temporaryName(for: path)
         let started = MonotonicClock.now
         let response = backend.buildPrecompiledHeader(headerRequest, output: temporary)
         guard response.status == 0, FileSystem.isRegularFile(temporary) else {
@@ -111,8 +122,9 @@ public enum PrecompiledHeaders {
             return ("no precompiled header: building one of the leading #include lines failed", "")
         }
         chmod(temporary, 0o600)
-        guard rename(temporary, path) == 0 else {
-            let error = Errno.current
+        do {
+            try AtomicFile.commit(temporary, to: path, relativeTo: AT_FDCWD)
+        } catch {
             unlink(temporary)
             return ("no precompiled header: cannot rename it into \(path): \(error)", "")
         }

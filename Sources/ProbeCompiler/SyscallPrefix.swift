@@ -1,7 +1,5 @@
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import KprobeSupport
 
 /// The prefix the kernel gives system call entry points (`__x64_sys_openat`), which BCC's
 /// `kprobe__sys_NAME` convention leaves out.
@@ -14,24 +12,12 @@ public enum SyscallPrefix {
     /// Reads only up to that symbol: the kernel formats kallsyms as it is read, and the whole
     /// file (megabytes) costs about 0.2 s, while the first syscall symbol comes early.
     public static func running() -> String {
-        let fd = open("/proc/kallsyms", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return "" }
-        defer { close(fd) }
-        var pending: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { return "" }
-            pending += chunk[0..<count]
-            guard let lastNewline = pending.lastIndex(of: UInt8(ascii: "\n")) else { continue }
-            for line in pending[..<lastNewline].split(separator: UInt8(ascii: "\n")) {
-                // "ffffffff81001000 T __x64_sys_read": the symbol is the third field.
-                guard let symbol = line.split(separator: UInt8(ascii: " ")).dropFirst(2).first else { continue }
-                if let prefix = known.first(where: { symbol.starts(with: $0.utf8) }) { return prefix }
-            }
-            pending.removeSubrange(...lastNewline)
+        var found = ""
+        Kallsyms.scan { symbol in
+            found = known.first { symbol.name.starts(with: $0.utf8) } ?? ""
+            return found.isEmpty
         }
+        return found
     }
 
     /// The usual prefix for kernels of the architecture in `triple` (such as "aarch64-linux-gnu"),

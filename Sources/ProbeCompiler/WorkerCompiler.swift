@@ -14,7 +14,8 @@ public struct WorkerCompiler: Sendable {
     public let rewriterPath: String
     private let explanation: String
 
-    /// `workerPath` nil: `$KPROBE_RUN_CC`, else `kprobe-run-cc` beside the running executable.
+    /// `workerPath` nil: `$KPROBE_RUN_CC`, else `kprobe-run-cc` beside the running executable
+    /// (a build tree), else in `../libexec/kprobe-run/` from it (an installed kprobe-run).
     public init(workerPath: String? = nil) {
         if let workerPath {
             self.workerPath = workerPath
@@ -24,10 +25,26 @@ public struct WorkerCompiler: Sendable {
             explanation = "from KPROBE_RUN_CC"
         } else {
             let directory = FileSystem.executableDirectory() ?? "."
-            self.workerPath = directory + "/kprobe-run-cc"
-            explanation = "looked beside the running executable, in \(directory)"
+            let candidates = Self.installedLocations(besideExecutableIn: directory).map { $0 + "/kprobe-run-cc" }
+            self.workerPath = candidates.first { FileSystem.isRegularFile($0) } ?? candidates[0]
+            explanation = "looked in " + candidates.map(FileSystem.directory(of:)).joined(separator: " and ")
         }
         rewriterPath = FileSystem.directory(of: self.workerPath) + "/kprobe-run-bcc"
+    }
+
+    /// Where the workers sit relative to kprobe-run's directory, in the order they are looked for:
+    /// beside it, then `PREFIX/libexec/kprobe-run` for kprobe-run in `PREFIX/bin` (`make install`).
+    public static func installedLocations(besideExecutableIn directory: String) -> [String] {
+        [directory, FileSystem.directory(of: directory) + "/libexec/kprobe-run"]
+    }
+
+    /// The compiler's version as the worker reports it ("Debian clang version 14.0.6"), or nil
+    /// when the worker is missing or does not answer.
+    public func compilerVersion() -> String? {
+        guard let answer = try? ChildProcess.run([workerPath, "--version"], stdout: .head(4096)),
+              answer.status == .exited(0) else { return nil }
+        let text = String(String(decoding: answer.stdout, as: UTF8.self).trimmingSpaces)
+        return text.isEmpty ? nil : text
     }
 
     /// Compiles through `cache`: a hit returns the stored object without starting the worker;
@@ -87,8 +104,8 @@ public struct WorkerCompiler: Sendable {
     private func exchange<Answer>(_ path: String, _ request: CompileRequest,
                                   _ decode: ([UInt8]) throws(WorkerProtocol.MalformedMessage) -> Answer) throws(CompileError) -> Answer {
         let outcome = try WorkerProcess.run(path: path, input: WorkerProtocol.encode(request))
-        guard case .exited(0) = outcome.termination else {
-            throw workerFailure(path, outcome.termination.description, stderr: outcome.stderr)
+        guard outcome.status.succeeded else {
+            throw workerFailure(path, outcome.status.description, stderr: outcome.stderr)
         }
         do {
             return try decode(outcome.stdout)
@@ -99,7 +116,7 @@ public struct WorkerCompiler: Sendable {
 
     private func requireExecutable(_ path: String, name: String, where explanation: String) throws(CompileError) {
         guard FileSystem.isRegularFile(path), access(path, X_OK) == 0 else {
-            throw CompileError("\(name) was not found at \(path) (\(explanation)); install it next to kprobe-run or set KPROBE_RUN_CC to the path of kprobe-run-cc")
+            throw CompileError("\(name) was not found at \(path) (\(explanation)); install it next to kprobe-run or in ../libexec/kprobe-run/ from it, or set KPROBE_RUN_CC to the path of kprobe-run-cc")
         }
     }
 

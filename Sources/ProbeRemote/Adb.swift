@@ -37,7 +37,7 @@ public struct Adb: Sendable {
         let executable = try locate(environment: environment)
         let wanted = requested.flatMap { $0.isEmpty ? nil : $0 }
             ?? environment["ANDROID_SERIAL"].flatMap { $0.isEmpty ? nil : $0 }
-        let listing = try ChildProcess.capture([executable, "devices"])
+        let listing = try capture([executable, "devices"])
         guard listing.status == 0 else {
             throw RemoteError(.internal, "`adb devices` failed (status \(listing.status)): \(listing.errors.trimmingSpaces)")
         }
@@ -85,20 +85,51 @@ public struct Adb: Sendable {
         [executable] + (serial.map { ["-s", $0] } ?? []) + arguments
     }
 
+    /// What an adb command wrote and how it ended (128 + signal when a signal ended it).
+    struct Captured {
+        var status: Int32
+        var output: [UInt8]
+        var errors: String
+    }
+
+    /// Runs `argv` to the end, collecting stdout (all of it) and stderr (the start of it).
+    static func capture(_ argv: [String]) throws(RemoteError) -> Captured {
+        do {
+            let outcome = try ChildProcess.run(argv, stdout: .all, stderr: .head(65536))
+            return Captured(status: outcome.status.code, output: outcome.stdout, errors: String(decoding: outcome.stderr, as: UTF8.self))
+        } catch {
+            throw RemoteError(.internal, "cannot run \(argv[0]): \(error)")
+        }
+    }
+
+    /// Starts `argv`, with errors that say which program could not be started.
+    private static func spawn(_ argv: [String], stdout: ChildProcess.Stream = .inherit,
+                              ownProcessGroup: Bool = false) throws(RemoteError) -> pid_t {
+        do {
+            return try ChildProcess.spawn(argv, stdout: stdout, ownProcessGroup: ownProcessGroup)
+        } catch {
+            throw RemoteError(.internal, "cannot run \(argv[0]): \(error)")
+        }
+    }
+
+    /// The exit code of `pid` (128 + N when signal N ended it; 128 when it cannot be waited for).
+    private static func wait(_ pid: pid_t) -> Int32 {
+        (try? ChildProcess.wait(pid))?.code ?? 128
+    }
+
     /// Runs a shell command on the device and collects its output.
-    func shell(_ command: String) throws(RemoteError) -> ChildProcess.Captured {
-        try ChildProcess.capture(argv(["shell", command]))
+    func shell(_ command: String) throws(RemoteError) -> Captured {
+        try Self.capture(argv(["shell", command]))
     }
 
     /// Runs a command on the device, writing its stdout byte for byte to `fd`; returns its status
     /// and its stderr, which `adb exec-out` drops, so the command must keep it on the device.
     func execOut(_ command: String, into fd: Int32) throws(RemoteError) -> Int32 {
-        let pid = try ChildProcess.spawn(argv(["exec-out", command]), stdout: .descriptor(fd), stderr: .inherit)
-        return ChildProcess.wait(pid)
+        return Self.wait(try Self.spawn(argv(["exec-out", command]), stdout: .descriptor(fd)))
     }
 
     func push(_ local: String, to remote: String) throws(RemoteError) {
-        let result = try ChildProcess.capture(argv(["push", local, remote]))
+        let result = try Self.capture(argv(["push", local, remote]))
         guard result.status == 0 else {
             throw RemoteError(.internal, "adb push \(local) \(remote) failed (status \(result.status)): \(result.errors.trimmingSpaces)")
         }
@@ -109,9 +140,9 @@ public struct Adb: Sendable {
     func stream(_ command: String) throws(RemoteError) -> (status: Int32, stoppedBy: Int32?) {
         let forwarder = SignalForwarder()
         defer { forwarder.restore() }
-        let pid = try ChildProcess.spawn(argv(["shell", command]), ownGroup: true)
+        let pid = try Self.spawn(argv(["shell", command]), ownProcessGroup: true)
         forwarder.target(pid)
-        let status = ChildProcess.wait(pid)
+        let status = Self.wait(pid)
         return (status, forwarder.received)
     }
 }

@@ -46,6 +46,8 @@ public struct DeviceBinary: Sendable {
         let host = KernelArch(machine: RunningKernel.machine)
         let howTo = host == arch
             ? "build it with `make static` (it lands in .build/static/\(fileName(for: arch)))"
+            : [.arm64, .x86].contains(arch)
+            ? "cross-build it with `make static ARCH=\(elfMachineName(arch))` (it lands in .build/static/\(fileName(for: arch)); it needs a Swift SDK for static \(elfMachineName(arch)) executables, see README, \"The device-side binary\")"
             : "this machine is \(RunningKernel.machine), so `make static` cannot build it here: run `make static` on an \(elfMachineName(arch)) Linux machine (or a \(elfMachineName(arch)) container) and copy .build/static/\(fileName(for: arch)) next to this kprobe-run"
         throw RemoteError(.usage, """
             no static kprobe-run for the device's architecture (\(elfMachineName(arch))): a phone has no glibc, so the device side must be a fully static executable; \(howTo), or set KPROBE_RUN_DEVICE_BINARY to one\

@@ -4,7 +4,8 @@ import KprobeSupport
 ///
 /// Accepted forms: `kprobe:SYM=FUNC`, `kretprobe:SYM=FUNC`, `tracepoint:CAT:EVENT=FUNC`,
 /// `raw_tracepoint:EVENT=FUNC`, `uprobe:PATH:SYM=FUNC`, `uretprobe:PATH:SYM=FUNC`,
-/// `usdt:PATH:PROVIDER:NAME=FUNC`. Kprobe symbols and tracepoint names may be shell wildcards
+/// `usdt:PATH:PROVIDER:NAME=FUNC` (`usdt:PROVIDER:NAME=FUNC` with `-p`: looked for in the files
+/// the process maps, as BCC's `USDT(pid=…)` does). Kprobe symbols and tracepoint names may be shell wildcards
 /// (`kprobe:vfs_*`, `tracepoint:syscalls:sys_enter_*`): the program is attached at every match.
 public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, CaseIterable {
@@ -25,6 +26,11 @@ public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
         "raw_tracepoint:EVENT=FUNC", "uprobe:PATH:SYM=FUNC", "uretprobe:PATH:SYM=FUNC",
         "usdt:PATH:PROVIDER:NAME=FUNC",
     ]
+
+    /// `-a`'s help.
+    public static let help = "Attach a function explicitly (repeatable): " + acceptedForms.joined(separator: ", ")
+        + " (usdt:PROVIDER:NAME=FUNC with -p: the binary is found among the process's files). Kprobe and tracepoint"
+        + " names may be wildcards: kprobe:vfs_*=FUNC, tracepoint:syscalls:sys_enter_*=FUNC."
 
     public init(kind: Kind, target: String, program: String) {
         self.kind = kind
@@ -67,8 +73,9 @@ public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
                   target.index(after: split) != target.endIndex
             else { throw bad("expected PATH:SYMBOL, e.g. /bin/bash:readline") }
         case .usdt:
-            guard let parts = AttachSpec.usdtParts(target), !parts.path.isEmpty, !parts.provider.isEmpty, !parts.name.isEmpty
-            else { throw bad("expected PATH:PROVIDER:NAME, e.g. /usr/lib/libc.so.6:libc:setjmp") }
+            guard let parts = AttachSpec.usdtParts(target), !parts.provider.isEmpty, !parts.name.isEmpty,
+                  !parts.path.isEmpty || !target.hasPrefix(":")
+            else { throw bad("expected PATH:PROVIDER:NAME, e.g. /usr/lib/libc.so.6:libc:setjmp (or PROVIDER:NAME with -p)") }
         }
         self.init(kind: kind, target: target, program: program)
     }
@@ -79,12 +86,13 @@ public struct AttachSpec: Sendable, Equatable, CustomStringConvertible {
         return (String(target[..<split]), String(target[target.index(after: split)...]))
     }
 
-    /// For USDT probes: the binary, the provider and the probe name (split at the last two ':').
+    /// For USDT probes: the binary, the provider and the probe name (split at the last two ':');
+    /// the binary is "" in PROVIDER:NAME.
     static func usdtParts(_ target: String) -> (path: String, provider: String, name: String)? {
         guard let last = target.lastIndex(of: ":") else { return nil }
-        let head = target[..<last]
-        guard let middle = head.lastIndex(of: ":") else { return nil }
-        return (String(head[..<middle]), String(head[head.index(after: middle)...]), String(target[target.index(after: last)...]))
+        let head = target[..<last], name = String(target[target.index(after: last)...])
+        guard let middle = head.lastIndex(of: ":") else { return ("", String(head), name) }
+        return (String(head[..<middle]), String(head[head.index(after: middle)...]), name)
     }
 
     public var description: String { "\(kind.rawValue):\(target)=\(program)" }

@@ -1,6 +1,7 @@
 import KprobeSupport
 
-/// How events and maps are written to stdout (docs/output.md describes every line).
+/// How events and maps are written to stdout (README "Output" describes every line; each
+/// format is one `OutputWriter`).
 public enum OutputFormat: String, Sendable, CaseIterable {
     /// `field=value` lines, aligned map tables, histograms with bars, symbolized stacks.
     case text

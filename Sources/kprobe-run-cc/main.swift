@@ -32,31 +32,28 @@ struct ShimBackend: ClangBackend {
     /// child also starts without the worker's code pages mapped (fork copies no page tables of
     /// file mappings), so of LLVM's start-up code only what the build itself runs counts against it.
     func buildPrecompiledHeader(_ request: CompileRequest, output: String) -> WorkerProtocol.Response {
-        var channel: [Int32] = [-1, -1]
-        guard pipe(&channel) == 0 else {
-            return failed("cannot create a pipe for the precompiled-header build: \(Errno.current)")
+        let channel: DescriptorPair
+        do {
+            channel = try DescriptorPair.pipe()
+        } catch {
+            return failed("cannot create a pipe for the precompiled-header build: \(error)")
         }
         let child = fork()
         if child == 0 {
-            close(channel[0])
             let response = output.withCString { path in
                 run(request, pch: nil) { input, result in clang_bpf_build_pch(&input, path, &result) }
             }
-            let written = (try? FileSystem.writeAll(WorkerProtocol.encode(response), to: channel[1])) != nil
+            let written = (try? channel.write.writeAll(WorkerProtocol.encode(response))) != nil
             _exit(written ? 0 : 1)
         }
-        close(channel[1])
         guard child > 0 else {
-            close(channel[0])
             return failed("cannot fork to build the precompiled header: \(Errno.current)")
         }
-        let answer = try? FileSystem.readAll(channel[0])
-        close(channel[0])
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0, errno == EINTR {}
-        guard (status & 0x7f) == 0, (status >> 8) & 0xff == 0, let answer,
-              let response = try? WorkerProtocol.decodeResponse(answer) else {
-            return failed("the precompiled-header build ended with wait status \(status) (its messages are above)")
+        let reply = channel.keepingOurEnd()
+        let answer = try? reply.readAll()
+        let status = try? ChildProcess.wait(child)
+        guard status?.succeeded == true, let answer, let response = try? WorkerProtocol.decodeResponse(answer) else {
+            return failed("the precompiled-header build \(status?.description ?? "could not be waited for") (its messages are above)")
         }
         return response
     }
@@ -131,6 +128,12 @@ private func writeEventMetadata(_ maps: UnsafePointer<UnsafePointer<CChar>?>?, _
         events[String(cString: map)] = String(cString: type)
     }
     return strdup(ProbeMetadata(events: events).json())
+}
+
+// `kprobe-run --version` asks the worker which clang/LLVM it carries.
+if CommandLine.arguments.dropFirst().first == "--version" {
+    print(String(cString: clang_bpf_version()))
+    exit(0)
 }
 
 let request = endpoint.readRequest()

@@ -1,5 +1,6 @@
 import KprobeSupport
 import ProbeCompiler
+import TestSupport
 @testable import BCCRewriter
 #if canImport(Glibc)
 import Glibc
@@ -7,16 +8,17 @@ import Glibc
 
 /// Kernel headers for parsing: the test kernel's kheaders archive, unpacked once per run.
 enum Fixtures {
-    static let archive = "/work/shared/testkernel/kheaders.tar.xz"
-    static let corpus = "/work/shared/bcc-corpus"
+    static let archive = TestInputs.testKernelArchive
+    static let corpus = TestInputs.bccCorpus
     static let libbpfDirectory = "/kprobe-run-test/libbpf/include"
 
+    /// Kept for the whole test run (a static is never destroyed), removed by nobody else.
+    private static let unpacked = try? ScratchDirectory("bcc-rewriter-headers")
+
     static let headers: String? = {
-        guard FileSystem.isRegularFile(archive) else { return nil }
-        var template = Array("/tmp/probefrontend-tests-XXXXXX".utf8CString)
-        guard let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) }) else { return nil }
-        guard system("tar -xJf \(archive) -C \(directory)") == 0 else { return nil }
-        return directory
+        guard FileSystem.isRegularFile(archive), let directory = unpacked else { return nil }
+        guard system("tar -xJf '\(archive)' -C '\(directory.path)'") == 0 else { return nil }
+        return directory.path
     }()
 
     static var available: Bool { headers != nil }

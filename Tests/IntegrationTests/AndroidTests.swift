@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension EmulatedKernel {
     /// Boots ../shared/android-sim as a bare phone-like device (no glibc, kheaders.ko under
@@ -131,27 +132,32 @@ final class AndroidSim {
 
     let scratch: String
     let environment: [String: String]
+    /// The stand-in's folder (`device`, `adb`): the x86-64 one in ../shared, or Tests/android-arm64.
+    let tools: String
     private var running = false
 
-    /// Builds (or brings up to date) the static device-side kprobe-run with `make static`'s script.
-    static func buildStatic() throws -> String {
-        let result = try Command.run(["/bin/bash", Tool.packageRoot + "/scripts/build-static"], timeout: 900)
-        #expect(result.status == 0, "scripts/build-static failed: \(result.output)")
-        return Tool.packageRoot + "/.build/static/kprobe-run-static-x86_64"
+    /// Builds (or brings up to date) the static device-side kprobe-run for `machine` with
+    /// `make static`'s script (cross-built when it is not this machine's).
+    static func buildStatic(machine: String = "x86_64") throws -> String {
+        let result = try Command.run(["/bin/bash", Tool.packageRoot + "/scripts/build-static", machine], timeout: 1200)
+        try #require(result.status == 0, "scripts/build-static \(machine) failed: \(result.output)")
+        return Tool.packageRoot + "/.build/static/kprobe-run-static-\(machine)"
     }
 
-    init(staticBinary: String) throws {
+    /// `staticBinary` nil: kprobe-run finds the device binary itself (.build/static).
+    init(staticBinary: String?, tools: String = AndroidSim.tools) throws {
+        self.tools = tools
         let scratchDirectory = try ScratchDirectory()
         scratch = scratchDirectory.path
         var env = ProcessInfo.processInfo.environment
-        env["PATH"] = AndroidSim.tools + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        env["PATH"] = tools + ":" + (env["PATH"] ?? "/usr/bin:/bin")
         env["ANDROID_SIM_DIR"] = scratch + "/sim"
         env["KPROBE_RUN_CACHE_DIR"] = scratch + "/cache"
         env["KPROBE_RUN_DEVICE_BINARY"] = staticBinary
         env.removeValue(forKey: "ANDROID_SERIAL")
         environment = env
         keep = scratchDirectory
-        let boot = try Command.run([AndroidSim.tools + "/device", "start", "--bare", "--timeout", "900"], environment: env, timeout: 180)
+        let boot = try Command.run([tools + "/device", "start", "--bare", "--timeout", "900"], environment: env, timeout: 180)
         guard boot.status == 0 else {
             throw TestFailure("the simulated device did not boot: \(boot.output)")
         }
@@ -164,12 +170,12 @@ final class AndroidSim {
     func stop() {
         guard running else { return }
         running = false
-        _ = try? Command.run([AndroidSim.tools + "/device", "stop"], environment: environment, timeout: 60)
+        _ = try? Command.run([tools + "/device", "stop"], environment: environment, timeout: 60)
     }
 
     @discardableResult
     func adb(_ arguments: [String], timeout: Double = 120) throws -> Command.Result {
-        try Command.run([AndroidSim.tools + "/adb"] + arguments, environment: environment, timeout: timeout)
+        try Command.run([tools + "/adb"] + arguments, environment: environment, timeout: timeout)
     }
 
     func state() throws -> String {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// Wildcards in --attach, objects where nothing attaches, and -l, against this machine's

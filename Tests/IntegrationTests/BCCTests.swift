@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// BCC-dialect programs, unchanged: BCC's own tools (../shared/bcc-corpus) through the verifier,

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// The bpf-examples, run for real against this machine's kernel (BTF, tracepoints, uprobes).

@@ -1,6 +1,7 @@
 import CLibBPF
 import Foundation
 import Testing
+import TestSupport
 
 /// `__kconfig` externs (usdt.bpf.h's LINUX_HAS_BPF_COOKIE, a probe's LINUX_KERNEL_VERSION) need
 /// BTF that clang emits only when the front end targets BPF; a probe compiled against kernel

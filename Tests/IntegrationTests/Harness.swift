@@ -2,14 +2,11 @@ import CLibBPF
 import Foundation
 import Testing
 import KprobeSupport
+import TestSupport
 
 /// Runs the built `kprobe-run` as a user would and collects what it printed.
 enum Tool {
-    static let packageRoot: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
+    static let packageRoot = TestInputs.packageRoot
 
     static var binary: String {
         ProcessInfo.processInfo.environment["KPROBE_RUN_BIN"] ?? packageRoot + "/.build/debug/kprobe-run"
@@ -101,6 +98,24 @@ enum Tool {
     }
 }
 
+/// Runs a program other than kprobe-run to its end, stdout and stderr together.
+func runCollecting(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
+                   directory: String) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: argv[0])
+    process.arguments = Array(argv.dropFirst())
+    process.environment = environment
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 /// The kernel's loaded BPF programs, to show that a run leaves none of its own behind.
 enum LoadedPrograms {
     static func ids() -> Set<UInt32> {
@@ -133,22 +148,12 @@ extension Process {
     }
 }
 
-/// A private cache per test, so tests neither share state nor touch the machine's cache.
-final class ScratchDirectory: Sendable {
-    let path: String
-    init() throws {
-        path = NSTemporaryDirectory() + "kprobe-run-it-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
-let isRoot = geteuid() == 0
+let isRoot = TestInputs.isRoot
 
 /// Suites that load programs into this machine's kernel run one at a time: each checks that its
 /// runs leave no program of theirs loaded, and another suite's programs would confuse that.
-@Suite(.serialized) struct HostKernel {}
+@Suite(.serialized, .tags(.hostKernel)) struct HostKernel {}
 
 /// Suites that boot the test kernel under QEMU run one at a time: two emulated machines on two
 /// cores starve each other past their timeouts.
-@Suite(.serialized) struct EmulatedKernel {}
+@Suite(.serialized, .tags(.emulatedKernel)) struct EmulatedKernel {}

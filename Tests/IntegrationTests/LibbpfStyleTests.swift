@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// The libbpf-tools-style fixtures (Tests/fixtures/libbpf-style), compiled and verified on this

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// Issue 5's must-show, against this machine's kernel: JSON lines, histograms (also per

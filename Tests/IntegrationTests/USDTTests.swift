@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// USDT probes for real: Tests/fixtures/usdt is built with the machine's cc and <sys/sdt.h>
@@ -28,17 +29,22 @@ extension HostKernel {
         }
 
         /// -p: the probes fire, and the semaphore is raised, in that process only; a second copy
-        /// of the binary runs unseen and counts its guarded probe enabled 0 times.
+        /// of the binary runs unseen and counts its guarded probe enabled 0 times. The probe is
+        /// named without its binary, which is found among the files the process maps.
         @Test func pidLimitsProbesAndSemaphoresToOneProcess() throws {
             let target = try USDTTarget()
-            let traced = try target.start(seconds: 6), other = try target.start(seconds: 6)
+            let stop = target.scratch.path + "/stop"
+            let traced = try target.start(seconds: 60, stopFile: stop), other = try target.start(seconds: 60, stopFile: stop)
             defer { traced.kill(); other.kill() }
-            let result = try Tool.run([try target.libbpfProbe(), "-d", "3", "-p", String(traced.process.processIdentifier),
-                                       "-a", "usdt:\(target.binary):kprobe_run_test:guarded=on_guarded"], environment: environment)
+            let result = try Tool.run([try target.libbpfProbe(), "-d", "3", "-v", "-p", String(traced.process.processIdentifier),
+                                       "-a", "usdt:kprobe_run_test:guarded=on_guarded"], environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("usdt kprobe_run_test:guarded is in \(target.binary)"), "\(result.stderr)")
             let guarded = result.stdout.split(separator: "\n").filter { $0.hasPrefix("usdt guarded ") }
             #expect(!guarded.isEmpty, "stdout: \(result.stdout.prefix(2000))")
             #expect(guarded.allSatisfy { $0.hasSuffix(" pid \(traced.process.processIdentifier)") }, "\(guarded.prefix(5))")
+            // Both end when the stop file appears and say how often their semaphore was set.
+            FileManager.default.createFile(atPath: stop, contents: nil)
             traced.process.waitUntilExit()
             other.process.waitUntilExit()
             #expect(traced.enabledCount > 0, "traced: \(traced.output)")
@@ -56,6 +62,45 @@ extension HostKernel {
                                        "-a", "usdt:\(target.binary):kprobe_run_test:tick=on_tick"], environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
             USDTTarget.expectTicks(in: result.stdout, prefix: "bcc tick ")
+            // Without -a the program says where it could go: a USDT probe, since it reads one.
+            let unattached = try Tool.run(["--headers", BCC.headers, try target.bccProbe(), "-d", "1"], environment: environment)
+            #expect(unattached.status == 6, "\(unattached.stderr)")
+            #expect(unattached.stderr.contains("--attach usdt:/PATH/TO/BINARY:PROVIDER:NAME=on_tick"), "\(unattached.stderr)")
+        }
+
+        /// A BCC tool's habit on a real runtime: Python's own gc__start/gc__done probes (Debian's
+        /// python3 is built with them), named without the binary and found through -p, their
+        /// arguments sent through a perf buffer as pythongc does.
+        @Test(.enabled(if: FileManager.default.fileExists(atPath: BCC.headers) && USDTTarget.python != nil,
+                       "needs ../shared/testkernel and a python3 with USDT probes"))
+        func bccToolHabitsOnPythonsProbes() throws {
+            let python = Process()
+            python.executableURL = URL(fileURLWithPath: USDTTarget.python!)
+            // Cycles only the collector frees, collected every 50 ms for at most a minute.
+            python.arguments = ["-c", """
+                import gc, time
+                end = time.time() + 60
+                while time.time() < end:
+                    for _ in range(10):
+                        cycle = []
+                        cycle.append(cycle)
+                    gc.collect()
+                    time.sleep(0.05)
+                """]
+            try python.run()
+            defer { python.kill() }
+            Thread.sleep(forTimeInterval: 0.3)
+            let pid = python.processIdentifier
+            let result = try Tool.run(["--headers", BCC.headers, Tool.example("bcc/pygc.c"), "-d", "3", "-p", String(pid),
+                                       "-a", "usdt:python:gc__start=on_gc_start", "-a", "usdt:python:gc__done=on_gc_done"],
+                                      environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            let events = result.stdout.split(separator: "\n").filter { $0.hasPrefix("pid=\(pid) generation=2 ") }
+            #expect(!events.isEmpty, "stdout: \(result.stdout.prefix(2000))")
+            // gc.collect() frees at least the ten cycles made before it.
+            #expect(events.contains { line in
+                line.split(separator: " ").last.map { $0.hasPrefix("collected=") && (Int($0.dropFirst(10)) ?? 0) >= 10 } == true
+            }, "\(events.prefix(5))")
         }
 
         @Test func missingProbeAndMissingSupportSayWhatToDo() throws {
@@ -64,6 +109,10 @@ extension HostKernel {
                                        environment: environment)
             #expect(missing.status == 6, "\(missing.stderr)")
             #expect(missing.stderr.contains("kprobe-run -l 'usdt:\(target.binary):*'"), "\(missing.stderr)")
+            // Without its binary, a probe is looked for in a -p process only.
+            let noPID = try Tool.run([try target.libbpfProbe(), "-d", "1", "-a", "usdt:kprobe_run_test:guarded=on_guarded"], environment: environment)
+            #expect(noPID.status == 2, "\(noPID.stderr)")
+            #expect(noPID.stderr.contains("or a process with -p"), "\(noPID.stderr)")
             // A program that does not include usdt.bpf.h has none of libbpf's USDT maps.
             let plain = try target.scratch.write(named: "plain.bpf.c", """
                 #include "vmlinux.h"
@@ -85,6 +134,12 @@ extension HostKernel {
             #expect(lines.contains("usdt:\(target.binary):kprobe_run_test:guarded"), "\(result.stdout)")
             #expect(lines.contains("    guarded by a semaphore"), "\(result.stdout)")
             #expect(lines.filter { $0.hasPrefix("    arguments: ") }.count == 2, "\(result.stdout)")
+            // -p: the probes of every file a process maps, as tplist -p.
+            let process = try target.start(seconds: 10)
+            defer { process.kill() }
+            let inProcess = try Tool.run(["-l", "-p", String(process.process.processIdentifier), "usdt:kprobe_run_test:*"], environment: environment)
+            #expect(inProcess.status == 0, "\(inProcess.stderr)")
+            #expect(inProcess.stdout == "usdt:\(target.binary):kprobe_run_test:tick\nusdt:\(target.binary):kprobe_run_test:guarded\n", "\(inProcess.stdout)")
         }
     }
 }
@@ -97,6 +152,15 @@ struct USDTTarget {
             && ["/usr/include/sys/sdt.h", "/usr/include/x86_64-linux-gnu/sys/sdt.h", "/usr/include/aarch64-linux-gnu/sys/sdt.h"]
                 .contains { FileManager.default.fileExists(atPath: $0) }
     }
+
+    /// A python3 whose binary has USDT probes (gc__start among them), if the machine has one.
+    static let python: String? = {
+        for candidate in ["/usr/bin/python3.11", "/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: candidate) {
+            let listing = try? Tool.run(["-l", "usdt:\(candidate):python:gc__start"])
+            if listing?.stdout.contains("gc__start") == true { return candidate }
+        }
+        return nil
+    }()
 
     let scratch: ScratchDirectory
     let binary: String
@@ -126,9 +190,9 @@ struct USDTTarget {
         let process = Process()
         private let pipe = Pipe()
 
-        init(_ binary: String, seconds: Int) throws {
+        init(_ binary: String, seconds: Int, stopFile: String?) throws {
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = [String(seconds)]
+            process.arguments = [String(seconds)] + (stopFile.map { [$0] } ?? [])
             process.standardOutput = pipe
             try process.run()
         }
@@ -145,24 +209,23 @@ struct USDTTarget {
         }
     }
 
-    func start(seconds: Int) throws -> Running {
-        let running = try Running(binary, seconds: seconds)
+    func start(seconds: Int, stopFile: String? = nil) throws -> Running {
+        let running = try Running(binary, seconds: seconds, stopFile: stopFile)
         // Attaching needs the binary only, but the first events need the process past exec.
         Thread.sleep(forTimeInterval: 0.2)
         return running
     }
 
-    /// usdt.bpf.h comes after a declaration: a leading include would join the precompiled
-    /// header, which (until issue 12's fix) loses its `__kconfig` extern's BTF.
+    /// As libbpf's own USDT examples start: usdt.bpf.h (and its `__kconfig` extern) among the
+    /// leading includes, which go into the precompiled header.
     func libbpfProbe() throws -> String {
         try scratch.write(named: "tick.bpf.c", """
             #include "vmlinux.h"
             #include <bpf/bpf_helpers.h>
             #include <bpf/bpf_tracing.h>
+            #include <bpf/usdt.bpf.h>
 
             char LICENSE[] SEC("license") = "GPL";
-
-            #include <bpf/usdt.bpf.h>
 
             SEC("usdt/\(binary):kprobe_run_test:tick")
             int BPF_USDT(on_tick, long count, const char *message)

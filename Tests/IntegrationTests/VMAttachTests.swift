@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension EmulatedKernel {
     /// Kprobe wildcards and kprobe listing need a kernel with kprobes: the test VM's.

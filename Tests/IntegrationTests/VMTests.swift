@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension EmulatedKernel {
     /// Boots ../shared/testkernel (Linux 6.1: kheaders as a module, kprobes, no BTF) under QEMU and runs
@@ -56,19 +57,9 @@ enum VM {
             && FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64")
     }
 
-    /// Runs `command` in a fresh boot with the package root as the writable work directory.
-    static func run(_ command: [String], timeout: Int = 900) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: runVM)
-        process.arguments = ["--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command
-        process.currentDirectoryURL = URL(fileURLWithPath: Tool.packageRoot)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    /// Runs `command` in a fresh boot with the package root as the writable work directory;
+    /// `launcher` is the test kernel's run-vm script (the x86-64 one unless given).
+    static func run(_ command: [String], timeout: Int = 900, launcher: String = runVM) throws -> (status: Int32, output: String) {
+        try runCollecting([launcher, "--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command, directory: Tool.packageRoot)
     }
 }

@@ -4,10 +4,11 @@ import KernelHeaders
 import KprobeSupport
 import Synchronization
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct RealArchiveTests {
     @Test(.enabled(if: TestKernel.available)) func tarAndModuleGiveTheSameEntry() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let fromTar = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let manifestFromTar = try #require(readFile(fromTar.root + "/MANIFEST"))
         #expect(fromTar.kind == .archive)
@@ -16,7 +17,7 @@ import Testing
         #expect(fromTar.root == scratch.cache.path + "/headers/" + fromTar.identity)
 
         // A second cache, so the module really is unpacked again rather than found.
-        let other = try Scratch()
+        let other = try ScratchDirectory()
         let fromModule = try HeaderLocator(options: options(other, source: TestKernel.module)).resolve()
         #expect(fromModule.kind == .moduleFile)
         #expect(fromModule.identity == fromTar.identity)
@@ -29,11 +30,11 @@ import Testing
 
     @Test(.enabled(if: TestKernel.available), arguments: ["xz", "gz", "zst"])
     func compressedModuleGivesTheSameEntry(_ compression: String) throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let reference = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let module = scratch.path + "/kheaders.ko." + compression
         compressFile(TestKernel.module, to: module, compression: compression)
-        let other = try Scratch()
+        let other = try ScratchDirectory()
         let set = try HeaderLocator(options: options(other, source: module)).resolve()
         #expect(set.kind == .moduleFile)
         #expect(set.identity == reference.identity)
@@ -41,7 +42,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestKernel.available)) func flagsForTheTestKernel() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let set = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let r = set.root
         #expect(set.arch == .x86)
@@ -67,7 +68,7 @@ import Testing
     }
 
     @Test(.enabled(if: FileSystem.isRegularFile(TestKernel.arm64Archive))) func arm64Archive() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let set = try HeaderLocator(options: options(scratch, source: TestKernel.arm64Archive)).resolve()
         #expect(set.arch == .arm64)
         #expect(set.frontendTriple == "aarch64-linux-gnu")
@@ -80,7 +81,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestKernel.available)) func concurrentFirstResolvesUnpackOnce() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let log = LogLines()
         let headers = HeaderLocator(options: options(scratch, source: TestKernel.archive, log: log))
         let results = Mutex<[String]>([])
@@ -102,7 +103,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestKernel.available)) func interruptedExtractionIsNeverUsed() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archiveBytes = try #require(readFile(TestKernel.archive))
         let name = TestKernel.release + "-" + SHA256.hex(archiveBytes).prefix(12)
         let headersDir = try scratch.cache.directory("headers")
@@ -121,7 +122,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestKernel.available)) func damagedEntryIsUnpackedAgain() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let headers = HeaderLocator(options: options(scratch, source: TestKernel.archive))
         let first = try headers.resolve()
         let victim = first.root + "/include/linux/sched.h"
@@ -144,7 +145,7 @@ import Testing
     }
 
     @Test func plantedSymlinkCacheIsRefused() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let victim = scratch.path + "/victim"
         mkdir(victim, 0o700)
         mkdir(scratch.path + "/cache", 0o700)
@@ -159,7 +160,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestKernel.available)) func pruneRemovesOtherKernels() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let set = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let headersDir = scratch.cache.path + "/headers"
         mkdir(headersDir + "/.tmp-1-stale", 0o700)
@@ -172,7 +173,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestKernel.available)) func statusListsEntries() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let set = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let status = HeaderLocator(options: options(scratch)).status()
         #expect(status.entries.contains { $0.path == set.root && $0.valid && $0.bytes > 20 << 20 })
@@ -185,7 +186,7 @@ import Testing
     /// Debian's layout: generated headers in the build directory, the rest in a -common tree
     /// named by the build directory's Makefile.
     @Test(.enabled(if: TestKernel.available)) func splitBuildAndSourceTrees() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let source = scratch.path + "/linux-headers-common"
         let build = scratch.path + "/linux-headers-amd64"
         try HeaderLocator.extractArchive(from: TestKernel.archive, to: source)
@@ -214,7 +215,7 @@ import Testing
     }
 
     @Test(.enabled(if: TestKernel.available)) func extractMatchesTar() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try HeaderLocator.extractArchive(from: TestKernel.module, to: scratch.path + "/tree")
         #expect(FileSystem.isRegularFile(scratch.path + "/tree/include/linux/sched.h"))
         #expect(FileSystem.isRegularFile(scratch.path + "/tree/arch/x86/include/generated/asm/syscalls_64.h"))
@@ -237,7 +238,7 @@ import Testing
     }
 
     @Test(.enabled(if: hasBTF && !hasOtherSource)) func runningKernelFallsBackToVmlinuxH() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let log = LogLines()
         let set = try HeaderLocator(options: options(scratch, log: log)).resolve()
         #expect(set.kind == .btf)
@@ -261,14 +262,14 @@ import Testing
     }
 
     @Test(.enabled(if: hasBTF)) func explicitBTFFile() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let set = try HeaderLocator(options: options(scratch, source: "/sys/kernel/btf/vmlinux")).resolve()
         #expect(set.kind == .btf)
         #expect(FileSystem.isRegularFile(set.root + "/vmlinux.h"))
     }
 
     @Test func nothingFoundSaysWhatToDo() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let error = #expect(throws: HeaderError.self) {
             try HeaderLocator(options: options(scratch, source: scratch.path + "/missing")).resolve()
         }

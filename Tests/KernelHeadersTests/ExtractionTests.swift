@@ -2,6 +2,7 @@ import Glibc
 import KernelHeaders
 import KprobeSupport
 import Testing
+import TestSupport
 
 /// Hostile and broken archives: each must fail with exit 4 (or be sanitized) and leave nothing
 /// outside the target, neither through `headers extract` nor through the cache.
@@ -9,7 +10,7 @@ import Testing
     /// Extracts `members` both ways and expects a refusal naming `mentioning`.
     private func expectRefused(_ members: [Member], mentioning: String, compression: Compression = .xz,
                                limits: ExtractionLimits = .standard) throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archive = scratch.path + "/in.tar.xz"
         writeArchive(members, to: archive, compression: compression)
         try expectRefused(archive, in: scratch, mentioning: mentioning, limits: limits)
@@ -17,7 +18,7 @@ import Testing
 
     /// Extracts `archive`, the only file in `scratch`, both ways and expects a refusal naming
     /// `mentioning`.
-    private func expectRefused(_ archive: String, in scratch: Scratch, mentioning: String,
+    private func expectRefused(_ archive: String, in scratch: ScratchDirectory, mentioning: String,
                                limits: ExtractionLimits = .standard) throws {
         let direct = #expect(throws: HeaderError.self) {
             try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/out", limits: limits)
@@ -34,7 +35,7 @@ import Testing
     }
 
     @Test func normalArchiveUnpacks() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archive = scratch.path + "/in.tar.xz"
         writeArchive([
             .dir("./"), .dir("./include/"), .dir("./include/linux/"),
@@ -52,7 +53,7 @@ import Testing
     }
 
     @Test func extractsIntoAnEmptyDirectoryButNotAFullOne() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archive = scratch.path + "/in.tar.xz"
         writeArchive([.file("a.h")], to: archive)
         mkdir(scratch.path + "/empty", 0o755)
@@ -65,7 +66,7 @@ import Testing
     }
 
     @Test func symlinkInsideIsKept() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archive = scratch.path + "/in.tar.xz"
         // As in kheaders: include/dt-bindings/input/linux-event-codes.h -> ../../uapi/...
         writeArchive([
@@ -109,7 +110,7 @@ import Testing
     }
 
     @Test func absolutePathIsRefused() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try expectRefused([.file(scratch.path + "/absolute.h")], mentioning: "absolute path")
         #expect(!FileSystem.exists(scratch.path + "/absolute.h"))
     }
@@ -127,7 +128,7 @@ import Testing
     }
 
     @Test func setuidIsStripped() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archive = scratch.path + "/in.tar.xz"
         writeArchive([.file("tool", "#!/bin/sh\n", perm: 0o6777), .dir("sticky/")], to: archive)
         try HeaderLocator.extractArchive(from: archive, to: scratch.path + "/out")
@@ -137,7 +138,7 @@ import Testing
     }
 
     @Test func truncatedArchiveIsRefused() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         let archive = scratch.path + "/full.tar.xz"
         var payload: [UInt8] = []
         for i in 0..<200_000 { payload.append(UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 13)) }
@@ -154,7 +155,7 @@ import Testing
     }
 
     @Test func corruptStreamMidArchiveIsRefused() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         // Incompressible, so that xz stores it as is and only its check can notice the damage,
         // long after the first members were handed to the tar reader.
         var payload: [UInt8] = []
@@ -172,7 +173,7 @@ import Testing
     }
 
     @Test func streamLargerThanTheLimitsAllowIsRefused() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         // A small tar followed by zeros that compress to almost nothing: the tar reader stops at
         // the first zero blocks, but the stream goes on.
         writeArchive([.file("a.h")], to: scratch.path + "/plain.tar", compression: .none)
@@ -204,7 +205,7 @@ import Testing
     }
 
     @Test func textFileIsRefused() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         writeFile(scratch.path + "/notes.txt", Array("hello\n".utf8))
         let error = #expect(throws: HeaderError.self) {
             try HeaderLocator.extractArchive(from: scratch.path + "/notes.txt", to: scratch.path + "/out")

@@ -3,34 +3,7 @@ import Glibc
 import KernelHeaders
 import KprobeSupport
 import Synchronization
-
-/// A fresh directory under /tmp, removed when the value goes away.
-final class Scratch {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/kprobe-run-headers-test-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw Errno.current }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    deinit { _ = system("rm -rf '\(path)'") }
-
-    var cache: CacheRoot { CacheRoot(path: path + "/cache") }
-
-    /// Names directly in the scratch directory.
-    func names(_ sub: String = "") -> [String] {
-        let dir = sub.isEmpty ? path : path + "/" + sub
-        guard let handle = opendir(dir) else { return [] }
-        defer { closedir(handle) }
-        var result: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != ".", name != ".." { result.append(name) }
-        }
-        return result.sorted()
-    }
-}
+import TestSupport
 
 /// One member of a test archive.
 struct Member {
@@ -127,14 +100,14 @@ final class LogLines: Sendable {
 }
 
 enum TestKernel {
-    static let archive = "/work/shared/testkernel/kheaders.tar.xz"
-    static let module = "/work/shared/testkernel/modules/lib/modules/6.1.192-kheaders-test/kernel/kernel/kheaders.ko"
-    static let arm64Archive = "/work/shared/arm64-kheaders/kheaders.tar.xz"
-    static let release = "6.1.192-kheaders-test"
+    static let archive = TestInputs.testKernelArchive
+    static let module = TestInputs.testKernelModule
+    static let arm64Archive = TestInputs.arm64Archive
+    static let release = TestInputs.testKernelRelease
     static var available: Bool { FileSystem.isRegularFile(archive) && FileSystem.isRegularFile(module) }
 }
 
-func options(_ scratch: Scratch, source: String? = nil, log: LogLines? = nil, arch: KernelArch? = nil) -> HeaderOptions {
+func options(_ scratch: ScratchDirectory, source: String? = nil, log: LogLines? = nil, arch: KernelArch? = nil) -> HeaderOptions {
     var sink: @Sendable (String) -> Void = { _ in }
     if let log { sink = log.sink }
     return HeaderOptions(explicitSource: source, keepModule: false, allowBTF: true, showProgress: false,

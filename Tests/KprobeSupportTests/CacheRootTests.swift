@@ -1,6 +1,7 @@
 import Testing
 import Glibc
 import KprobeSupport
+import TestSupport
 
 @Suite struct CacheRootTests {
     @Test func environmentOverrideWins() {
@@ -13,7 +14,7 @@ import KprobeSupport
     }
 
     @Test func createsPrivateDirectories() throws {
-        let base = try TemporaryDirectory()
+        let base = try ScratchDirectory()
         let cache = CacheRoot(path: base.path + "/cache")
         let inner = try cache.directory("headers", "entry")
         var st = stat()
@@ -24,7 +25,7 @@ import KprobeSupport
     }
 
     @Test func refusesPlantedSymlink() throws {
-        let base = try TemporaryDirectory()
+        let base = try ScratchDirectory()
         let victim = base.path + "/victim"
         #expect(mkdir(victim, 0o700) == 0)
         #expect(mkdir(base.path + "/cache", 0o700) == 0)
@@ -35,20 +36,39 @@ import KprobeSupport
     }
 
     @Test func refusesWorldWritable() throws {
-        let base = try TemporaryDirectory()
+        let base = try ScratchDirectory()
         #expect(mkdir(base.path + "/cache", 0o700) == 0)
         chmod(base.path + "/cache", 0o777)
         #expect(throws: Failure.self) { try CacheRoot(path: base.path + "/cache").directory() }
     }
-}
 
-/// A directory under /tmp removed (recursively) when the test ends.
-final class TemporaryDirectory {
-    let path: String
-    init() throws {
-        var template = Array("/tmp/kprobe-run-test-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw Errno.current }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    /// Issue 14.1: a parent another user can write lets that user swap the cache for their own
+    /// tree while a compile reads it. Refused, with exit 4 on every path.
+    @Test func refusesAParentAnotherUserOwnsOrCanWrite() throws {
+        try #require(geteuid() == 0, "needs root to give a directory to another user")
+        let base = try ScratchDirectory()
+        let theirs = base.path + "/theirs"
+        #expect(mkdir(theirs, 0o755) == 0)
+        #expect(chown(theirs, 12345, 12345) == 0)
+        let refused = #expect(throws: Failure.self) { try CacheRoot(path: theirs + "/cache").directory("headers") }
+        #expect(refused?.kind == .noKernelHeaders)
+        #expect(refused?.message.contains("uid 12345") == true)
+        #expect(!FileSystem.exists(theirs + "/cache/headers"))
+
+        let shared = base.path + "/shared"
+        #expect(mkdir(shared, 0o700) == 0)
+        chmod(shared, 0o775)
+        #expect(throws: Failure.self) { try CacheRoot(path: shared + "/cache").directory() }
+        #expect(throws: Failure.self) { try SecureDirectory.check(shared + "/cache") }
+
+        // Through a symlink, the target's parents count.
+        #expect(symlink(theirs, base.path + "/link") == 0)
+        #expect(throws: Failure.self) { try CacheRoot(path: base.path + "/link/cache").directory() }
+
+        // Sticky and world-writable, as /tmp: others cannot rename what is ours there.
+        let sticky = base.path + "/sticky"
+        #expect(mkdir(sticky, 0o700) == 0)
+        chmod(sticky, 0o1777)
+        #expect(throws: Never.self) { try CacheRoot(path: sticky + "/cache").directory("headers") }
     }
-    deinit { _ = system("rm -rf '\(path)'") }
 }

@@ -2,6 +2,7 @@ import Testing
 import Glibc
 import KprobeSupport
 @testable import ProbeCompiler
+import TestSupport
 
 /// A stand-in worker that answers with a fixed object, counts its starts, and fails once its
 /// gate file is removed: a compile that succeeds after that came from the cache.

@@ -3,6 +3,7 @@ import Glibc
 import KprobeSupport
 import Testing
 @testable import ProbeCompiler
+import TestSupport
 
 /// What libbpf-tools-style probes need from the compile (the worker's side; loading them is
 /// IntegrationTests/LibbpfStyleTests).

@@ -2,6 +2,7 @@ import Testing
 import Glibc
 import KprobeSupport
 @testable import ProbeCompiler
+import TestSupport
 
 /// A header entry of the vmlinux.h kind, small enough for the tests to be quick, with what
 /// makes precompiled headers subtle: include guards, CO-RE records, `__COUNTER__`. Parsed for

@@ -1,60 +1,7 @@
 import Glibc
 import KprobeSupport
 @testable import ProbeCompiler
-
-/// A private directory removed with everything in it when the value goes away.
-final class ScratchDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/probe-compiler-tests.XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw Errno.current }
-        path = String(cString: made)
-    }
-
-    deinit { Self.remove(path) }
-
-    private static func remove(_ path: String) {
-        for entry in (try? list(path)) ?? [] {
-            let child = path + "/" + entry
-            if unlink(child) != 0, errno == EISDIR { remove(child) }
-        }
-        rmdir(path)
-    }
-
-    /// The names in directory `path`, without "." and "..".
-    static func list(_ path: String) throws -> [String] {
-        guard let dir = opendir(path) else { throw Errno.current }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
-    /// Writes an executable shell script and returns its path.
-    func script(_ name: String, _ body: String) throws -> String {
-        let file = path + "/" + name
-        try FileSystem.writeAtomically(Array(("#!/bin/sh\n" + body + "\n").utf8), to: file, mode: 0o755)
-        return file
-    }
-
-    /// Writes a file (creating no directories) and returns its path.
-    @discardableResult
-    func write(_ name: String, _ text: String) throws -> String {
-        let file = path + "/" + name
-        try FileSystem.writeAtomically(Array(text.utf8), to: file, mode: 0o644)
-        return file
-    }
-
-    func makeDirectory(_ name: String) throws -> String {
-        let directory = path + "/" + name
-        guard mkdir(directory, 0o700) == 0 else { throw Errno.current }
-        return directory
-    }
-}
+import TestSupport
 
 /// The worker built alongside the tests: `$KPROBE_RUN_CC`, else beside the test bundle, which
 /// SwiftPM puts in the same products directory (.build/debug or .build-<scratch>/debug).

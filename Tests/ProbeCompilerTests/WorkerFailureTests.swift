@@ -1,6 +1,7 @@
 import Testing
 import KprobeSupport
 @testable import ProbeCompiler
+import TestSupport
 
 /// Whatever the worker does, kprobe-run gets a CompileError rather than dying with it.
 @Suite struct WorkerFailureTests {

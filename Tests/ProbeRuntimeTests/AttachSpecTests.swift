@@ -15,6 +15,7 @@ import Testing
             ("tp:sched:sched_switch=x", .tracepoint, "sched:sched_switch", "x"),
             ("raw_tp:sys_enter=y", .rawTracepoint, "sys_enter", "y"),
             ("usdt:/usr/bin/app:my_provider:start=on_start", .usdt, "/usr/bin/app:my_provider:start", "on_start"),
+            ("usdt:my_provider:start=on_start", .usdt, "my_provider:start", "on_start"),
             ("kprobe:vfs_*=count", .kprobe, "vfs_*", "count"),
             ("tracepoint:syscalls:sys_enter_*=count", .tracepoint, "syscalls:sys_enter_*", "count"),
             ("tracepoint:*:sched_switch=count", .tracepoint, "*:sched_switch", "count"),
@@ -42,8 +43,9 @@ import Testing
             ("raw_tracepoint:a:b=f", "expected a tracepoint name"),
             ("uprobe:/bin/bash=f", "expected PATH:SYMBOL"),
             ("uprobe:/bin/bash:=f", "expected PATH:SYMBOL"),
-            ("usdt:/bin/app:start=f", "expected PATH:PROVIDER:NAME"),
+            ("usdt:start=f", "expected PATH:PROVIDER:NAME"),
             ("usdt::provider:start=f", "expected PATH:PROVIDER:NAME"),
+            ("usdt:/bin/app:provider:=f", "expected PATH:PROVIDER:NAME"),
             ("usdt:/bin/app::start=f", "expected PATH:PROVIDER:NAME"),
             ("uprobe:/bin/bash:read*=f", "wildcards are accepted in kprobe, kretprobe and tracepoint names only"),
             ("usdt:/bin/app:p:*=f", "wildcards are accepted"),
@@ -70,6 +72,9 @@ import Testing
         #expect(usdt == .usdt(path: "/opt/a:b/app", provider: "prov", name: "probe_1"))
         #expect(usdt.programType == BPF_PROG_TYPE_KPROBE)
         #expect(usdt.summary == "usdt:/opt/a:b/app:prov:probe_1")
+        let inProcess = AttachPoint(spec: try AttachSpec(parsing: "usdt:prov:probe_1=f"))
+        #expect(inProcess == .usdt(path: "", provider: "prov", name: "probe_1"))
+        #expect(inProcess.summary == "usdt:prov:probe_1")
     }
 }
 
@@ -92,17 +97,17 @@ import Testing
     @Test func patternsMatchLikeTheShell() throws {
         #expect(Wildcard.isPattern("vfs_*") && Wildcard.isPattern("vfs_rea?") && Wildcard.isPattern("vfs_[rw]*"))
         #expect(!Wildcard.isPattern("vfs_read"))
-        #expect(try Wildcard.expand("vfs_*", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["vfs_read", "vfs_write", "vfs_writev"])
-        #expect(try Wildcard.expand("vfs_write?", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["vfs_writev"])
-        #expect(try Wildcard.expand("*sys_open*", in: WildcardTests.functions, what: "function", listing: "kprobe:*") == ["do_sys_openat2", "__x64_sys_openat"])
+        #expect(try Wildcard.expand("vfs_*", in: WildcardTests.functions, noun: "function", source: "a list", listing: "kprobe:*") == ["vfs_read", "vfs_write", "vfs_writev"])
+        #expect(try Wildcard.expand("vfs_write?", in: WildcardTests.functions, noun: "function", source: "a list", listing: "kprobe:*") == ["vfs_writev"])
+        #expect(try Wildcard.expand("*sys_open*", in: WildcardTests.functions, noun: "function", source: "a list", listing: "kprobe:*") == ["do_sys_openat2", "__x64_sys_openat"])
         let events = ["syscalls:sys_enter_openat", "syscalls:sys_exit_openat", "syscalls:sys_enter_read", "sched:sched_switch"]
-        #expect(try Wildcard.expand("syscalls:sys_enter_*", in: events, what: "tracepoint", listing: "tracepoint:*") == ["syscalls:sys_enter_openat", "syscalls:sys_enter_read"])
-        #expect(try Wildcard.expand("*:*_openat", in: events, what: "tracepoint", listing: "tracepoint:*").count == 2)
+        #expect(try Wildcard.expand("syscalls:sys_enter_*", in: events, noun: "tracepoint", source: "available_events", listing: "tracepoint:*") == ["syscalls:sys_enter_openat", "syscalls:sys_enter_read"])
+        #expect(try Wildcard.expand("*:*_openat", in: events, noun: "tracepoint", source: "available_events", listing: "tracepoint:*").count == 2)
     }
 
     @Test func noMatchIsAnAttachErrorThatSaysWhereToLook() {
         do {
-            _ = try Wildcard.expand("ext4_*", in: WildcardTests.functions, what: "kernel function in available_filter_functions", listing: "kprobe:*")
+            _ = try Wildcard.expand("ext4_*", in: WildcardTests.functions, noun: "kernel function", source: "available_filter_functions", listing: "kprobe:*")
             Issue.record("expanded a pattern that matches nothing")
         } catch {
             #expect(error.kind == .attach)
@@ -113,13 +118,13 @@ import Testing
 
     @Test func tooManyMatchesAreRefused() {
         let many = (0..<1500).map { "func_\($0)" }
-        #expect(throws: Never.self) { try Wildcard.expand("func_1*", in: many, what: "function", listing: "kprobe:*") }
+        #expect(throws: Never.self) { try Wildcard.expand("func_1*", in: many, noun: "function", source: "a list", listing: "kprobe:*") }
         do {
-            _ = try Wildcard.expand("func_*", in: many, what: "kernel function", listing: "kprobe:*")
+            _ = try Wildcard.expand("func_*", in: many, noun: "kernel function", source: "available_filter_functions", listing: "kprobe:*")
             Issue.record("attached 1500 probes")
         } catch {
             #expect(error.kind == .attach)
-            #expect(error.message.contains("matches 1500 kernel functions, more than the 1000"), "\(error.message)")
+            #expect(error.message.contains("matches 1500 kernel functions in available_filter_functions, more than the 1000"), "\(error.message)")
             #expect(error.message.contains("narrow the pattern"))
         }
     }

@@ -29,6 +29,8 @@ import Testing
         #expect(AttachPoint.attachExample(section: "kprobe", program: "f") == "kprobe:SYMBOL=f")
         #expect(AttachPoint.attachExample(section: "uretprobe", program: "f") == "uretprobe:/PATH/TO/BINARY:SYMBOL=f")
         #expect(AttachPoint.attachExample(section: "usdt", program: "f") == "usdt:/PATH/TO/BINARY:PROVIDER:NAME=f")
+        #expect(AttachPoint.attachExample(section: "kprobe", program: "f", readsUSDT: true) == "usdt:/PATH/TO/BINARY:PROVIDER:NAME=f")
+        #expect(AttachPoint.attachExample(section: "tracepoint", program: "f", readsUSDT: true) == "tracepoint:CATEGORY:EVENT=f")
     }
 
     @Test func otherProgramTypesAreNotAttached() {

@@ -9,6 +9,14 @@ module_loaded() { grep -q '^kheaders ' /proc/modules; }
 module_loaded && fail "kheaders is loaded at boot; the test needs it absent"
 [ -e /sys/kernel/btf/vmlinux ] && fail "the test kernel unexpectedly has BTF"
 
+echo "== doctor"
+"$kprobe_run" doctor > /tmp/doctor.out 2>&1 || fail "doctor exited $?"
+cat /tmp/doctor.out
+grep -q '^ok  *kheaders  *module, not loaded' /tmp/doctor.out || fail "doctor did not say kheaders is a module that is not loaded"
+grep -q '^ok  *kprobes ' /tmp/doctor.out || fail "doctor did not find the test kernel's kprobes"
+grep -q '^missing  *btf ' /tmp/doctor.out || fail "doctor did not say the test kernel has no BTF"
+module_loaded && fail "doctor loaded kheaders"
+
 # Something for the probe to see: opens (vfs_open) while it runs.
 ( while :; do cat /etc/hostname > /dev/null; sleep 0.5; done ) &
 opener=$!

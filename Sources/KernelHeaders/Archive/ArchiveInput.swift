@@ -32,6 +32,7 @@ enum ArchiveInput {
                 let module = try decompress(file.bytes, name: path, limit: moduleLimit, allowShort: false)
                 return try fromELF(module, name: path, btfPath: nil)
             }
+            guard file.bytes.count <= InputLimit.archive else { throw HeaderError.unreadable(path, Errno(EFBIG)) }
             return .archive(ArchiveBytes(bytes: Array(file.bytes), name: path), .archive)
         }
         if head.starts(with: gzipMagic) || head.starts(with: zstdMagic) {
@@ -111,40 +112,24 @@ struct ELFHeaders {
 
     /// `image` must be writable: libelf converts a foreign-endian file in place.
     static func find(in image: UnsafeMutableRawBufferPointer, name: String) throws(HeaderError) -> ELFHeaders {
-        elf_version(UInt32(EV_CURRENT))
-        guard let elf = elf_memory(image.baseAddress!.assumingMemoryBound(to: CChar.self), image.count),
-              elf_kind(elf) == ELF_K_ELF else {
-            throw HeaderError("\(name) is not a readable ELF file (\(String(cString: elf_errmsg(-1)))); it is truncated or corrupt")
+        guard let file = ELFImage(memory: image) else {
+            throw HeaderError("\(name) is not a readable ELF file (\(ELFImage.lastError)); it is truncated or corrupt")
         }
-        defer { elf_end(elf) }
-        var ehdr = GElf_Ehdr()
-        guard gelf_getehdr(elf, &ehdr) != nil else {
+        let elf = file.handle
+        guard let ehdr = file.header else {
             throw HeaderError("\(name) has no readable ELF header; it is truncated or corrupt")
         }
-        var stringIndex = 0
-        elf_getshdrstrndx(elf, &stringIndex)
         var start: GElf_Sym?
         var end: GElf_Sym?
         var hasBTF = false
-        var scn = elf_nextscn(elf, nil)
-        while let section = scn {
-            var shdr = GElf_Shdr()
-            if gelf_getshdr(section, &shdr) != nil {
-                if let sectionName = elf_strptr(elf, stringIndex, Int(shdr.sh_name)), String(cString: sectionName) == ".BTF" {
-                    hasBTF = true
-                }
-                if shdr.sh_type == UInt32(SHT_SYMTAB), shdr.sh_entsize > 0, let data = elf_getdata(section, nil) {
-                    let count = Int(shdr.sh_size / shdr.sh_entsize)
-                    var sym = GElf_Sym()
-                    for index in 0..<count where gelf_getsym(data, Int32(index), &sym) != nil {
-                        guard let symbolName = elf_strptr(elf, Int(shdr.sh_link), Int(sym.st_name)) else { continue }
-                        if strcmp(symbolName, "kernel_headers_data") == 0 { start = sym }
-                        if strcmp(symbolName, "kernel_headers_data_end") == 0 { end = sym }
-                        if start != nil, end != nil { break }
-                    }
-                }
+        for section in file.sections {
+            if section.name == ".BTF" { hasBTF = true }
+            guard section.header.sh_type == UInt32(SHT_SYMTAB) else { continue }
+            file.forEachSymbol(in: section) { sym, symbolName in
+                if strcmp(symbolName, "kernel_headers_data") == 0 { start = sym }
+                if strcmp(symbolName, "kernel_headers_data_end") == 0 { end = sym }
+                return start == nil || end == nil
             }
-            scn = elf_nextscn(elf, section)
         }
         let relocatable = ehdr.e_type == UInt16(ET_REL)
         guard let start, let end else { return ELFHeaders(archive: nil, hasBTF: hasBTF, isRelocatable: relocatable) }
@@ -176,18 +161,22 @@ final class MappedFile {
     private let mapped: Bool
 
     init(_ path: String) throws(HeaderError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let err = Errno.current
-            throw HeaderError("cannot open \(path): \(err)\(err.isPermission ? "; run as root or make it readable" : "")",
-                              kind: err.isPermission ? .notPermitted : .noKernelHeaders)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, O_RDONLY)
+        } catch {
+            throw HeaderError("cannot open \(path): \(error)\(error.isPermission ? "; run as root or make it readable" : "")",
+                              kind: error.isPermission ? .notPermitted : .noKernelHeaders)
         }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw HeaderError("cannot inspect \(path): \(Errno.current)") }
+        let st: stat
+        do {
+            st = try fd.status()
+        } catch {
+            throw HeaderError("cannot inspect \(path): \(error)")
+        }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw HeaderError("\(path) is a directory", kind: .internal) }
         if (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0,
-           let map = mmap(nil, Int(st.st_size), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), map != MAP_FAILED {
+           let map = mmap(nil, Int(st.st_size), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.rawValue, 0), map != MAP_FAILED {
             base = map
             length = Int(st.st_size)
             mapped = true
@@ -195,9 +184,9 @@ final class MappedFile {
         }
         let contents: [UInt8]
         do {
-            contents = try FileSystem.read(path)
+            contents = try fd.readAll(limit: InputLimit.archive)
         } catch {
-            throw HeaderError("cannot read \(path): \(error)")
+            throw HeaderError.unreadable(path, error)
         }
         let copy = UnsafeMutableRawPointer.allocate(byteCount: max(contents.count, 1), alignment: 16)
         if !contents.isEmpty {

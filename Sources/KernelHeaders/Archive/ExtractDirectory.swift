@@ -17,21 +17,20 @@ enum ExtractDirectory {
         guard !base.isEmpty, base != ".", base != ".." else {
             throw HeaderError("cannot extract into \(directory): name a new or empty directory", kind: .usage)
         }
-        let parentFD = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard parentFD >= 0 else {
-            throw HeaderError("cannot open \(parent): \(Errno.current)", kind: .usage)
+        let parentDirectory: FileDescriptor
+        do {
+            parentDirectory = try FileDescriptor.open(parent, O_RDONLY | O_DIRECTORY)
+        } catch {
+            throw HeaderError("cannot open \(parent): \(error)", kind: .usage)
         }
-        defer { close(parentFD) }
+        let parentFD = parentDirectory.rawValue
         var st = stat()
         var replaceEmpty = false
         if fstatat(parentFD, base, &st, AT_SYMLINK_NOFOLLOW) == 0 {
-            let existing = TreeOps.openDirectory(base, in: parentFD)
-            guard existing >= 0 else {
+            guard let existing = TreeOps.openDirectory(base, in: parentFD) else {
                 throw HeaderError("\(directory) exists and is not a directory; name a new or empty directory", kind: .usage)
             }
-            let empty = TreeOps.list(existing).isEmpty
-            close(existing)
-            guard empty else {
+            guard TreeOps.list(existing.rawValue).isEmpty else {
                 throw HeaderError("\(directory) is not empty; name a new or empty directory", kind: .usage)
             }
             replaceEmpty = true
@@ -40,14 +39,15 @@ enum ExtractDirectory {
         guard mkdirat(parentFD, temporary, 0o700) == 0 else {
             throw HeaderError("cannot create a directory in \(parent): \(Errno.current)", kind: .usage)
         }
-        let tempFD = TreeOps.openDirectory(temporary, in: parentFD)
-        guard tempFD >= 0 else {
-            let err = Errno.current
+        let tempDirectory: FileDescriptor
+        do {
+            tempDirectory = try FileDescriptor.openDirectory(temporary, relativeTo: parentFD)
+        } catch {
             TreeOps.remove(temporary, in: parentFD)
-            throw HeaderError("cannot open \(parent)/\(temporary): \(err)")
+            throw HeaderError("cannot open \(parent)/\(temporary): \(error)")
         }
         do throws(HeaderError) {
-            defer { close(tempFD) }
+            let tempFD = tempDirectory.rawValue
             // Like tar, no durability is promised here, so no early writeback either.
             _ = try SecureExtractor.extract(archive.bytes, archiveName: name, into: tempFD, limits: limits,
                                             startWriteback: false, progress: nil)

@@ -136,7 +136,7 @@ final class SecureExtractor {
     }
 
     private func refuse(_ member: String, _ why: String) -> HeaderError {
-        HeaderError("refusing \(archiveName): member '\(member)' \(why); nothing was unpacked from it. Use the kernel's own kheaders archive or another --headers source")
+        HeaderError("refusing \(archiveName): member '\(member.escapingControlCharacters)' \(why); nothing was unpacked from it. Use the kernel's own kheaders archive or another --headers source")
     }
 
     private func unpack(_ entry: OpaquePointer, reader: OpaquePointer, pipe: DecompressionPipe) throws(HeaderError) {
@@ -205,7 +205,7 @@ final class SecureExtractor {
         // In a fresh tree most directories are new: create first, then open what is there (a
         // symlink in the way makes mkdirat fail with EEXIST and the open refuse it).
         if create, mkdirat(parent, name, 0o755) != 0, errno != EEXIST {
-            throw HeaderError("cannot create directory for '\(member)' while unpacking \(archiveName): \(Errno.current)")
+            throw HeaderError("cannot create directory for '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(Errno.current)")
         }
         let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
@@ -213,7 +213,7 @@ final class SecureExtractor {
             if err.rawValue == ELOOP || err.rawValue == ENOTDIR {
                 throw refuse(member, "leads through a symlink or a file")
             }
-            throw HeaderError("cannot open directory for '\(member)' while unpacking \(archiveName): \(err)")
+            throw HeaderError("cannot open directory for '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(err)")
         }
         // Only after the open: `parent` may be one of the descriptors closed here.
         if directories.count >= Self.maxOpenDirectories { closeDirectories() }
@@ -235,22 +235,8 @@ final class SecureExtractor {
         let name = String(components.last!)
         // No setuid, setgid, sticky or group/other write; always readable and replaceable by us.
         let mode = (archive_entry_perm(entry) & 0o755) | 0o600
-        var fd = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        if fd < 0, errno == EEXIST {
-            // A later member of the same name replaces an earlier file, as tar does; anything
-            // else in the way (a directory, a symlink) is refused.
-            var st = stat()
-            guard fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-                throw refuse(member, "collides with a directory or symlink of the same name")
-            }
-            unlinkat(parent, name, 0)
-            members.removeAll { $0.path == self.pathOf(components) }
-            fd = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        }
-        guard fd >= 0 else {
-            throw HeaderError("cannot create '\(member)' while unpacking \(archiveName): \(Errno.current)")
-        }
-        defer { close(fd) }
+        let file = try create(name, in: parent, mode: mode, member: member, components: components)
+        let fd = file.rawValue
         var size: Int64 = 0
         while true {
             let n = buffer.withUnsafeMutableBytes { archive_read_data(reader, $0.baseAddress, $0.count) }
@@ -261,20 +247,41 @@ final class SecureExtractor {
             guard totalBytes <= limits.maxTotalBytes else {
                 throw refuse(member, "takes the unpacked size over the limit of \(limits.maxTotalBytes) bytes")
             }
-            var offset = 0
-            while offset < n {
-                let written = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, n - offset) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw HeaderError("cannot write '\(member)' while unpacking \(archiveName): \(Errno.current)")
-                }
-                offset += written
+            do {
+                try FileSystem.writeAll(buffer[..<n], to: fd)
+            } catch {
+                throw HeaderError("cannot write '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(error)")
             }
         }
         if startWriteback { _ = kprobe_run_start_writeback(fd) }
         let path = self.pathOf(components)
         writtenFiles.insert(path)
         members.append(TreeMember(path: path, kind: .file(size: size)))
+    }
+
+    /// Creates the file `name` in `parent`; a later member of the same name replaces an earlier
+    /// file, as tar does, and anything else in the way (a directory, a symlink) is refused.
+    private func create(_ name: String, in parent: Int32, mode: mode_t, member: String,
+                        components: [Substring]) throws(HeaderError) -> FileDescriptor {
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
+        do throws(Errno) {
+            return try FileDescriptor.open(name, relativeTo: parent, flags, mode: mode)
+        } catch {
+            guard error.rawValue == EEXIST else {
+                throw HeaderError("cannot create '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(error)")
+            }
+        }
+        var st = stat()
+        guard fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw refuse(member, "collides with a directory or symlink of the same name")
+        }
+        unlinkat(parent, name, 0)
+        members.removeAll { $0.path == self.pathOf(components) }
+        do throws(Errno) {
+            return try FileDescriptor.open(name, relativeTo: parent, flags, mode: mode)
+        } catch {
+            throw HeaderError("cannot create '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(error)")
+        }
     }
 
     private func pathOf(_ components: [Substring]) -> String { components.joined(separator: "/") }
@@ -288,16 +295,17 @@ final class SecureExtractor {
                   if case .file(let size) = m.kind { return size }
                   return nil
               }) else {
-            throw refuse(member, "is a hard link to '\(target)', which is not a file unpacked from the archive")
+            throw refuse(member, "is a hard link to '\(target.escapingControlCharacters)', which is not a file unpacked from the archive")
         }
         let targetParent = try directory(targetComponents.dropLast(), member: member, create: false)
+        // Opening `parent` may close the cached descriptor of `targetParent`: keep a copy.
         let targetDup = dup(targetParent)
-        guard targetDup >= 0 else { throw HeaderError("cannot link '\(member)': \(Errno.current)", kind: .internal) }
-        defer { close(targetDup) }
+        guard targetDup >= 0 else { throw HeaderError("cannot link '\(member.escapingControlCharacters)': \(Errno.current)", kind: .internal) }
+        let targetDirectory = FileDescriptor(owning: targetDup)
         let parent = try directory(components.dropLast(), member: member, create: true)
         let name = String(components.last!)
-        guard linkat(targetDup, String(targetComponents.last!), parent, name, 0) == 0 else {
-            throw refuse(member, "cannot be linked to '\(target)' (\(Errno.current))")
+        guard linkat(targetDirectory.rawValue, String(targetComponents.last!), parent, name, 0) == 0 else {
+            throw refuse(member, "cannot be linked to '\(target.escapingControlCharacters)' (\(Errno.current))")
         }
         let path = self.pathOf(components)
         writtenFiles.insert(path)

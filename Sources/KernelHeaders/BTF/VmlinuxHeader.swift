@@ -46,13 +46,12 @@ enum VmlinuxHeader {
         } catch {
             throw HeaderError(error)
         }
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw HeaderError("cannot open \(directory): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory") }
-        defer { close(fd) }
+        let opened = try OpenDirectory(directory)
+        let fd = opened.fd
         if isComplete(in: fd) { return (directory, false) }
 
         let lock = try CacheLock(lockName, in: fd, display: directory + "/" + lockName, log: log)
-        defer { withExtendedLifetime(lock) {} }
+        defer { lock.held() }
         if isComplete(in: fd) { return (directory, false) }
         if showProgress { Progress.line("kprobe-run: generating vmlinux.h from \(btfPath)…") }
         defer { if showProgress { Progress.clear() } }
@@ -64,14 +63,12 @@ enum VmlinuxHeader {
 
     /// Written atomically, so a file that ends with the epilogue is whole.
     static func isComplete(in dirFD: Int32) -> Bool {
-        let fd = openat(dirFD, fileName, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var st = stat()
+        guard let file = try? FileDescriptor.open(fileName, relativeTo: dirFD, O_RDONLY | O_NOFOLLOW),
+              let st = try? file.status() else { return false }
         let tail = Array(epilogue.utf8)
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) > tail.count else { return false }
+        guard (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) > tail.count else { return false }
         var bytes = [UInt8](repeating: 0, count: tail.count)
-        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(Int(st.st_size) - tail.count)) }
+        let n = bytes.withUnsafeMutableBytes { pread(file.rawValue, $0.baseAddress, $0.count, off_t(Int(st.st_size) - tail.count)) }
         return n == tail.count && bytes == tail
     }
 
@@ -83,7 +80,7 @@ enum VmlinuxHeader {
         }
         defer { btf__free(btf) }
 
-        let temporary = ".\(fileName).tmp-\(getpid())-\(TreeOps.token())"
+        let temporary = AtomicFile.temporaryName(for: fileName)
         let fd = openat(dirFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0, let file = fdopen(fd, "w") else {
             let err = Errno.current
@@ -112,9 +109,7 @@ enum VmlinuxHeader {
     }
 
     private static func write(_ btf: OpaquePointer, to file: UnsafeMutablePointer<FILE>, display: String) throws(HeaderError) {
-        var opts = btf_dump_opts()
-        opts.sz = MemoryLayout<btf_dump_opts>.size
-        guard let dump = btf_dump__new(btf, printDump, UnsafeMutableRawPointer(file), &opts) else {
+        guard let dump = kprobe_run_btf_dump_to_file(btf, file) else {
             throw HeaderError("libbpf cannot dump BTF as C: \(Errno.current)", kind: .internal)
         }
         defer { btf_dump__free(dump) }
@@ -187,12 +182,6 @@ enum VmlinuxHeader {
         guard component == -1, let function = btf__type_by_id(btf, functionID), (function.pointee.info >> 24) & 0x1f == kindFunc else { return nil }
         return (functionID, function)
     }
-}
-
-/// btf_dump's output callback: format straight into the stdio stream passed as context.
-private func printDump(_ context: UnsafeMutableRawPointer?, _ format: UnsafePointer<CChar>?, _ arguments: CVaListPointer?) {
-    guard let context, let format, let arguments else { return }
-    vfprintf(context.assumingMemoryBound(to: FILE.self), format, arguments)
 }
 
 /// One transient status line on stderr (only used when stderr is a terminal).

@@ -56,27 +56,21 @@ struct HeaderCache {
         }
     }
 
-    private func openHeaders() throws(HeaderError) -> (path: String, fd: Int32) {
-        let path = try headersDirectory()
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw HeaderError("cannot open the header cache \(path): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory") }
-        return (path, fd)
+    private func openHeaders() throws(HeaderError) -> OpenDirectory {
+        try OpenDirectory(try headersDirectory(), what: "the header cache")
     }
 
     /// The entry `name` if it exists and verifies.
     func verifiedEntry(_ name: String) throws(HeaderError) -> CacheEntry? {
-        let (path, fd) = try openHeaders()
-        defer { close(fd) }
+        let headers = try openHeaders()
+        let (path, fd) = (headers.path, headers.fd)
         return verifiedEntry(name, dirPath: path, dirFD: fd)
     }
 
     private func verifiedEntry(_ name: String, dirPath: String, dirFD: Int32) -> CacheEntry? {
-        let entryFD = TreeOps.openDirectory(name, in: dirFD)
-        guard entryFD >= 0 else { return nil }
-        defer { close(entryFD) }
-        var st = stat()
-        guard fstat(entryFD, &st) == 0, st.st_uid == geteuid(), st.st_mode & 0o022 == 0,
-              let manifest = Manifest.verified(entryFD: entryFD) else {
+        guard let entry = TreeOps.openDirectory(name, in: dirFD) else { return nil }
+        guard let st = try? entry.status(), st.st_uid == geteuid(), st.st_mode & 0o022 == 0,
+              let manifest = Manifest.verified(entryFD: entry.rawValue) else {
             log("cache entry \(dirPath)/\(name) is incomplete or damaged; it will be unpacked again")
             return nil
         }
@@ -95,8 +89,8 @@ struct HeaderCache {
     }
 
     func entry(forDigest digest: String) throws(HeaderError) -> CacheEntry? {
-        let (path, fd) = try openHeaders()
-        defer { close(fd) }
+        let headers = try openHeaders()
+        let (path, fd) = (headers.path, headers.fd)
         return entry(forDigest: digest, dirPath: path, dirFD: fd)
     }
 
@@ -125,12 +119,12 @@ struct HeaderCache {
                          lookup: (String, Int32) -> CacheEntry?,
                          obtain: () throws(HeaderError) -> ArchiveBytes,
                          name: (String, String) -> String) throws(HeaderError) -> CacheEntry {
-        let (dirPath, dirFD) = try openHeaders()
-        defer { close(dirFD) }
+        let headers = try openHeaders()
+        let (dirPath, dirFD) = (headers.path, headers.fd)
         if let entry = lookup(dirPath, dirFD) { return entry }
 
         let lock = try CacheLock(HeaderCache.lockName, in: dirFD, display: dirPath + "/" + HeaderCache.lockName, log: log)
-        defer { withExtendedLifetime(lock) {} }
+        defer { lock.held() }
         if let entry = lookup(dirPath, dirFD) {
             log("another kprobe-run unpacked \(entry.path) meanwhile; using it")
             return entry
@@ -143,18 +137,20 @@ struct HeaderCache {
         guard mkdirat(dirFD, temporary, 0o700) == 0 else {
             throw HeaderError("cannot create \(dirPath)/\(temporary): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
         }
-        let tempFD = TreeOps.openDirectory(temporary, in: dirFD)
-        guard tempFD >= 0 else {
-            let err = Errno.current
+        let tempDirectory: FileDescriptor
+        do {
+            tempDirectory = try FileDescriptor.openDirectory(temporary, relativeTo: dirFD)
+        } catch {
             TreeOps.remove(temporary, in: dirFD)
-            throw HeaderError("cannot open \(dirPath)/\(temporary): \(err); set KPROBE_RUN_CACHE_DIR to a writable directory")
+            throw HeaderError("cannot open \(dirPath)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
         }
         do throws(HeaderError) {
-            defer { close(tempFD) }
+            let tempFD = tempDirectory.rawValue
             let started = MonotonicClock.now
             // Writeback starts per file so that the syncfs before the manifest finds little left.
             var members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempFD,
                                                       limits: limits, startWriteback: true, progress: progress)
+            try Self.requireKheadersFiles(members, archiveName: archive.name)
             members.append(try KernelFlags.writeAsmWorkarounds(into: tempFD, display: dirPath + "/" + temporary))
             let release = KernelFlags.release(ofTreeAt: tempFD) ?? fallbackRelease
             let manifest = Manifest(key: key, archiveDigest: digest, release: release, members: members)
@@ -177,6 +173,31 @@ struct HeaderCache {
             TreeOps.remove(temporary, in: dirFD)
             throw error
         }
+    }
+
+    /// Files every kheaders archive holds (kernel/gen_kheaders.sh copies include/ of the source
+    /// and build trees). An archive cut at a tar end-of-archive block unpacks without an error
+    /// and lacks them; cached, it would fail every compile with "kconfig.h file not found".
+    static let requiredFiles = ["include/linux/kconfig.h", "include/generated/autoconf.h"]
+
+    static func requireKheadersFiles(_ members: [TreeMember], archiveName: String) throws(HeaderError) {
+        let paths = Set(members.map(\.path))
+        let missing = requiredFiles.filter { !paths.contains($0) }
+        guard missing.isEmpty else {
+            throw HeaderError("\(archiveName.escapingControlCharacters) is incomplete: it lacks \(missing.joined(separator: " and ")), which every kheaders archive holds (it was cut short, or is not a kheaders archive); nothing was cached. Fetch the archive again or use another --headers source")
+        }
+    }
+
+    /// Unloads the kheaders module if a run of ours loaded it and was killed before unloading it
+    /// (`ModuleRecord`). Costs one faccessat when there is no record.
+    func unloadModuleLeftBehind() {
+        guard let headers = try? openHeaders(),
+              faccessat(headers.fd, ModuleRecord.name, F_OK, AT_SYMLINK_NOFOLLOW) == 0,
+              let lock = try? CacheLock(HeaderCache.lockName, in: headers.fd, display: headers.path + "/" + HeaderCache.lockName, log: log)
+        else { return }
+        defer { lock.held() }
+        _ = ModuleRecord(headersDirectory: headers.path).cleanUp(
+            isLoaded: KheadersModule.isLoaded, unload: { KheadersModule.unload(log: log) }, log: log)
     }
 
     /// Moves an existing (damaged) entry out of the way and deletes it.
@@ -215,10 +236,8 @@ struct HeaderCache {
     func remember(digest: String, kind: HeaderSourceKind, of path: String) {
         guard let stamp = HeaderCache.stamp(path),
               let dir = try? root.directory("headers", HeaderCache.digestsName) else { return }
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        try? TreeOps.writeAtomically(Array("\(stamp)\n\(digest)\n\(kind.rawValue)\n".utf8), name: HeaderCache.memoName(path), in: fd)
+        guard let directory = try? FileDescriptor.openDirectory(dir) else { return }
+        try? TreeOps.writeAtomically(Array("\(stamp)\n\(digest)\n\(kind.rawValue)\n".utf8), name: HeaderCache.memoName(path), in: directory.rawValue)
     }
 
     static let digestsName = ".digests"
@@ -239,9 +258,8 @@ struct HeaderCache {
         } catch {
             throw HeaderError(error)
         }
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw HeaderError("cannot open \(dir): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory") }
-        defer { close(fd) }
+        let support = try OpenDirectory(dir)
+        let fd = support.fd
         let name = KernelFlags.asmWorkaroundsFile
         let wanted = Array(KernelFlags.asmWorkarounds.utf8)
         if TreeOps.read(name, in: fd) != wanted {
@@ -258,11 +276,11 @@ struct HeaderCache {
     /// differently), vmlinux.h of other kernels and leftovers of interrupted runs.
     func prune(keepingRelease release: String, keepingKey keep: String) throws(HeaderError) -> [String] {
         var removed: [String] = []
-        let (dirPath, dirFD) = try openHeaders()
-        defer { close(dirFD) }
+        let headers = try openHeaders()
+        let (dirPath, dirFD) = (headers.path, headers.fd)
         do {
             let lock = try CacheLock(HeaderCache.lockName, in: dirFD, display: dirPath + "/" + HeaderCache.lockName, log: log)
-            defer { withExtendedLifetime(lock) {} }
+            defer { lock.held() }
             for name in TreeOps.list(dirFD).sorted() {
                 if name == HeaderCache.digestsName {
                     TreeOps.remove(name, in: dirFD)
@@ -278,17 +296,18 @@ struct HeaderCache {
                 if drop, TreeOps.remove(name, in: dirFD) { removed.append(dirPath + "/" + name) }
             }
         }
+        // Temporaries of compiles that were killed (the compile cache's and precompiled headers').
+        removed += root.removeDeadTemporaries()
         let btfPath: String
         do {
             btfPath = try root.directory("btf")
         } catch {
             throw HeaderError(error)
         }
-        let btfFD = open(btfPath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard btfFD >= 0 else { return removed }
-        defer { close(btfFD) }
+        guard let btf = try? FileDescriptor.openDirectory(btfPath) else { return removed }
+        let btfFD = btf.rawValue
         let lock = try CacheLock(HeaderCache.lockName, in: btfFD, display: btfPath + "/" + HeaderCache.lockName, log: log)
-        defer { withExtendedLifetime(lock) {} }
+        defer { lock.held() }
         for name in TreeOps.list(btfFD).sorted() where name != HeaderCache.lockName && name != keep {
             if TreeOps.remove(name, in: btfFD) { removed.append(btfPath + "/" + name) }
         }

@@ -11,7 +11,9 @@ import Glibc
 /// and from a .ko gives byte-identical manifests.
 struct Manifest: Equatable, Sendable {
     static let fileName = "MANIFEST"
-    static let formatLine = "kprobe-run headers manifest 1"
+    /// Version 2 ends with `end <member count>`, so a manifest cut anywhere (even to its header
+    /// lines) is incomplete; entries of version 1 are unpacked again.
+    static let formatLine = "kprobe-run headers manifest 2"
 
     /// How the entry is named: by the running kernel's build id, or by the archive's digest.
     enum Key: String, Sendable {
@@ -43,6 +45,7 @@ struct Manifest: Equatable, Sendable {
             case .symlink: text += "l \(member.path)\n"
             }
         }
+        text += "end \(members.count)\n"
         return Array(text.utf8)
     }
 
@@ -52,14 +55,25 @@ struct Manifest: Equatable, Sendable {
     static func verified(entryFD: Int32) -> Manifest? {
         guard var bytes = TreeOps.read(fileName, in: entryFD), let header = decodeHeader(bytes) else { return nil }
         var total: Int64 = 0
+        let trailer = Array("end ".utf8)
         let valid = bytes.withUnsafeMutableBufferPointer { buffer -> Bool in
             let base = buffer.baseAddress!
             var st = stat()
             var lineStart = header.bodyStart
+            var count = 0
             while lineStart < buffer.count {
                 var lineEnd = lineStart
                 while lineEnd < buffer.count, buffer[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
-                guard lineEnd < buffer.count, lineEnd - lineStart > 2, buffer[lineStart + 1] == UInt8(ascii: " ") else { return false }
+                guard lineEnd < buffer.count, lineEnd - lineStart > 2 else { return false }
+                if lineEnd - lineStart > 4, buffer[lineStart..<lineStart + 4].elementsEqual(trailer) {
+                    // The last line, with the number of members above it.
+                    let digits = buffer[(lineStart + 4)..<lineEnd]
+                    return lineEnd + 1 == buffer.count && !digits.isEmpty && digits.count < 10
+                        && digits.allSatisfy { $0 &- UInt8(ascii: "0") < 10 }
+                        && Int(String(decoding: digits, as: UTF8.self)) == count
+                }
+                guard buffer[lineStart + 1] == UInt8(ascii: " ") else { return false }
+                count += 1
                 let type = buffer[lineStart]
                 var pathStart = lineStart + 2
                 var size: Int64 = -1
@@ -91,7 +105,7 @@ struct Manifest: Equatable, Sendable {
                 }
                 lineStart = lineEnd + 1
             }
-            return true
+            return false
         }
         guard valid else { return nil }
         return Manifest(key: header.key, archiveDigest: header.digest, release: header.release,

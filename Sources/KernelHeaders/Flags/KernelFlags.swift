@@ -108,14 +108,15 @@ enum KernelFlags {
         if mkdirat(rootFD, supportDirectory, 0o755) != 0, errno != EEXIST {
             throw HeaderError("cannot create \(display)/\(supportDirectory): \(Errno.current)")
         }
-        let fd = TreeOps.openDirectory(supportDirectory, in: rootFD)
-        guard fd >= 0 else {
-            throw HeaderError("refusing \(display)/\(supportDirectory): \(Errno.current) (the archive must not contain it)")
+        let directory: FileDescriptor
+        do {
+            directory = try FileDescriptor.openDirectory(supportDirectory, relativeTo: rootFD)
+        } catch {
+            throw HeaderError("refusing \(display)/\(supportDirectory): \(error) (the archive must not contain it)")
         }
-        defer { close(fd) }
         let bytes = Array(asmWorkarounds.utf8)
         do {
-            try TreeOps.writeAtomically(bytes, name: asmWorkaroundsFile, in: fd)
+            try TreeOps.writeAtomically(bytes, name: asmWorkaroundsFile, in: directory.rawValue)
         } catch {
             throw HeaderError("cannot write \(display)/\(asmWorkaroundsPath): \(error)")
         }

@@ -72,11 +72,9 @@ enum KheadersModule {
     /// Walks a module tree without following symlinks (build/ and source/ point at whole trees).
     private static func search(_ dir: String, depth: Int, into add: (String) -> Void) {
         guard depth < 8 else { return }
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
+        guard let fd = try? FileDescriptor.open(dir, O_RDONLY | O_DIRECTORY) else { return }
         var st = stat()
-        for name in TreeOps.list(fd).sorted() where fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+        for name in TreeOps.list(fd.rawValue).sorted() where fstatat(fd.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
             switch st.st_mode & S_IFMT {
             case S_IFDIR: search(dir + "/" + name, depth: depth + 1, into: add)
             case S_IFREG where moduleNames.contains(name): add(dir + "/" + name)
@@ -99,10 +97,13 @@ enum KheadersModule {
             return .failed("loading \(file): \(err)", permission: err.isPermission)
         }
         if file.hasSuffix(".ko") {
-            let fd = open(file, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { return outcome(Errno.current) }
-            defer { close(fd) }
-            if kprobe_run_finit_module(fd, "", 0) == 0 { return .loaded }
+            let fd: FileDescriptor
+            do {
+                fd = try FileDescriptor.open(file, O_RDONLY)
+            } catch {
+                return outcome(error)
+            }
+            if kprobe_run_finit_module(fd.rawValue, "", 0) == 0 { return .loaded }
             guard errno == ENOSYS else { return outcome(Errno.current) }
         }
         let image: [UInt8]
@@ -127,9 +128,9 @@ enum KheadersModule {
     /// Runs `modprobe kheaders`; returns its exit status and what it printed on stderr.
     static func runModprobe(_ path: String) -> (status: Int32, output: String) {
         do {
-            let result = try Subprocess.run(path, arguments: ["modprobe", "kheaders"], capture: .standardError)
-            let text = String(decoding: result.output, as: UTF8.self).split(separator: "\n").joined(separator: "; ")
-            return (result.status, text)
+            let result = try ChildProcess.run(["modprobe", "kheaders"], path: path, stdout: .none, stderr: .head(4096))
+            let text = String(decoding: result.stderr, as: UTF8.self).split(separator: "\n").joined(separator: "; ")
+            return (result.status.code, text)
         } catch {
             return (-1, "cannot run \(path): \(error)")
         }
@@ -144,7 +145,11 @@ enum KheadersModule {
     /// module again if this call loaded it and `keep` is false. When the module cannot be loaded
     /// the archive is read out of the module file instead, which needs no privilege.
     static func fetch(release: String, keep: Bool, log: @Sendable (String) -> Void,
-                      notes: inout [String]) throws(HeaderError) -> Fetched? {
+                      notes: inout [String], record: ModuleRecord? = nil) throws(HeaderError) -> Fetched? {
+        // Recorded before loading: a run killed after the load leaves the record behind.
+        let wasLoadedBefore = isLoaded
+        if !wasLoadedBefore { record?.record() }
+        defer { if !wasLoadedBefore, !isLoaded || keep { record?.clear() } }
         let wasLoaded = isLoaded
         var loadedByUs = false
         var permissionProblem: String?
@@ -191,10 +196,10 @@ enum KheadersModule {
         if let path = archivePath {
             let bytes: [UInt8]
             do {
-                bytes = try FileSystem.read(path)
+                bytes = try FileSystem.read(path, limit: InputLimit.archive)
             } catch {
                 if loadedByUs, !keep { unload(log: log) }
-                throw HeaderError("cannot read \(path): \(error)", kind: error.isPermission ? .notPermitted : .noKernelHeaders)
+                throw HeaderError.unreadable(path, error)
             }
             var origin = path
             if loadedByUs {

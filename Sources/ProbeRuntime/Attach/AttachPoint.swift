@@ -9,7 +9,8 @@ enum AttachPoint: Equatable, Sendable {
     case rawTracepoint(String)
     case uprobe(path: String, symbol: String, isReturn: Bool)
     /// A USDT probe (`.note.stapsdt`), through libbpf's USDT support: the program reads its
-    /// arguments with usdt.bpf.h's `bpf_usdt_arg`.
+    /// arguments with usdt.bpf.h's `bpf_usdt_arg`. An empty path: whichever file the `-p`
+    /// process maps has the probe.
     case usdt(path: String, provider: String, name: String)
     /// A CPU-clock sampling event on every online CPU.
     case perfEvent
@@ -38,7 +39,7 @@ enum AttachPoint: Equatable, Sendable {
         case let .tracepoint(category, event): return "tracepoint:\(category):\(event)"
         case let .rawTracepoint(name): return "raw_tracepoint:\(name)"
         case let .uprobe(path, symbol, isReturn): return (isReturn ? "uretprobe:" : "uprobe:") + path + ":" + symbol
-        case let .usdt(path, provider, name): return "usdt:\(path):\(provider):\(name)"
+        case let .usdt(path, provider, name): return "usdt:" + (path.isEmpty ? "" : path + ":") + "\(provider):\(name)"
         case .perfEvent: return "perf_event:cpu-clock@99Hz"
         case let .libbpf(section): return "SEC(\"\(section)\")"
         case let .needsSpec(reason): return "unattached (\(reason))"
@@ -135,9 +136,12 @@ enum AttachPoint: Equatable, Sendable {
         }
     }
 
-    /// An --attach example that fits a SEC, for "no attach point" errors.
-    static func attachExample(section: String, program: String) -> String {
+    /// An --attach example that fits a SEC, for "no attach point" errors. In an object with
+    /// libbpf's USDT support (a BCC program reading USDT arguments has SEC("kprobe")), a kprobe
+    /// program is most likely a USDT one.
+    static func attachExample(section: String, program: String, readsUSDT: Bool = false) -> String {
         let prefix = split(section).0
+        if readsUSDT, prefix == "kprobe" || prefix == "usdt" { return "usdt:/PATH/TO/BINARY:PROVIDER:NAME=\(program)" }
         if prefix.hasPrefix("kretprobe") { return "kretprobe:SYMBOL=\(program)" }
         if prefix.hasPrefix("kprobe") || prefix.hasPrefix("ksyscall") { return "kprobe:SYMBOL=\(program)" }
         if prefix.hasPrefix("uretprobe") { return "uretprobe:/PATH/TO/BINARY:SYMBOL=\(program)" }

@@ -7,7 +7,7 @@ import KprobeSupport
 final class Attacher {
     private let tracefs: Tracefs
     private let log: (String) -> Void
-    private(set) var links: [BPFLink] = []
+    private var links: [BPFLink] = []
     private var kprobeSupport: Bool?
     /// `-p`/`-c`: uprobes and USDT probes fire only in this process (-1: in every process).
     private let uprobePID: Int32
@@ -21,14 +21,14 @@ final class Attacher {
     deinit { detachAll() }
 
     func detachAll() {
-        while let link = links.popLast() {
-            link.destroy()
-        }
+        let attached = links
+        links.removeAll()
+        BPFLink.destroy(attached.reversed())
     }
 
     func attach(_ program: ProbeObject.Program, at point: AttachPoint) throws(RuntimeError) {
         LibbpfLog.shared.clear()
-        let handle = program.handle
+        let bpf = program.program
         let what = "\(point.summary) (program '\(program.name)')"
         switch point {
         case let .kprobe(symbol, offset, isReturn):
@@ -36,65 +36,39 @@ final class Attacher {
             if Wildcard.isPattern(symbol) {
                 let kind = isReturn ? "kretprobe" : "kprobe"
                 let symbols = try Wildcard.expand(symbol, in: try tracefs.kernelFunctions(),
-                                                  what: "kernel function in available_filter_functions", listing: "\(kind):*")
+                                                  noun: "kernel function", source: "available_filter_functions", listing: "\(kind):*")
                 return try attachEach(symbols, what) { symbol throws(RuntimeError) in
-                    try attachKprobe(handle, symbol: symbol, offset: offset, isReturn: isReturn, "\(kind):\(symbol) (program '\(program.name)')")
+                    try attachKprobe(bpf, symbol: symbol, offset: offset, isReturn: isReturn, "\(kind):\(symbol) (program '\(program.name)')")
                 }
             }
-            try attachKprobe(handle, symbol: symbol, offset: offset, isReturn: isReturn, what)
+            try attachKprobe(bpf, symbol: symbol, offset: offset, isReturn: isReturn, what)
         case let .tracepoint(category, event):
             if Wildcard.isPattern(category) || Wildcard.isPattern(event) {
                 let names = try Wildcard.expand("\(category):\(event)", in: try tracefs.tracepoints(),
-                                                what: "tracepoint in available_events",
+                                                noun: "tracepoint", source: "available_events",
                                                 listing: Wildcard.isPattern(category) ? "tracepoint:*" : "tracepoint:\(category):*")
                 return try attachEach(names, what) { name throws(RuntimeError) in
                     let parts = name.split(separator: ":", maxSplits: 1).map(String.init)
-                    try attachTracepoint(handle, category: parts[0], event: parts[1], "tracepoint:\(name) (program '\(program.name)')")
+                    try attachTracepoint(bpf, category: parts[0], event: parts[1], "tracepoint:\(name) (program '\(program.name)')")
                 }
             }
-            try attachTracepoint(handle, category: category, event: event, what)
+            try attachTracepoint(bpf, category: category, event: event, what)
         case let .rawTracepoint(name):
-            try keep(bpf_program__attach_raw_tracepoint(handle, name), what) { err in
+            try keep(bpf_program__attach_raw_tracepoint(bpf.pointer, name), what) { err in
                 err.rawValue == ENOENT ? "no such raw tracepoint '\(name)' (use the event name, e.g. sched_switch)" : nil
             }
         case let .uprobe(path, symbol, isReturn):
-            if path.contains("/"), !FileSystem.exists(path) {
-                throw RuntimeError(.attach, "cannot attach \(what): uprobe binary \(path) not found")
-            }
-            var opts = bpf_uprobe_opts()
-            LibbpfOptions.prepare(&opts, size: \.sz)
-            opts.retprobe = isReturn
-            let link: OpaquePointer? = symbol.withCString { cSymbol in
-                opts.func_name = cSymbol
-                return bpf_program__attach_uprobe_opts(handle, uprobePID, path, 0, &opts)
-            }
-            try keep(link, what) { err in
-                err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil
-            }
+            try attachUprobe(bpf, path: path, symbol: symbol, isReturn: isReturn, what)
         case let .usdt(path, provider, name):
-            if path.contains("/"), !FileSystem.exists(path) {
-                throw RuntimeError(.attach, "cannot attach \(what): binary \(path) not found")
-            }
-            // With a pid, libbpf attaches in that process only; either way the kernel raises the
-            // probe's semaphore (uprobe reference counter) in every process it attaches in.
-            var opts = bpf_usdt_opts()
-            LibbpfOptions.prepare(&opts, size: \.sz)
-            try keep(bpf_program__attach_usdt(handle, uprobePID, path, provider, name, &opts), what) { err in
-                if LibbpfLog.shared.contents.contains("USDT support BPF maps") {
-                    return "the program does not use libbpf's USDT support: include <bpf/usdt.bpf.h> and read the arguments with bpf_usdt_arg() or BPF_USDT() (in BCC programs, bpf_usdt_readarg())"
-                }
-                if err.rawValue == ENOENT {
-                    return "\(path) has no USDT probe \(provider):\(name) (list its probes with kprobe-run -l 'usdt:\(path):*')"
-                }
-                return nil
-            }
+            try attachUSDT(bpf, path: path.isEmpty ? try usdtBinary(provider: provider, name: name, what) : path,
+                           provider: provider, name: name, what)
         case .perfEvent:
-            try attachPerfEvent(handle, what)
+            try attachPerfEvent(bpf, what)
         case .libbpf:
-            if bpf_program__type(handle) == BPF_PROG_TYPE_KPROBE, !program.section.hasPrefix("u") {
+            if bpf.type == BPF_PROG_TYPE_KPROBE, !program.section.hasPrefix("u") {
                 try requireKprobes(what)
             }
-            try keep(bpf_program__attach(handle), what) { _ in nil }
+            try keep(bpf_program__attach(bpf.pointer), what) { _ in nil }
         case let .needsSpec(reason):
             throw RuntimeError(.attach, "cannot attach program '\(program.name)': \(reason); name an attach point with --attach")
         case .notAttached:
@@ -103,12 +77,67 @@ final class Attacher {
         log("attached \(what)")
     }
 
-    private func attachKprobe(_ handle: OpaquePointer, symbol: String, offset: Int, isReturn: Bool, _ what: String) throws(RuntimeError) {
+    private func attachUprobe(_ program: BPFProgram, path: String, symbol: String, isReturn: Bool, _ what: String) throws(RuntimeError) {
+        if path.contains("/"), !FileSystem.exists(path) {
+            throw RuntimeError(.attach, "cannot attach \(what): uprobe binary \(path) not found")
+        }
+        var opts = bpf_uprobe_opts()
+        LibbpfOptions.prepare(&opts, size: \.sz)
+        opts.retprobe = isReturn
+        let link: OpaquePointer? = symbol.withCString { cSymbol in
+            opts.func_name = cSymbol
+            return bpf_program__attach_uprobe_opts(program.pointer, uprobePID, path, 0, &opts)
+        }
+        try keep(link, what) { err in
+            if err.rawValue == ESRCH, uprobePID >= 0, kill(uprobePID, 0) != 0 { return "process \(uprobePID) (-p) has exited" }
+            return err.rawValue == ENOENT ? "binary '\(path)' or its symbol '\(symbol)' not found (check the path and 'nm -D \(path)')" : nil
+        }
+    }
+
+    /// With a pid, libbpf attaches in that process only; either way the kernel raises the probe's
+    /// semaphore (uprobe reference counter) in every process it attaches in.
+    private func attachUSDT(_ program: BPFProgram, path: String, provider: String, name: String, _ what: String) throws(RuntimeError) {
+        if path.contains("/"), !FileSystem.exists(path) {
+            throw RuntimeError(.attach, "cannot attach \(what): binary \(path) not found")
+        }
+        var opts = bpf_usdt_opts()
+        LibbpfOptions.prepare(&opts, size: \.sz)
+        try keep(bpf_program__attach_usdt(program.pointer, uprobePID, path, provider, name, &opts), what) { err in
+            if LibbpfLog.shared.contents.contains("USDT support BPF maps") {
+                return "the program does not use libbpf's USDT support: include <bpf/usdt.bpf.h> and read the arguments with bpf_usdt_arg() or BPF_USDT() (in BCC programs, bpf_usdt_readarg())"
+            }
+            if err.rawValue == ESRCH, uprobePID >= 0, kill(uprobePID, 0) != 0 { return "process \(uprobePID) (-p) has exited" }
+            if err.rawValue == ENOENT {
+                return "\(path) has no USDT probe \(provider):\(name) (list its probes with kprobe-run -l 'usdt:\(path):*')"
+            }
+            return nil
+        }
+    }
+
+    /// The file mapped by the `-p` process that has USDT probe PROVIDER:NAME: the executable or
+    /// one of its libraries.
+    private func usdtBinary(provider: String, name: String, _ what: String) throws(RuntimeError) -> String {
+        guard uprobePID >= 0 else {
+            throw RuntimeError(.usage, "cannot attach \(what): name the binary (usdt:PATH:\(provider):\(name)=FUNC), or a process with -p to look for it in")
+        }
+        guard let files = USDTProbe.mappedFiles(of: uprobePID) else {
+            throw RuntimeError(.attach, "cannot attach \(what): cannot read /proc/\(uprobePID)/maps to find the binary with that probe")
+        }
+        for file in files {
+            if let probes = try? USDTProbe.probes(in: file.path), probes.contains(where: { $0.provider == provider && $0.name == name }) {
+                log("usdt \(provider):\(name) is in \(file.shown) (mapped by pid \(uprobePID))")
+                return file.path
+            }
+        }
+        throw RuntimeError(.attach, "cannot attach \(what): no file mapped by pid \(uprobePID) has USDT probe \(provider):\(name) (list a binary's probes with kprobe-run -l 'usdt:PATH:*')")
+    }
+
+    private func attachKprobe(_ program: BPFProgram, symbol: String, offset: Int, isReturn: Bool, _ what: String) throws(RuntimeError) {
         var opts = bpf_kprobe_opts()
         LibbpfOptions.prepare(&opts, size: \.sz)
         opts.offset = offset
         opts.retprobe = isReturn
-        try keep(bpf_program__attach_kprobe_opts(handle, symbol, &opts), what) { err in
+        try keep(bpf_program__attach_kprobe_opts(program.pointer, symbol, &opts), what) { err in
             if err.rawValue == ENOENT || err.rawValue == EINVAL, !Attacher.kernelSymbolExists(symbol) {
                 return "kernel symbol '\(symbol)' not found in /proc/kallsyms"
             }
@@ -116,11 +145,11 @@ final class Attacher {
         }
     }
 
-    private func attachTracepoint(_ handle: OpaquePointer, category: String, event: String, _ what: String) throws(RuntimeError) {
+    private func attachTracepoint(_ program: BPFProgram, category: String, event: String, _ what: String) throws(RuntimeError) {
         guard try tracefs.hasTracepoint(category: category, event: event) else {
             throw RuntimeError(.attach, "cannot attach \(what): no such tracepoint \(category):\(event) (no \(try tracefs.path())/events/\(category)/\(event); list them with kprobe-run -l 'tracepoint:\(category):*')")
         }
-        try keep(bpf_program__attach_tracepoint(handle, category, event), what) { _ in nil }
+        try keep(bpf_program__attach_tracepoint(program.pointer, category, event), what) { _ in nil }
     }
 
     /// Attaches at every match of a wildcard. A match that cannot take a probe (a function
@@ -163,7 +192,7 @@ final class Attacher {
 
     /// One CPU-clock sampling event at 99 Hz per online CPU; each link owns (and closes) its
     /// perf event fd.
-    private func attachPerfEvent(_ handle: OpaquePointer, _ what: String) throws(RuntimeError) {
+    private func attachPerfEvent(_ program: BPFProgram, _ what: String) throws(RuntimeError) {
         let cpus = Attacher.onlineCPUs()
         for cpu in cpus {
             var attr = perf_event_attr()
@@ -181,7 +210,7 @@ final class Attacher {
                 }
                 throw RuntimeError(.attach, "cannot open a cpu-clock perf event on CPU \(cpu) for \(what): \(err)")
             }
-            guard let link = bpf_program__attach_perf_event(handle, fd) else {
+            guard let link = bpf_program__attach_perf_event(program.pointer, fd) else {
                 let err = Errno.current
                 close(fd)
                 throw RuntimeError(err.isPermission ? .notPermitted : .attach, "cannot attach \(what) to the perf event on CPU \(cpu): \(err)")
@@ -203,12 +232,5 @@ final class Attacher {
         return cpus.isEmpty ? [0] : cpus
     }
 
-    static func kernelSymbolExists(_ symbol: String) -> Bool {
-        guard let text = try? FileSystem.readString("/proc/kallsyms") else { return true }
-        for line in text.split(separator: "\n") {
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            if fields.count >= 3, fields[2] == symbol { return true }
-        }
-        return false
-    }
+    static func kernelSymbolExists(_ symbol: String) -> Bool { Kallsyms.contains(symbol) }
 }

@@ -17,18 +17,17 @@ enum Wildcard {
         fnmatch(pattern, name, 0) == 0
     }
 
-    /// The names matching `pattern`, in the order given and each once. `what` names the kind of
-    /// thing and where the names came from, and `listing` is the `-l` pattern that shows the
-    /// candidates, for the errors: none matching, or more than `limit`.
-    static func expand(_ pattern: String, in names: [String], what: String, listing: String,
-                       limit: Int = Wildcard.limit) throws(RuntimeError) -> [String] {
+    /// The names matching `pattern`, in the order given and each once. `noun` names the kind of
+    /// thing and `source` where the names came from, and `listing` is the `-l` pattern that shows
+    /// the candidates, for the errors: none matching, or more than `limit`.
+    static func expand(_ pattern: String, in names: [String], noun: String, source: String, listing: String) throws(RuntimeError) -> [String] {
         var seen = Set<String>()
         let matched = names.filter { matches(pattern, $0) && seen.insert($0).inserted }
         if matched.isEmpty {
-            throw RuntimeError(.attach, "no \(what) matches '\(pattern)'; see what there is with kprobe-run -l '\(listing)'")
+            throw RuntimeError(.attach, "no \(noun) in \(source) matches '\(pattern)'; see what there is with kprobe-run -l '\(listing)'")
         }
         if matched.count > limit {
-            throw RuntimeError(.attach, "'\(pattern)' matches \(matched.count) \(what)s, more than the \(limit) kprobe-run attaches at once (e.g. \(matched.prefix(3).joined(separator: ", ")), …); narrow the pattern")
+            throw RuntimeError(.attach, "'\(pattern)' matches \(matched.count) \(noun)s in \(source), more than the \(limit) kprobe-run attaches at once (e.g. \(matched.prefix(3).joined(separator: ", ")), …); narrow the pattern")
         }
         return matched
     }

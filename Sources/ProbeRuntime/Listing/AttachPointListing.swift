@@ -10,7 +10,8 @@ import ProbeCompiler
 /// events (`software:cpu-clock`, `hardware:cpu-cycles`).
 ///
 /// PATTERN is `KIND:NAME` with shell wildcards in both parts. Uprobes and USDT probes need the
-/// binary: `uprobe:/bin/bash:read*`, `usdt:/usr/lib/libc.so.6:*`. A pattern without a kind is
+/// binary: `uprobe:/bin/bash:read*`, `usdt:/usr/lib/libc.so.6:*`, or for USDT probes a process
+/// (`-p PID 'usdt:*'`). A pattern without a kind is
 /// looked for among the kernel's attach points (every kind but the binaries' and the return
 /// twins), and so is no pattern at all.
 public struct AttachPointListing {
@@ -19,9 +20,12 @@ public struct AttachPointListing {
     public var verbose = false
     /// Notes for a person (a kind this kernel does not offer), written to stderr by the CLI.
     public var note: (String) -> Void = { _ in }
+    /// `-p`: `usdt:PATTERN` lists the USDT probes of every file the process maps, as tplist -p.
+    public var pid: Int32?
 
-    public init(verbose: Bool = false, note: @escaping (String) -> Void = { _ in }) {
+    public init(verbose: Bool = false, pid: Int32? = nil, note: @escaping (String) -> Void = { _ in }) {
         self.verbose = verbose
+        self.pid = pid
         self.note = note
     }
 
@@ -39,8 +43,6 @@ public struct AttachPointListing {
 
         /// What a pattern without a kind, or a wildcard kind, searches.
         static let kernel: [Kind] = [.kprobe, .tracepoint, .rawTracepoint, .fentry, .software, .hardware]
-
-        var needsBinary: Bool { self == .uprobe || self == .uretprobe || self == .usdt }
     }
 
     /// Splits a pattern into the kinds it asks for and the pattern for names.
@@ -61,7 +63,8 @@ public struct AttachPointListing {
     /// The matching attach points, one line each (with -v, field lines indented below).
     public func list(_ pattern: String?) throws(RuntimeError) -> [String] {
         let (kinds, name, explicit) = try AttachPointListing.parse(pattern)
-        let tracefs = Tracefs(log: note)
+        // Mounting tracefs where it was not mounted is worth a word only with -v.
+        let tracefs = Tracefs(log: verbose ? note : { _ in })
         var lines: [String] = []
         for kind in kinds {
             do {
@@ -104,6 +107,11 @@ public struct AttachPointListing {
             }
         case .fentry, .fexit:
             return try AttachPointListing.kernelBTFFunctions().filter { Wildcard.matches(name, $0) }.map { "\(kind.rawValue):\($0)" }
+        case .usdt where pid != nil && !name.hasPrefix("/"):
+            guard let files = USDTProbe.mappedFiles(of: pid!) else {
+                throw RuntimeError(.usage, "-p \(pid!): cannot read /proc/\(pid!)/maps (no such process?)")
+            }
+            return files.flatMap { file in (try? usdtProbes(file.path, matching: name)) ?? [] }
         case .uprobe, .uretprobe, .usdt:
             guard let colon = name.firstIndex(of: ":"), colon != name.startIndex else {
                 throw RuntimeError(.usage, "-l \(kind.rawValue):\(name): name the binary, e.g. -l '\(kind.rawValue):/bin/bash:*'")

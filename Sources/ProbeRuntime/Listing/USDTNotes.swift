@@ -41,36 +41,45 @@ struct USDTProbe: Equatable, Sendable {
             throw RuntimeError(err.isPermission ? .notPermitted : .usage, "cannot open \(path) to read its USDT probes: \(err)")
         }
         defer { close(fd) }
-        elf_version(UInt32(EV_CURRENT))
-        guard let elf = elf_begin(fd, ELF_C_READ_MMAP, nil), elf_kind(elf) == ELF_K_ELF else {
+        guard let image = ELFImage(descriptor: fd) else {
             throw RuntimeError(.usage, "\(path) is not an ELF file, so it has no USDT probes")
         }
-        defer { elf_end(elf) }
-        let addressSize = gelf_getclass(elf) == ELFCLASS32 ? 4 : 8
-        var stringIndex = 0
-        guard elf_getshdrstrndx(elf, &stringIndex) == 0 else { return [] }
+        guard let section = image.section(named: ".note.stapsdt"), section.header.sh_type == UInt32(SHT_NOTE),
+              let data = elf_getdata(section.handle, nil), let base = data.pointee.d_buf else { return [] }
+        let addressSize = gelf_getclass(image.handle) == ELFCLASS32 ? 4 : 8
+        let bytes = UnsafeRawBufferPointer(start: base, count: data.pointee.d_size)
         var probes: [USDTProbe] = []
-        var scn = elf_nextscn(elf, nil)
-        while let section = scn {
-            scn = elf_nextscn(elf, section)
-            var shdr = GElf_Shdr()
-            guard gelf_getshdr(section, &shdr) != nil, shdr.sh_type == UInt32(SHT_NOTE),
-                  let sectionName = elf_strptr(elf, stringIndex, Int(shdr.sh_name)),
-                  String(cString: sectionName) == ".note.stapsdt",
-                  let data = elf_getdata(section, nil), let base = data.pointee.d_buf else { continue }
-            let bytes = UnsafeRawBufferPointer(start: base, count: data.pointee.d_size)
-            var header = GElf_Nhdr()
-            var offset = 0, nameOffset = 0, descriptorOffset = 0
-            while true {
-                let next = gelf_getnote(data, offset, &header, &nameOffset, &descriptorOffset)
-                guard next > offset else { break }
-                offset = next
-                guard header.n_type == 3, descriptorOffset + Int(header.n_descsz) <= bytes.count,
-                      let probe = USDTProbe(descriptor: bytes[descriptorOffset..<descriptorOffset + Int(header.n_descsz)], addressSize: addressSize)
-                else { continue }
-                probes.append(probe)
-            }
+        var header = GElf_Nhdr()
+        var offset = 0, nameOffset = 0, descriptorOffset = 0
+        while true {
+            let next = gelf_getnote(data, offset, &header, &nameOffset, &descriptorOffset)
+            guard next > offset else { break }
+            offset = next
+            guard header.n_type == 3, descriptorOffset + Int(header.n_descsz) <= bytes.count,
+                  let probe = USDTProbe(descriptor: bytes[descriptorOffset..<descriptorOffset + Int(header.n_descsz)], addressSize: addressSize)
+            else { continue }
+            probes.append(probe)
         }
         return probes
+    }
+
+    /// The files process `pid` maps (its executable and libraries), each as the process names it
+    /// and as a path this process can open: through /proc/PID/root when the process has another
+    /// root (a container), as it is otherwise (libbpf matches it against the process's mappings on
+    /// kernels without BPF cookies). nil when its maps cannot be read.
+    static func mappedFiles(of pid: Int32) -> [(shown: String, path: String)]? {
+        guard let maps = try? FileSystem.readString("/proc/\(pid)/maps") else { return nil }
+        let root = sameFile("/proc/\(pid)/root", "/") ? "" : "/proc/\(pid)/root"
+        var seen = Set<String>()
+        return Mapping.parse(maps: maps).compactMap { mapping in
+            guard mapping.path.hasPrefix("/"), seen.insert(mapping.path).inserted else { return nil }
+            return (mapping.path, root + mapping.path)
+        }
+    }
+
+    private static func sameFile(_ a: String, _ b: String) -> Bool {
+        var first = stat(), second = stat()
+        guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
+        return first.st_dev == second.st_dev && first.st_ino == second.st_ino
     }
 }

@@ -19,7 +19,10 @@ final class LibbpfLog: @unchecked Sendable {
 
     /// Routes libbpf's output here (idempotent) and forgets earlier messages.
     func install() {
-        libbpf_set_print(libbpfPrint)
+        // A C function pointer cannot capture anything, hence the singleton.
+        kprobe_run_libbpf_set_sink { message in
+            if let message { LibbpfLog.shared.append(message) }
+        }
         clear()
     }
 
@@ -44,12 +47,4 @@ final class LibbpfLog: @unchecked Sendable {
         defer { pthread_mutex_unlock(&lock) }
         return String(decoding: text, as: UTF8.self)
     }
-}
-
-/// The C callback handed to `libbpf_set_print`; it cannot capture anything, hence the singleton.
-private let libbpfPrint: libbpf_print_fn_t = { level, format, arguments in
-    guard level != LIBBPF_DEBUG, let format, let arguments, let formatted = kprobe_run_vformat(format, arguments) else { return 0 }
-    LibbpfLog.shared.append(formatted)
-    free(formatted)
-    return 0
 }

@@ -7,8 +7,7 @@ import KprobeSupport
 public enum ObjectInfo {
     public static func describe(object bytes: [UInt8], name: String, options: LoadOptions = LoadOptions()) throws(RuntimeError) -> [String] {
         let object = try ProbeObject(bytes: bytes, name: name)
-        var notes: [String] = []
-        try object.sizeMaps(options.mapSizes) { notes.append($0) }
+        let defaulted = try object.sizeMaps(options.mapSizes) { _ in }
         try object.setParameters(options.parameters) { _ in }
         try object.plan(specs: [], options: options, requireAttachable: false)
         var lines = ["programs:"]
@@ -18,7 +17,7 @@ public enum ObjectInfo {
         lines.append("maps:")
         lines += table(object.maps.filter { !$0.isInternal }.map { map in
             let type = libbpf_bpf_map_type_str(map.type).map { String(cString: $0) } ?? "type \(map.type.rawValue)"
-            let note = notes.contains { $0.hasPrefix("map '\(map.name)': \(map.maxEntries) entries") } ? " (default)" : ""
+            let note = defaulted.contains(map.name) ? " (default)" : ""
             return [map.name, type, "key \(map.keySize) B", "value \(map.valueSize) B", "max_entries \(map.maxEntries)" + note]
         })
         let formatter = BTFFormatter(btf: object.btf)

@@ -24,24 +24,8 @@ extension ProbeMetadata {
     /// The contents of one section of an ELF image (read-only use: libelf converts foreign-endian
     /// files in place only when asked to write).
     static func section(named name: String, in image: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard let base = image.baseAddress, image.count > 0 else { return nil }
-        elf_version(UInt32(EV_CURRENT))
-        guard let elf = elf_memory(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), image.count),
-              elf_kind(elf) == ELF_K_ELF else { return nil }
-        defer { elf_end(elf) }
-        var stringIndex = 0
-        guard elf_getshdrstrndx(elf, &stringIndex) == 0 else { return nil }
-        var scn = elf_nextscn(elf, nil)
-        while let current = scn {
-            var shdr = GElf_Shdr()
-            if gelf_getshdr(current, &shdr) != nil, shdr.sh_type != UInt32(SHT_NOBITS),
-               let sectionName = elf_strptr(elf, stringIndex, Int(shdr.sh_name)), String(cString: sectionName) == name,
-               let data = elf_getdata(current, nil), let buffer = data.pointee.d_buf {
-                return Array(UnsafeRawBufferPointer(start: buffer, count: Int(data.pointee.d_size)))
-            }
-            scn = elf_nextscn(elf, current)
-        }
-        return nil
+        guard let elf = ELFImage(memory: UnsafeMutableRawBufferPointer(mutating: image)) else { return nil }
+        return elf.section(named: name)?.contents.map { Array($0) }
     }
 }
 

@@ -53,8 +53,11 @@ enum MapDefaults {
 }
 
 extension ProbeObject {
-    /// Applies `--map-size` and gives maps that userspace normally sizes a size that loads.
-    func sizeMaps(_ sizes: [String: UInt32], log: (String) -> Void) throws(RuntimeError) {
+    /// Applies `--map-size` and gives maps that userspace normally sizes a size that loads;
+    /// returns the maps that got a default size.
+    @discardableResult
+    func sizeMaps(_ sizes: [String: UInt32], log: (String) -> Void) throws(RuntimeError) -> Set<String> {
+        var defaulted: Set<String> = []
         let names = maps.filter { !$0.isInternal }.map(\.name)
         for name in sizes.keys.sorted() where !names.contains(name) {
             throw RuntimeError(.usage, "--map-size \(name)=…: the object has no map named '\(name)'; it has: \(names.joined(separator: ", "))")
@@ -70,6 +73,7 @@ extension ProbeObject {
                 size = type == BPF_MAP_TYPE_RINGBUF ? MapDefaults.ringBufferBytes
                     : type == BPF_MAP_TYPE_STACK_TRACE ? MapDefaults.stackEntries : MapDefaults.entries
                 log("map '\(map.name)': \(size!) entries (the source leaves the size to userspace; --map-size \(map.name)=N sets it)")
+                defaulted.insert(map.name)
             }
             guard let size else { continue }
             if type == BPF_MAP_TYPE_RINGBUF, size & (size - 1) != 0 || size % 4096 != 0 {
@@ -77,6 +81,7 @@ extension ProbeObject {
             }
             try set(map, "size", size, bpf_map__set_max_entries(map.pointer, size))
         }
+        return defaulted
     }
 
     private func set(_ map: BPFMap, _ what: String, _ value: UInt32, _ result: Int32) throws(RuntimeError) {
@@ -100,8 +105,9 @@ extension ProbeObject {
         guard let btf else { return [] }
         let sections = maps.filter { map in
             map.isInternal && [".rodata", ".data", ".bss"].contains { map.name.hasSuffix($0) || map.name.contains($0 + ".") }
-        }.sorted { a, _ in a.name.contains(".rodata") }
-        return sections.flatMap { map in
+        }
+        let rodataFirst = sections.filter { $0.name.contains(".rodata") } + sections.filter { !$0.name.contains(".rodata") }
+        return rodataFirst.flatMap { map in
             btf.variables(ofSection: map.valueTypeID)
                 .filter { !$0.name.isEmpty && !$0.name.hasPrefix("__kprobe_run_") }
                 .map { Parameter(name: $0.name, map: map, typeID: $0.typeID, offset: $0.offset, size: $0.size) }

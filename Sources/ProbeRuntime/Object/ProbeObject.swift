@@ -16,9 +16,6 @@ final class ProbeObject {
         /// Why the program is not loaded (see `ProgramSelection`); such a program has no points.
         var leftOut: String?
         var selected: Bool { leftOut == nil }
-
-        /// The raw pointer, for the Attacher's libbpf calls.
-        var handle: OpaquePointer { program.pointer }
     }
 
     private let pointer: OpaquePointer
@@ -135,12 +132,13 @@ final class ProbeObject {
         }
         if let first = unattachable.first {
             let list = unattachable.map { "'\($0.name)' (\($0.reason))" }.joined(separator: ", ")
-            throw RuntimeError(.attach, "no attach point for program \(list); name one with --attach, e.g. --attach \(AttachPoint.attachExample(section: first.section, program: first.name)) (forms: \(AttachSpec.acceptedForms.joined(separator: ", ")))")
+            throw RuntimeError(.attach, "no attach point for program \(list); name one with --attach, e.g. --attach \(AttachPoint.attachExample(section: first.section, program: first.name, readsUSDT: maps.contains { $0.name == "__bpf_usdt_specs" })) (forms: \(AttachSpec.acceptedForms.joined(separator: ", ")))")
         }
-        // Programs of types kprobe-run does not attach (socket filters, XDP, …) are no error beside
-        // others that run, but an object where nothing runs at all would only print its maps.
-        if requireAttachable, programs.allSatisfy({ $0.points == [.notAttached] }) {
-            let list = programs.map { "'\($0.name)' (SEC(\"\($0.section)\"))" }.joined(separator: ", ")
+        // Programs of types kprobe-run does not attach (socket filters, XDP, …) and programs left
+        // out are no error beside others that run, but an object where nothing runs at all would
+        // only print its maps.
+        if requireAttachable, programs.filter(\.selected).allSatisfy({ $0.points == [.notAttached] }) {
+            let list = programs.map { "'\($0.name)' (" + ($0.leftOut ?? "SEC(\"\($0.section)\")") + ")" }.joined(separator: ", ")
             let example = programs.first.map { "--attach kprobe:SYMBOL=\($0.name)" } ?? "--attach kprobe:SYMBOL=FUNC"
             throw RuntimeError(.attach, (programs.isEmpty ? "'\(name)' has no programs" : "nothing in '\(name)' says where to attach program \(list)")
                 + ": nothing to run; name an attach point with --attach, e.g. \(example) (forms: \(AttachSpec.acceptedForms.joined(separator: ", ")))")

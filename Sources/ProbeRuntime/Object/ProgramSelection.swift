@@ -41,7 +41,7 @@ struct ProgramSelection {
 
     /// The function a kprobe/fentry-style section names when it is a stand-in that userspace
     /// replaces (libbpf-tools' `dummy_*`), or an fentry target the kernel does not have.
-    static func placeholder(section: String, features: KernelFeatures) -> String? {
+    static func placeholder(section: String, features: some KernelSupport) -> String? {
         guard let slash = section.firstIndex(of: "/") else { return nil }
         let prefix = section[..<slash], target = String(section[section.index(after: slash)...])
         guard ["fentry", "fexit", "fmod_ret", "kprobe", "kretprobe"].contains(prefix), !target.isEmpty else { return nil }
@@ -52,7 +52,7 @@ struct ProgramSelection {
 
     /// For each program: loaded or not, and why not (for -v).
     static func choose(programs: [(name: String, section: String)], explicit: Set<String>, options: LoadOptions,
-                       features: KernelFeatures) throws(RuntimeError) -> [String: String] {
+                       features: some KernelSupport) throws(RuntimeError) -> [String: String] {
         let names = programs.map(\.name)
         for name in options.only + options.skip where !names.contains(name) {
             let flag = options.only.contains(name) ? "--only" : "--skip"
@@ -92,8 +92,17 @@ struct ProgramSelection {
     }
 }
 
-/// What the running kernel supports, probed once per process when a choice depends on it.
-final class KernelFeatures: @unchecked Sendable {
+/// What the kernel supports, as far as the choice of programs depends on it.
+protocol KernelSupport {
+    /// fentry/fexit programs load and attach.
+    var trampolines: Bool { get }
+    var kernelBTF: Bool { get }
+    /// nil when it cannot be told (no kernel BTF).
+    func kernelFunctionExists(_ name: String) -> Bool?
+}
+
+/// The running kernel, probed once per process when a choice depends on it.
+final class KernelFeatures: KernelSupport, @unchecked Sendable {
     static let shared = KernelFeatures()
 
     private var lock = pthread_mutex_t()

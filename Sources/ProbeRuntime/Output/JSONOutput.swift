@@ -14,6 +14,33 @@ struct JSONOutput: OutputWriter {
         return line.text
     }
 
+    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
+               into out: inout [UInt8]) -> Bool {
+        out.append(contentsOf: JSONOutput.eventStart)
+        if let time { out.append(contentsOf: (",\"time\":" + Reporter.seconds(time)).utf8) }
+        out.append(contentsOf: mapFields.bytes(for: map))
+        guard plan.writeJSON(record, into: &out) else { return false }
+        out.append(UInt8(ascii: "}"))
+        return true
+    }
+
+    private static let eventStart = Array(#"{"type":"event""#.utf8)
+    private let mapFields = MapFields()
+
+    /// `,"map":"NAME","data":` of the last map, so that a stream of records builds it once.
+    private final class MapFields {
+        private var map = ""
+        private var cached: [UInt8] = []
+
+        func bytes(for name: String) -> [UInt8] {
+            if name != map || cached.isEmpty {
+                map = name
+                cached = Array(",\"map\":\(JSON.string(name)),\"data\":".utf8)
+            }
+            return cached
+        }
+    }
+
     /// `timestamp` is the kernel's trace clock text, `time` (with -T) seconds since attach.
     func printk(_ printk: PrintkLine, time: Double?) -> String? {
         var line = JSONLine(type: "printk")
@@ -103,14 +130,14 @@ struct JSONOutput: OutputWriter {
 
 /// The one builder of JSON objects: fields in the order they are added, values escaped by
 /// `JSON.writeString` and `Value.writeJSON`.
-struct JSONLine {
+public struct JSONLine {
     private var body = ""
 
-    init() {}
+    public init() {}
 
     init(type: String) { field("type", type) }
 
-    var text: String { "{" + body + "}" }
+    public var text: String { "{" + body + "}" }
 
     private mutating func key(_ name: String) {
         if !body.isEmpty { body += "," }
@@ -118,7 +145,7 @@ struct JSONLine {
         body += ":"
     }
 
-    mutating func field(_ name: String, _ value: String) {
+    public mutating func field(_ name: String, _ value: String) {
         key(name)
         JSON.writeString(value, into: &body)
     }

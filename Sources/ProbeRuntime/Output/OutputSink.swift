@@ -24,6 +24,20 @@ final class OutputSink {
         if buffer.count >= 1 << 16 { flush() }
     }
 
+    /// One line written by `body` straight into the buffer (no String); nothing when `body`
+    /// writes nothing. When `body` returns false its bytes are dropped and so is the line.
+    func emit(_ body: (inout [UInt8]) -> Bool) -> Bool {
+        guard !closed else { return true }
+        let start = buffer.count
+        guard body(&buffer) else {
+            buffer.removeSubrange(start...)
+            return false
+        }
+        if buffer.count > start { buffer.append(UInt8(ascii: "\n")) }
+        if buffer.count >= 1 << 16 { flush() }
+        return true
+    }
+
     func flush() {
         guard !closed, !buffer.isEmpty else {
             buffer.removeAll(keepingCapacity: true)

@@ -14,6 +14,10 @@ enum MapContent {
 protocol OutputWriter {
     /// One ring/perf-buffer record; `labelled` when several maps send records. `time`: `-T`.
     func event(map: String, labelled: Bool, value: Value, time: Double?) -> String?
+    /// The same line written through a record plan straight into `out` (the fast path for
+    /// streams of records); false when the plan cannot write this record the same way.
+    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
+               into out: inout [UInt8]) -> Bool
     func printk(_ line: PrintkLine, time: Double?) -> String?
     func map(_ content: MapContent) -> [String]
     /// Heads each `-i` interval's print; `elapsed` is seconds since attach.
@@ -47,6 +51,13 @@ struct TextOutput: OutputWriter {
         (time.map { Reporter.seconds($0) + " " } ?? "") + (labelled ? "\(map): " : "") + value.line
     }
 
+    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
+               into out: inout [UInt8]) -> Bool {
+        if let time { out.append(contentsOf: (Reporter.seconds(time) + " ").utf8) }
+        if labelled { out.append(contentsOf: "\(map): ".utf8) }
+        return plan.writeText(record, into: &out)
+    }
+
     func printk(_ line: PrintkLine, time: Double?) -> String? {
         (time.map { Reporter.seconds($0) + " " } ?? "") + line.message
     }
@@ -70,6 +81,9 @@ struct TextOutput: OutputWriter {
 /// flamegraph.pl's input: only maps with stacks print, as `comm;frame;…;frame count`.
 struct FoldedOutput: OutputWriter {
     func event(map: String, labelled: Bool, value: Value, time: Double?) -> String? { nil }
+
+    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
+               into out: inout [UInt8]) -> Bool { true }
 
     func printk(_ line: PrintkLine, time: Double?) -> String? { nil }
 

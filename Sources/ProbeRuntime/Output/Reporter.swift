@@ -27,6 +27,14 @@ final class Reporter {
         if let line = writer.event(map: map, labelled: label, value: value, time: eventTime) { sink.emit(line) }
     }
 
+    /// A record printed through its type's plan, else decoded by `decode` and printed as `Value`.
+    func event(map: String, label: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, decode: () -> Value) {
+        guard count() else { return }
+        let time = eventTime
+        if sink.emit({ writer.event(map: map, labelled: label, plan: plan, record: record, time: time, into: &$0) }) { return }
+        if let line = writer.event(map: map, labelled: label, value: decode(), time: time) { sink.emit(line) }
+    }
+
     func printk(_ line: PrintkLine) {
         guard count() else { return }
         if let text = writer.printk(line, time: eventTime) { sink.emit(text) }

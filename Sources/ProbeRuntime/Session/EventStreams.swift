@@ -25,6 +25,8 @@ final class EventStream {
     /// Prefix text lines with the map name when several maps produce records.
     let labelled: Bool
     private(set) var lost: UInt64 = 0
+    /// Full-size records of a flat type print through this, without decoding.
+    let plan: RecordPlan?
 
     init(map: String, recordType: String?, formatter: BTFFormatter, reporter: Reporter, labelled: Bool) {
         self.map = map
@@ -35,16 +37,25 @@ final class EventStream {
             ?? formatter.structID(named: map + "_event") ?? formatter.structID(named: "event")
         typeID = id
         typeSize = id.flatMap { formatter.size(of: $0) } ?? 0
+        plan = id.flatMap { RecordPlan(formatter: formatter, typeID: $0) }
     }
 
     func record(_ bytes: UnsafeRawBufferPointer) {
+        if let plan, bytes.count >= plan.size {
+            reporter.event(map: map, label: labelled, plan: plan, record: bytes) { decode(bytes) }
+        } else {
+            reporter.event(map: map, label: labelled, value: decode(bytes))
+        }
+    }
+
+    private func decode(_ bytes: UnsafeRawBufferPointer) -> Value {
         let value: Value
         if let typeID, typeSize > 0 {
             value = formatter.decodeRecord(typeID: typeID, size: typeSize, bytes: bytes)
         } else {
             value = .bytes(Array(bytes))
         }
-        reporter.event(map: map, label: labelled, value: value)
+        return value
     }
 
     func lose(_ count: UInt64) { lost &+= count }

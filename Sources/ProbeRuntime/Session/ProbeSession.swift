@@ -21,6 +21,9 @@ public final class ProbeSession {
     public init(object bytes: [UInt8], name: String, options: SessionOptions) throws(RuntimeError) {
         self.options = options
         object = try ProbeObject(bytes: bytes, name: name)
+        guard !object.programs.isEmpty else {
+            throw RuntimeError(.usage, "\(name) has no programs to attach: define functions with SEC(\"kprobe/…\"), SEC(\"tracepoint/…\"), … (or BCC's kprobe__… names)")
+        }
         let verbose = options.verbose, userLog = options.log
         let log: (String) -> Void = { line in if verbose { userLog(line) } }
         try object.prepare(specs: options.attach, options: options.load, requireAttachable: true, log: log)
@@ -33,7 +36,9 @@ public final class ProbeSession {
     }
 
     /// Setup, poll loop, teardown (bpftrace's split); `RunState.close` undoes setup on every path.
-    public func run() throws(RuntimeError) {
+    /// Returns how the `-c` command ended, when it ended during the run.
+    @discardableResult
+    public func run() throws(RuntimeError) -> TargetCommand.Status? {
         guard !started else { throw RuntimeError(.internal, "a probe session runs only once") }
         started = true
         let run = RunState(options: options, object: object)
@@ -41,6 +46,7 @@ public final class ProbeSession {
         try setup(run)
         let commandStatus = try poll(run)
         try teardown(run, commandStatus: commandStatus)
+        return commandStatus
     }
 
     /// Output, signals, trace_pipe and buffer readers, then every attach point; then the `-c`
@@ -66,9 +72,6 @@ public final class ProbeSession {
             for point in program.points {
                 try run.attacher.attach(program, at: point)
             }
-        }
-        if run.attacher.links.isEmpty {
-            run.log("no program was attached; only the maps will be printed")
         }
         run.start = MonotonicClock.seconds
         run.reporter.start = run.start

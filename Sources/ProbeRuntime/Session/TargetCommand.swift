@@ -23,14 +23,8 @@ public struct TargetCommand: Sendable {
         public var signal: Int32?
 
         init(waitStatus: Int32) {
-            let signal = waitStatus & 0x7f
-            if signal == 0 {
-                code = (waitStatus >> 8) & 0xff
-                self.signal = nil
-            } else {
-                code = 128 + signal
-                self.signal = signal
-            }
+            let status = ExitStatus(waitStatus: waitStatus)
+            self.init(code: status.code, signal: status.signal)
         }
 
         init(code: Int32, signal: Int32?) {
@@ -54,24 +48,18 @@ public struct TargetCommand: Sendable {
         guard pipe(&fds) == 0, fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0 else {
             throw RuntimeError(.internal, "cannot start '\(command)': pipe: \(Errno.current)")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 onto fd 3 clears close-on-exec for the shell's copy only.
-        posix_spawn_file_actions_adddup2(&actions, fds[0], 3)
         let shell = AndroidSystem.shell
         let arguments = [shell, "-c", holdScript, "kprobe-run-command"] + argv(for: command)
-        var cArguments: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
-        cArguments.append(nil)
-        defer { for pointer in cArguments { free(pointer) } }
-        var pid: pid_t = 0
-        let attributes = SpawnAttributes()
-        let result = posix_spawn(&pid, shell, &actions, &attributes.raw, cArguments, environ)
-        close(fds[0])
-        guard result == 0 else {
+        let pid: pid_t
+        do {
+            // dup2 onto fd 3 clears close-on-exec for the shell's copy only.
+            pid = try ChildProcess.spawn(arguments, stdin: .inherit, extra: [(fds[0], 3)])
+        } catch {
+            close(fds[0])
             close(fds[1])
-            throw RuntimeError(.internal, "cannot start '\(command)' with \(shell): \(Errno(result))")
+            throw RuntimeError(.internal, "cannot start '\(command)' with \(shell): \(error)")
         }
+        close(fds[0])
         return TargetCommand(pid: pid, command: command, releaseFD: fds[1])
     }
 
@@ -86,15 +74,11 @@ public struct TargetCommand: Sendable {
     /// failures between `start` and `release`.
     public func abandon() {
         close(releaseFD)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        _ = try? ChildProcess.wait(pid)
     }
 
     /// The status once the command has exited (and reaped it), nil while it runs.
     func exited() -> Status? {
-        var status: Int32 = 0
-        let result = waitpid(pid, &status, WNOHANG)
-        guard result == pid else { return nil }
-        return Status(waitStatus: status)
+        ChildProcess.exited(pid).map { Status(code: $0.code, signal: $0.signal) }
     }
 }

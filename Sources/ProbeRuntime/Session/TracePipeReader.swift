@@ -1,4 +1,5 @@
 import Glibc
+import KprobeSupport
 
 /// Reads trace_pipe without blocking and prints the bpf_printk lines in it.
 struct TracePipeReader {
@@ -36,8 +37,7 @@ struct TracePipeReader {
         var lines: [String] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
+            let n = chunk.withUnsafeMutableBytes { buffer in retryOnInterrupt { read(fd, buffer.baseAddress, buffer.count) } }
             guard n > 0 else { break }
             partial.append(contentsOf: chunk[0..<n])
             while let newline = partial.firstIndex(of: UInt8(ascii: "\n")) {

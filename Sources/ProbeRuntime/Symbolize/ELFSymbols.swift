@@ -29,10 +29,8 @@ struct ELFSymbols: Sendable {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        elf_version(UInt32(EV_CURRENT))
-        guard let elf = elf_begin(fd, ELF_C_READ_MMAP, nil) else { return nil }
-        defer { elf_end(elf) }
-        guard elf_kind(elf) == ELF_K_ELF else { return nil }
+        guard let image = ELFImage(descriptor: fd) else { return nil }
+        let elf = image.handle
 
         var segments: [Segment] = []
         var count = 0
@@ -46,24 +44,17 @@ struct ELFSymbols: Sendable {
 
         var symtab: [SymbolTable.Symbol] = []
         var dynsym: [SymbolTable.Symbol] = []
-        var scn = elf_nextscn(elf, nil)
-        while let section = scn {
-            scn = elf_nextscn(elf, section)
-            var shdr = GElf_Shdr()
-            guard gelf_getshdr(section, &shdr) != nil,
-                  shdr.sh_type == UInt32(SHT_SYMTAB) || shdr.sh_type == UInt32(SHT_DYNSYM),
-                  shdr.sh_entsize > 0, let data = elf_getdata(section, nil) else { continue }
+        for section in image.sections
+        where section.header.sh_type == UInt32(SHT_SYMTAB) || section.header.sh_type == UInt32(SHT_DYNSYM) {
             var symbols: [SymbolTable.Symbol] = []
-            let entries = Int(shdr.sh_size / shdr.sh_entsize)
-            var symbol = GElf_Sym()
-            for index in 0..<entries where gelf_getsym(data, Int32(index), &symbol) != nil {
+            image.forEachSymbol(in: section) { symbol, name in
                 let type = Int32(symbol.st_info & 0xf)
-                guard type == STT_FUNC || type == STT_GNU_IFUNC, symbol.st_value != 0,
-                      symbol.st_shndx != UInt16(SHN_UNDEF),
-                      let name = elf_strptr(elf, Int(shdr.sh_link), Int(symbol.st_name)), name.pointee != 0 else { continue }
-                symbols.append(SymbolTable.Symbol(address: symbol.st_value, size: symbol.st_size, name: String(cString: name)))
+                if type == STT_FUNC || type == STT_GNU_IFUNC, symbol.st_value != 0, symbol.st_shndx != UInt16(SHN_UNDEF), name.pointee != 0 {
+                    symbols.append(SymbolTable.Symbol(address: symbol.st_value, size: symbol.st_size, name: String(cString: name)))
+                }
+                return true
             }
-            if shdr.sh_type == UInt32(SHT_SYMTAB) { symtab = symbols } else { dynsym = symbols }
+            if section.header.sh_type == UInt32(SHT_SYMTAB) { symtab = symbols } else { dynsym = symbols }
         }
         self.init(segments: segments, table: SymbolTable(symtab.isEmpty ? dynsym : symtab))
     }
