@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 extension HostKernel {
     /// The ground BCC's own tests cover (tests/python, test_clang.py first), in programs of our
