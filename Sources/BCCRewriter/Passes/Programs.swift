@@ -98,8 +98,8 @@ extension Rewriter {
     mutating func rewriteFunction(_ function: Node) {
         guard let start = function.range?.lowerBound else { return }
         let name = function.cursor.spelling
-        // BCC inlines every function: a program may call another, which libbpf can only link
-        // inlined, and constants (a string literal handed to a static helper) fold as in BCC.
+        // BCC inlines every function: a helper several programs call needs no BPF-to-BPF call,
+        // and constants (a string literal handed to a static helper) fold as in BCC.
         if !declaresInlining(function) { edits.insert("__attribute__((always_inline)) ", at: start) }
         guard let section = sections[name] else { return }
         metadata.programs[name] = section
