@@ -57,7 +57,7 @@ struct Run: ParsableCommand {
         // A -c command starts (held) before the compile, so that its pid can be a macro; and
         // before results are redirected, so that its own output still goes where ours went.
         let command = try options.startCommand()
-        let status: TargetCommand.Status?
+        let session: ProbeSession
         do {
             try redirectResults()
             var sessionOptions = options.sessionOptions(command: command, specs: specs, verbose: compile.verbose)
@@ -65,12 +65,13 @@ struct Run: ParsableCommand {
             var build = compile
             build.defines += RunOptions.compileDefines(pid: sessionOptions.targetPID)
             let object = try ProbeBuild(options: build).object(for: input)
-            let session = try ProbeSession(object: object, name: input.name, options: sessionOptions)
-            status = try session.run()
+            session = try ProbeSession(object: object, name: input.name, options: sessionOptions)
         } catch {
             command?.abandon()
             throw error
         }
+        // From here the session owns the command (it lets it go, or abandons it on failure).
+        let status = try session.run()
         if options.exitWithCommand, let status { throw ExitStatus(code: status.code) }
     }
 

@@ -34,7 +34,7 @@ public struct WorkerCompiler: Sendable {
 
     /// Where the workers sit relative to kprobe-run's directory, in the order they are looked for:
     /// beside it, then `PREFIX/libexec/kprobe-run` for kprobe-run in `PREFIX/bin` (`make install`).
-    public static func installedLocations(besideExecutableIn directory: String) -> [String] {
+    private static func installedLocations(besideExecutableIn directory: String) -> [String] {
         [directory, FileSystem.directory(of: directory) + "/libexec/kprobe-run"]
     }
 

@@ -71,6 +71,23 @@ struct LoadOptionsTests {
         #expect(throws: RuntimeError.self) { try ProgramSelection.choose(programs: programs, explicit: [], options: only, features: Kernel(trampolines: false)) }
     }
 
+    /// A trampoline program with no twin (biosnoop's fentry/blk_account_io_start, whose stand-in
+    /// is a tp_btf program on another event) is left out where trampolines are missing, as the
+    /// tool's userspace does; where they work, and when -a names it, it stays.
+    @Test func trampolineProgramsWithoutATwinAreLeftOutWhereTheyCannotLoad() throws {
+        let programs = [("start", "fentry/blk_account_io_start"), ("done", "fexit/blk_account_io_done"),
+                        ("io_start", "tp_btf/block_io_start"), ("merge", "kprobe/blk_account_io_merge_bio")]
+        let here = try ProgramSelection.choose(programs: programs, explicit: [], options: LoadOptions(), features: Kernel(trampolines: false))
+        #expect(Set(here.keys) == ["start", "done"])
+        #expect(here["start"]?.contains("cannot attach BPF trampolines") == true)
+        let named = try ProgramSelection.choose(programs: programs, explicit: ["start"], options: LoadOptions(), features: Kernel(trampolines: false))
+        #expect(Set(named.keys) == ["done"])
+        let trampolines = try ProgramSelection.choose(programs: programs, explicit: [], options: LoadOptions(), features: Kernel(trampolines: true))
+        #expect(trampolines.isEmpty)
+        let noBTF = try ProgramSelection.choose(programs: programs, explicit: [], options: LoadOptions(), features: Kernel(trampolines: true, kernelBTF: false))
+        #expect(Set(noBTF.keys) == ["io_start"])
+    }
+
     @Test func slotHistogramsLabelledByTheOtherFields() throws {
         let value = Value.structure([("slots", .array([.unsigned(1), .unsigned(4)])), ("comm", .string("bash")), ("total", .unsigned(0))])
         let histograms = try #require(MapReader.slotHistograms(name: "hists", entries: [(.unsigned(42), value)], keyed: true))

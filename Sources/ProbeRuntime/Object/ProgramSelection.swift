@@ -88,6 +88,19 @@ struct ProgramSelection {
                 dropped[member.name] = "\(why)its twin \(reason) traces the \(group)"
             }
         }
+        // What is left that this kernel cannot load at all, as a libbpf-tools tool's userspace
+        // turns off fentry programs where trampolines are missing (biosnoop keeps its tp_btf
+        // program instead, klockstat its kprobes): left out, said with -v; an object with nothing
+        // else to attach then fails as such.
+        for members in groups.values {
+            for member in members where dropped[member.name] == nil {
+                if member.twin.needs == .trampolines && !features.trampolines {
+                    dropped[member.name] = "this kernel cannot attach BPF trampolines (\(member.twin.flavor)), and no twin of it traces the \(member.twin.group)"
+                } else if member.twin.needs == .kernelBTF && !features.kernelBTF {
+                    dropped[member.name] = "this kernel has no BTF (\(member.twin.flavor)), and no twin of it traces the \(member.twin.group)"
+                }
+            }
+        }
         return dropped
     }
 }
