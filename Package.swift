@@ -112,6 +112,9 @@ let package = Package(
         .testTarget(name: "ProbeRuntimeTests", dependencies: ["ProbeRuntime", "KprobeSupport", "TestSupport"]),
         .testTarget(name: "ProbeRemoteTests", dependencies: ["ProbeRemote", "KprobeSupport", "KernelHeaders", "TestSupport"]),
         .testTarget(name: "KprobeRunCLITests", dependencies: ["KprobeRunCLI", "KprobeSupport", "TestSupport"]),
+        // Seeded mutation loops over every reader of untrusted input (archives, ELF, the worker
+        // protocol), bounded in time so that CI runs them.
+        .testTarget(name: "FuzzTests", dependencies: ["KernelHeaders", "ProbeCompiler", "KprobeSupport", "CLibArchive", "TestSupport"]),
         // Run the real binaries as root against the running kernel (and the test VM).
         .testTarget(name: "IntegrationTests", dependencies: ["KprobeSupport", "CLibBPF", "TestSupport"]),
     ],

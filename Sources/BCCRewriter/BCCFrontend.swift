@@ -54,6 +54,8 @@ struct Rewriter {
     var tableUSRs: [String: String] = [:]
     var macroRanges: [Range<Int>] = []
     var functions: [Node] = []
+    /// Function name → the section of a program (Passes/Programs.swift); helpers have none.
+    var sections: [String: String] = [:]
     /// Variables and parameters holding kernel pointers (keys from `declarationKey`).
     var external: Set<String> = []
     var problems: [String] = []
@@ -88,9 +90,12 @@ struct Rewriter {
             }
         }
         for table in tables.values { emitTable(table) }
+        assignSections()
         markExternalSources()
         propagateExternal()
+        for function in functions { rejectCallsOfPrograms(in: function) }
         for function in functions { rewriteFunction(function) }
+        for function in functions { rewritePackets(in: function) }
         for function in functions {
             walkTree(function) { node in
                 if node.kind == CXCursor_CallExpr { rewriteTableCall(node) } else { rewriteKernelRead(node) }

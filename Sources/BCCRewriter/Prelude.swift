@@ -62,9 +62,15 @@ public enum BCCPrelude {
 #ifndef KBUILD_MODNAME
 #define KBUILD_MODNAME "kprobe_run"
 #endif
+/* BCC's implicit headers, and no more: a program may define a function that a wider set of
+ * kernel headers declares (do_sys_open in <linux/fs.h>). <asm/ptrace.h> completes struct
+ * pt_regs for the PT_REGS_PARMn reads of kprobe arguments. */
 #include <linux/types.h>
 #include <uapi/linux/bpf.h>
-#include <linux/ptrace.h>
+#include <uapi/linux/if_packet.h>
+#include <linux/log2.h>
+#include <asm/page.h>
+#include <asm/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
@@ -100,6 +106,11 @@ public enum BCCPrelude {
 #define bpf_trace_printk(fmt, ...) ({ \
     static const char ____bcc_fmt[] = fmt; \
     bpf_trace_printk(____bcc_fmt, sizeof(____bcc_fmt), ##__VA_ARGS__); })
+
+/* The CPU perf_submit and perf_read mean when they name none. */
+#ifndef CUR_CPU_IDENTIFIER
+#define CUR_CPU_IDENTIFIER BPF_F_CURRENT_CPU
+#endif
 
 #define lock_xadd(ptr, val) ((void)__sync_fetch_and_add(ptr, val))
 
@@ -151,6 +162,24 @@ static __always_inline unsigned int bpf_log2l(unsigned long v)
     int \#(BCCName.tracepointPrefix)##category##\#(BCCName.separator)##event(struct \#(BCCName.tracepointPrefix)##category##\#(BCCName.separator)##event *args)
 #define RAW_TRACEPOINT_PROBE(event) \
     int \#(BCCName.rawTracepointPrefix)##event(struct bpf_raw_tracepoint_args *ctx)
+
+/* BTF-typed programs (fentry, fexit, LSM, fmod_ret), named as BCC names them; libbpf's BPF_PROG
+ * unpacks the typed arguments. */
+#define __BCC_BPF_PROG(name, args...) \
+int name(unsigned long long *ctx); \
+static __always_inline int ____##name(unsigned long long *ctx, ##args); \
+int name(unsigned long long *ctx) \
+{ \
+    _Pragma("GCC diagnostic push") \
+    _Pragma("GCC diagnostic ignored \"-Wint-conversion\"") \
+    return ____##name(___bpf_ctx_cast(args)); \
+    _Pragma("GCC diagnostic pop") \
+} \
+static __always_inline int ____##name(unsigned long long *ctx, ##args)
+#define KFUNC_PROBE(event, args...) __BCC_BPF_PROG(\#(BCCName.kfuncPrefix)##event, ##args)
+#define KRETFUNC_PROBE(event, args...) __BCC_BPF_PROG(\#(BCCName.kretfuncPrefix)##event, ##args)
+#define LSM_PROBE(event, args...) __BCC_BPF_PROG(\#(BCCName.lsmPrefix)##event, ##args)
+#define KMOD_RET(event, args...) __BCC_BPF_PROG(\#(BCCName.kmodRetPrefix)##event, ##args)
 
 /* BCC's USDT argument readers, on libbpf's USDT support: the rewrite appends <bpf/usdt.bpf.h>
  * (its maps and bpf_usdt_arg) only to programs that read arguments (usdtInclude), and
@@ -204,10 +233,18 @@ struct { \
     int (*push)(_leaf_type *, unsigned long long); \
     int (*pop)(_leaf_type *); \
     int (*peek)(_leaf_type *); \
+    unsigned long long (*perf_read)(unsigned long long); \
+    int (*perf_counter_value)(unsigned long long, void *, unsigned long long); \
 } _name __attribute__((annotate("kprobe_run_bcc_table:" _table_type)))
 
 #define BPF_TABLE(_table_type, _key_type, _leaf_type, _name, _max_entries) \
     BPF_F_TABLE(_table_type, _key_type, _leaf_type, _name, _max_entries, 0)
+
+/* A table other BPF objects of the same process may share, in BCC; here it is the object's own. */
+#define BPF_TABLE_PUBLIC(_table_type, _key_type, _leaf_type, _name, _max_entries) \
+    BPF_TABLE(_table_type, _key_type, _leaf_type, _name, _max_entries)
+#define BPF_TABLE_SHARED(_table_type, _key_type, _leaf_type, _name, _max_entries) \
+    BPF_TABLE(_table_type, _key_type, _leaf_type, _name, _max_entries)
 
 #define __BCC_PICK4(_1, _2, _3, _4, NAME, ...) NAME
 #define __BCC_PICK3(_1, _2, _3, NAME, ...) NAME
@@ -242,23 +279,89 @@ struct { \
 #define __BCC_HIST1(_name) __BCC_HIST3(_name, int, 64)
 #define BPF_HISTOGRAM(...) __BCC_PICK3(__VA_ARGS__, __BCC_HIST3, __BCC_HIST2, __BCC_HIST1)(__VA_ARGS__)
 
+#define __BCC_LPM_TRIE4(_name, _key, _leaf, _size) BPF_F_TABLE("lpm_trie", _key, _leaf, _name, _size, BPF_F_NO_PREALLOC)
+#define __BCC_LPM_TRIE3(_name, _key, _leaf) __BCC_LPM_TRIE4(_name, _key, _leaf, 10240)
+#define __BCC_LPM_TRIE2(_name, _key) __BCC_LPM_TRIE4(_name, _key, u64, 10240)
+#define __BCC_LPM_TRIE1(_name) __BCC_LPM_TRIE4(_name, u64, u64, 10240)
+#define BPF_LPM_TRIE(...) \
+    __BCC_PICK4(__VA_ARGS__, __BCC_LPM_TRIE4, __BCC_LPM_TRIE3, __BCC_LPM_TRIE2, __BCC_LPM_TRIE1)(__VA_ARGS__)
+
+/* Maps of maps: the inner map is named by a string, as in BCC, and must be declared before. */
+#define BPF_ARRAY_OF_MAPS(_name, _inner_map_name, _max_entries) \
+    BPF_TABLE("array_of_maps$" _inner_map_name, int, int, _name, _max_entries)
+#define __BCC_HASH_OF_MAPS4(_name, _key, _inner_map_name, _max_entries) \
+    BPF_TABLE("hash_of_maps$" _inner_map_name, _key, int, _name, _max_entries)
+#define __BCC_HASH_OF_MAPS3(_name, _inner_map_name, _max_entries) \
+    __BCC_HASH_OF_MAPS4(_name, int, _inner_map_name, _max_entries)
+#define BPF_HASH_OF_MAPS(...) \
+    __BCC_PICK4(__VA_ARGS__, __BCC_HASH_OF_MAPS4, __BCC_HASH_OF_MAPS3, , )(__VA_ARGS__)
+
 #define BPF_PERF_OUTPUT(_name) BPF_TABLE("perf_output", int, u32, _name, 0)
 #define BPF_RINGBUF_OUTPUT(_name, _page_cnt) BPF_TABLE("ringbuf", int, u32, _name, (_page_cnt) * 4096)
 #define BPF_STACK_TRACE(_name, _max_entries) BPF_TABLE("stacktrace", int, u64, _name, _max_entries)
+#define BPF_STACK_TRACE_BUILDID(_name, _max_entries) \
+    BPF_TABLE("stacktrace_buildid", int, struct bpf_stack_build_id, _name, _max_entries)
+/* Hardware counters read with table.perf_read(CUR_CPU_IDENTIFIER). */
+#define BPF_PERF_ARRAY(_name, _max_entries) BPF_TABLE("perf_array", int, u32, _name, _max_entries)
 #define BPF_PROG_ARRAY(_name, _max_entries) BPF_TABLE("prog", u32, u32, _name, _max_entries)
 #define BPF_QUEUE(_name, _leaf, _max_entries) BPF_TABLE("queue", int, _leaf, _name, _max_entries)
 #define BPF_STACK(_name, _leaf, _max_entries) BPF_TABLE("stack", int, _leaf, _name, _max_entries)
 #endif
 """#
 
-    /// Packet header layouts under the names BCC's proto.h gives them (network byte order; the
-    /// bit-fields are ordered as the BPF little-endian target lays them out).
+    /// BCC's proto.h: packet header layouts under the names BCC gives them, in network bit order
+    /// (the first bit-field is the most significant), read and written through bpf_dext_pkt and
+    /// bpf_dins_pkt (Passes/Packets.swift), and cursor_advance.
     static let proto = #"""
 #ifndef __KPROBE_RUN_BCC_PROTO_H
 #define __KPROBE_RUN_BCC_PROTO_H
 #include <linux/types.h>
+#include <uapi/linux/if_ether.h>
 
-#define BPF_PACKET_HEADER __attribute__((packed))
+/* Header pointers hold offsets into the packet (cursor_advance); the rewriter turns their field
+ * accesses into bpf_dext_pkt/bpf_dins_pkt, recognising the headers by this annotation. */
+#define BPF_PACKET_HEADER __attribute__((packed)) __attribute__((annotate("kprobe_run_bcc_packet")))
+
+#define cursor_advance(_cursor, _len) ({ void *_tmp = _cursor; _cursor += _len; _tmp; })
+
+/* Loads from the packet in network byte order (BPF_LD_ABS/IND), as BCC's helpers.h has them. */
+unsigned long long load_byte(void *skb, unsigned long long off) asm("llvm.bpf.load.byte");
+unsigned long long load_half(void *skb, unsigned long long off) asm("llvm.bpf.load.half");
+unsigned long long load_word(void *skb, unsigned long long off) asm("llvm.bpf.load.word");
+
+static __always_inline unsigned long long __bcc_load_dword(void *skb, unsigned long long off)
+{
+    return ((unsigned long long)load_word(skb, off) << 32) | load_word(skb, off + 4);
+}
+
+#define __BCC_MASK(n) ((n) < 64 ? (1ull << (n)) - 1 : ~0ull)
+
+/* The bsz bits at bit bofs (counted from the most significant) of the packet from byte off. */
+static __always_inline unsigned long long bpf_dext_pkt(void *pkt, unsigned long long off, unsigned long long bofs, unsigned long long bsz)
+{
+    if (bofs == 0 && bsz == 8) return load_byte(pkt, off);
+    if (bofs + bsz <= 8) return load_byte(pkt, off) >> (8 - (bofs + bsz)) & __BCC_MASK(bsz);
+    if (bofs == 0 && bsz == 16) return load_half(pkt, off);
+    if (bofs + bsz <= 16) return load_half(pkt, off) >> (16 - (bofs + bsz)) & __BCC_MASK(bsz);
+    if (bofs == 0 && bsz == 32) return load_word(pkt, off);
+    if (bofs + bsz <= 32) return load_word(pkt, off) >> (32 - (bofs + bsz)) & __BCC_MASK(bsz);
+    if (bofs == 0 && bsz == 64) return __bcc_load_dword(pkt, off);
+    if (bofs + bsz <= 64) return __bcc_load_dword(pkt, off) >> (64 - (bofs + bsz)) & __BCC_MASK(bsz);
+    return 0;
+}
+
+/* Stores val there, in network byte order (bpf_skb_store_bytes: tc programs). */
+static __always_inline void bpf_dins_pkt(void *pkt, unsigned long long off, unsigned long long bofs, unsigned long long bsz, unsigned long long val)
+{
+    unsigned long long width = bofs + bsz <= 8 ? 8 : bofs + bsz <= 16 ? 16 : bofs + bsz <= 32 ? 32 : 64;
+    unsigned long long shift = width - (bofs + bsz);
+    unsigned long long word = bsz == width ? 0 : bpf_dext_pkt(pkt, off, 0, width);
+    word = (word & ~(__BCC_MASK(bsz) << shift)) | ((val & __BCC_MASK(bsz)) << shift);
+    if (width == 8) { __u8 v = word; bpf_skb_store_bytes(pkt, off, &v, 1, 0); }
+    else if (width == 16) { __u16 v = __builtin_bswap16(word); bpf_skb_store_bytes(pkt, off, &v, 2, 0); }
+    else if (width == 32) { __u32 v = __builtin_bswap32(word); bpf_skb_store_bytes(pkt, off, &v, 4, 0); }
+    else { __u64 v = __builtin_bswap64(word); bpf_skb_store_bytes(pkt, off, &v, 8, 0); }
+}
 
 struct ethernet_t {
     unsigned long long dst:48;

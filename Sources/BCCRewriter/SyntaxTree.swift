@@ -87,13 +87,32 @@ extension Rewriter {
     func unaryOperator(_ node: Node) -> String? {
         guard node.kind == CXCursor_UnaryOperator else { return nil }
         let tokens = unit.tokens(in: clang_getCursorExtent(node.cursor))
-        guard let first = tokens.first else { return nil }
-        if ["*", "&", "-", "+", "!", "~", "++", "--"].contains(first.spelling) {
+        if let first = tokens.first, ["*", "&", "-", "+", "!", "~", "++", "--"].contains(first.spelling) {
             if let operand = node.expressionChildren.first?.range, let start = node.range?.lowerBound, operand.lowerBound > start {
                 return first.spelling
             }
         }
-        return tokens.last.map { $0.spelling == "++" || $0.spelling == "--" ? "post" + $0.spelling : "?" }
+        if let last = tokens.last, last.spelling == "++" || last.spelling == "--" { return "post" + last.spelling }
+        // Inside a macro the extent's tokens are the macro's use, not the operator: the types
+        // still tell an address-of and a dereference apart.
+        if let operand = node.expressionChildren.first {
+            if node.type.isPointer, clang_equalTypes(node.type.pointee.canonical, operand.type.canonical) != 0 { return "&" }
+            if operand.type.isPointer, clang_equalTypes(operand.type.pointee.canonical, node.type.canonical) != 0 { return "*" }
+        }
+        return "?"
+    }
+
+    /// A node's range in the main file when it starts inside a macro's use and ends after it, as
+    /// `TCP_SKB_CB(skb)->seq` does: from the macro's use to the node's end.
+    func expansionRange(of node: Node) -> Range<Int>? {
+        let extent = clang_getCursorExtent(node.cursor)
+        var file: CXFile?
+        var start: UInt32 = 0
+        clang_getExpansionLocation(clang_getRangeStart(extent), &file, nil, nil, &start)
+        guard let file, file == unit.mainFile, let end = fileOffset(clang_getRangeEnd(extent), in: unit.mainFile),
+              Int(start) < end, end <= source.count,
+              macroRanges.contains(where: { $0.lowerBound == Int(start) && $0.upperBound <= end }) else { return nil }
+        return Int(start)..<end
     }
 
     func binaryOperator(_ node: Node) -> String? {

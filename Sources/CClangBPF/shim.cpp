@@ -27,6 +27,7 @@
 #include <llvm/IR/Module.h>
 #include <llvm/MC/TargetRegistry.h>
 #include <llvm/Support/ErrorHandling.h>
+#include <llvm/Support/Host.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/SourceMgr.h>
 #include <llvm/Support/VirtualFileSystem.h>
@@ -87,6 +88,15 @@ std::string findResourceDir() {
     }
     closedir(dir);
     return best;
+}
+
+// /usr/include/<arch>-linux-gnu of the machine the worker runs on, if it exists.
+std::string hostMultiarchIncludeDirectory() {
+    llvm::Triple host(llvm::sys::getProcessTriple());
+    std::string directory = "/usr/include/" + host.getArchName().str() + "-linux-gnu";
+    struct stat st;
+    if (stat(directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return {};
+    return directory;
 }
 
 char *copyText(const std::string &text, size_t *size) {
@@ -353,6 +363,16 @@ int prepare(const clang_bpf_input *input, llvm::raw_string_ostream &diagnostics,
         "-Wno-unknown-warning-option",
     };
     for (size_t i = 0; i < input->argument_count; i++) ownedArguments.push_back(input->arguments[i]);
+    if (setup.direct) {
+        // UAPI headers (<linux/bpf.h>, <linux/if_ether.h>) include <asm/...>, which Debian keeps
+        // in the host's multiarch directory; the BPF target does not search it. Searched last,
+        // as libbpf-bootstrap's CLANG_BPF_SYS_INCLUDES does, so it only fills what is missing.
+        std::string multiarch = hostMultiarchIncludeDirectory();
+        if (!multiarch.empty()) {
+            ownedArguments.push_back("-idirafter");
+            ownedArguments.push_back(multiarch);
+        }
+    }
     // After the user's flags, so that these always hold.
     const std::vector<std::string> fixed = {
         "-target", frontendTriple, "-O2", "-g",

@@ -19,12 +19,6 @@ static inline int kprobe_run_delete_module(const char *name, int flags) {
     return (int)syscall(SYS_delete_module, name, flags);
 }
 
-/* Starts writeback of a file just written without waiting for it, so the flush of the whole
-   tree at the end finds little left to do. */
-static inline int kprobe_run_start_writeback(int fd) {
-    return (int)syscall(SYS_sync_file_range, fd, (long long)0, (long long)0, 2 /* SYNC_FILE_RANGE_WRITE */);
-}
-
 /* One flush for a whole freshly unpacked tree instead of an fsync per file. */
 static inline int kprobe_run_syncfs(int fd) {
     return (int)syscall(SYS_syncfs, fd);

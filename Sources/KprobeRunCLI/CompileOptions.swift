@@ -27,7 +27,7 @@ struct CompileOptions: ParsableArguments {
     var dialect: DialectChoice = .auto
 
     @Option(name: .long, help: ArgumentHelp(
-        "The BPF instruction set to generate: v1, v2 or v3 (default: the newest the target kernel runs; v3 from Linux 5.1, v2 from 4.14).",
+        "The BPF instruction set to generate: v1, v2 or v3 (default: v2 for kernels from Linux 4.14, else v1; v3 needs 5.1).",
         valueName: "VERSION"))
     var mcpu: BPFCPU?
 

@@ -120,9 +120,9 @@ struct ProbeBuild {
             arguments: options.includeArguments + headers.compileArguments + [libbpf.includeArgument] + options.defineArguments,
             virtualFiles: libbpf.virtualFiles,
             dialect: dialect,
-            cpu: options.mcpu ?? Self.newestCPU(for: headers)
+            cpu: options.mcpu ?? BPFCPU.preferred(upTo: Self.newestCPU(for: headers))
         )
-        if options.verbose { Diagnostics.verbose("generating BPF \(request.cpu?.rawValue ?? "v1") code\(options.mcpu == nil ? " (the newest the target kernel runs; --mcpu to choose)" : "")") }
+        if options.verbose { Diagnostics.verbose("generating BPF \(request.cpu?.rawValue ?? "v1") code\(options.mcpu == nil ? " (for the target kernel; --mcpu to choose)" : "")") }
         if dialect == .bcc {
             let target = BCCPreparation.Target(
                 origin: headers.origin, isBTFOnly: headers.kind == .btf,

@@ -1,16 +1,28 @@
 import KprobeSupport
 
 /// The BPF instruction set the compiler generates (clang's -mcpu). v1 is LLVM's default and
-/// makes longer code: some programs (libbpf-tools' softirqs) pass the verifier only with v3's
-/// 32-bit jumps and sub-registers. A kernel rejects instructions newer than it knows, so the
-/// choice follows the kernel the probe is for.
-public enum BPFCPU: String, Sendable, CaseIterable {
+/// makes longer code with fewer kinds of jumps, which the verifier follows less well. A kernel
+/// rejects instructions newer than it knows, so the choice follows the kernel the probe is for.
+public enum BPFCPU: String, Sendable, CaseIterable, Comparable {
     /// Every kernel with BPF.
     case v1
     /// Adds the unsigned and signed "less than" jumps: Linux 4.14.
     case v2
     /// Adds 32-bit jumps (and ALU32 code): Linux 5.1.
     case v3
+
+    /// What kprobe-run generates unless told: the newest set the kernel runs, but v2 at most.
+    /// LLVM 14's v3 code does 32-bit (ALU32) arithmetic whose results the verifier does not
+    /// always bound in the upper half (a 32-bit division leaves the register unknown, on 6.18
+    /// too), so an array index that v2 code keeps in range is rejected: of BCC's libbpf-tools,
+    /// cpufreq verifies here with v1 and v2, not v3, and none needs v3. --mcpu v3 asks for it.
+    public static func preferred(upTo newest: BPFCPU) -> BPFCPU {
+        min(newest, .v2)
+    }
+
+    public static func < (left: BPFCPU, right: BPFCPU) -> Bool {
+        allCases.firstIndex(of: left)! < allCases.firstIndex(of: right)!
+    }
 
     /// The newest set a kernel of this release ("6.1.0-13-amd64") runs; v1 when it does not parse.
     public static func newest(forRelease release: String) -> BPFCPU {

@@ -12,6 +12,9 @@ public enum Dialect: String, Sendable, CaseIterable {
         "BPF_HASH(", "BPF_ARRAY(", "BPF_HISTOGRAM(", "BPF_PERCPU_ARRAY(", "BPF_PERCPU_HASH(",
         "BPF_TABLE(", "BPF_F_TABLE(", "BPF_PERF_OUTPUT(", "BPF_RINGBUF_OUTPUT(", "BPF_STACK_TRACE(",
         "BPF_PROG_ARRAY(", "BPF_QUEUE(", "BPF_STACK(", "TRACEPOINT_PROBE(", "RAW_TRACEPOINT_PROBE(",
+        "BPF_TABLE_PUBLIC(", "BPF_TABLE_SHARED(", "BPF_LPM_TRIE(", "BPF_ARRAY_OF_MAPS(", "BPF_HASH_OF_MAPS(",
+        "BPF_PERF_ARRAY(", "BPF_STACK_TRACE_BUILDID(", "KFUNC_PROBE(", "KRETFUNC_PROBE(", "LSM_PROBE(", "KMOD_RET(",
+        "<bcc/proto.h>", "cursor_advance(",
         "bpf_usdt_readarg(", "bpf_usdt_readarg_p(",
     ]
 

@@ -32,6 +32,35 @@ enum LibbpfHeaderAdditions {
     #ifndef __bpf_unreachable
     #define __bpf_unreachable() __builtin_trap()
     #endif
+    #ifndef bpf_for_each
+    /* Open-coded iterators (Linux 6.4): `bpf_for_each(TYPE, cur, args...)` walks the kernel's
+       bpf_iter_TYPE with its _new/_next/_destroy kfuncs (declared in vmlinux.h); `bpf_for(i, a, b)`
+       counts i from a up to b, and `bpf_repeat(n)` runs the body n times, both with bpf_iter_num.
+       The iterator is destroyed when the loop's scope ends (cleanup attribute); the cast to void
+       of the destroy kfunc makes clang emit its BTF, which it does not for a cleanup function. */
+    #define bpf_for_each(type, cur, args...) for ( \
+        struct bpf_iter_##type ___it __attribute__((aligned(8), cleanup(bpf_iter_##type##_destroy))), \
+            *___p __attribute__((unused)) = (bpf_iter_##type##_new(&___it, ##args), \
+                                             (void)bpf_iter_##type##_destroy, (void *)0); \
+        (((cur) = bpf_iter_##type##_next(&___it))); \
+    )
+    #define bpf_for(i, start, end) for ( \
+        struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), \
+            *___p __attribute__((unused)) = (bpf_iter_num_new(&___it, (start), (end)), \
+                                             (void)bpf_iter_num_destroy, (void *)0); \
+        ({ \
+            int *___t = bpf_iter_num_next(&___it); \
+            /* the bounds check tells the verifier the range of i */ \
+            (___t && ((i) = *___t, (i) >= (start) && (i) < (end))); \
+        }); \
+    )
+    #define bpf_repeat(n) for ( \
+        struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), \
+            *___p __attribute__((unused)) = (bpf_iter_num_new(&___it, 0, (n)), \
+                                             (void)bpf_iter_num_destroy, (void *)0); \
+        bpf_iter_num_next(&___it); \
+    )
+    #endif
     #ifndef bpf_ksym_exists
     /* True when the kernel has the __weak __ksym `sym`: libbpf resolves a missing weak ksym to 0
        and the verifier drops the branch that uses it. A strong extern is always there. */

@@ -64,9 +64,13 @@ public struct DeviceBinary: Sendable {
     static func check(_ path: String, arch: KernelArch) -> Check {
         var st = stat()
         guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return .problem("no such file") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return .problem("cannot open it: \(Errno.current)") }
-        defer { close(fd) }
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(path, O_RDONLY)
+        } catch {
+            return .problem("cannot open it: \(error)")
+        }
+        let fd = file.rawValue
         var header = [UInt8](repeating: 0, count: 64)
         guard header.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 64, 0) }) == 64,
               header.starts(with: [0x7f, 0x45, 0x4c, 0x46]), header[4] == 2, header[5] == 1 else {

@@ -94,20 +94,20 @@ public struct DeviceTarget: Sendable {
         }
         let started = MonotonicClock.now
         let temporary = "\(directory)/.fetch-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw RemoteError(.internal, "cannot create \(temporary): \(Errno.current)")
-        }
         let command = "\(Self.binaryPath) device headers -v\(keepModule ? " --keep-module" : "") 2>\(Self.headersLogPath)"
         let status: Int32
-        do {
-            status = try adb.execOut(command, into: fd)
+        do throws(RemoteError) {
+            let file: FileDescriptor
+            do {
+                file = try FileDescriptor.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
+            } catch {
+                throw RemoteError(.internal, "cannot create \(temporary): \(error)")
+            }
+            status = try adb.execOut(command, into: file.rawValue)
         } catch {
-            close(fd)
             unlink(temporary)
             throw error
         }
-        close(fd)
         let said = (try? adb.shell("cat \(Self.headersLogPath); rm -f \(Self.headersLogPath)"))
             .map { String(decoding: $0.output, as: UTF8.self) } ?? ""
         let lines = said.split(whereSeparator: \.isNewline).map { $0.hasPrefix("kprobe-run: ") ? String($0.dropFirst("kprobe-run: ".count)) : String($0) }
@@ -120,21 +120,20 @@ public struct DeviceTarget: Sendable {
             throw RemoteError(status == FailureKind.notPermitted.exitCode ? .notPermitted : .noKernelHeaders,
                               "could not fetch the kernel headers of the device (\(info.summary); status \(status))\(detail)\nTo fix: use a device kernel with CONFIG_IKHEADERS (kheaders.ko in /vendor/lib/modules or /system/lib/modules), or compile with --headers pointing at that kernel's headers")
         }
-        guard rename(temporary, archive) == 0 else {
-            let err = Errno.current
+        do {
+            try AtomicFile.commit(temporary, to: archive, relativeTo: AT_FDCWD)
+        } catch {
             unlink(temporary)
-            throw RemoteError(.internal, "cannot move the fetched headers to \(archive): \(err)")
+            throw RemoteError(.internal, "cannot move the fetched headers to \(archive): \(error)")
         }
         log("fetched the device kernel's headers (\(size / 1024) KiB) into \(archive) in \(MonotonicClock.milliseconds(since: started)) ms")
         return archive
     }
 
     private static func startsWithXZ(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
+        guard let file = try? FileDescriptor.open(path, O_RDONLY) else { return false }
         var head = [UInt8](repeating: 0, count: 6)
-        return head.withUnsafeMutableBytes { read(fd, $0.baseAddress, 6) } == 6 && head == [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]
+        return head.withUnsafeMutableBytes { pread(file.rawValue, $0.baseAddress, 6, 0) } == 6 && head == [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]
     }
 
     /// Pushes `object` and runs it on the device with `arguments` (options of `kprobe-run run`),

@@ -95,8 +95,50 @@ struct RewriteTests {
         #expect(text.contains("bpf_ringbuf_submit(reserved, 0);"))
         #expect(text.contains("bpf_get_stackid(ctx, &stacks, 0);"))
         #expect(text.contains("SEC(\"kprobe/vfs_read\") int kprobe__vfs_read"))
-        #expect(text.contains("char _license[] SEC(\"license\") = \"GPL\";"))
+        #expect(text.contains("#define BPF_LICENSE GPL\n#endif\nchar _license[] SEC(\"license\") = __BCC_LICENSE(BPF_LICENSE);"))
         #expect(rewrite.metadata.events == ["events": "struct data_t", "ring": "struct data_t"])
+        #expect(try Fixtures.errors(ofRewritten: rewrite) == nil)
+    }
+
+    /// As in BCC, every non-static function is a program (its context's type picks the type, a
+    /// kprobe when it says nothing), and every function is inlined.
+    @Test func everyNonStaticFunctionIsAProgram() throws {
+        let source = Self.preamble + """
+        static int helper(int x) { return x + 1; }
+        int untyped(void *ctx) { return helper(1); }
+        int bare() { return 0; }
+        int sampled(struct bpf_perf_event_data *ctx) { return 0; }
+        int packet(struct __sk_buff *skb) { return 0; }
+        KFUNC_PROBE(vfs_read, struct file *file) { return 0; }
+        """
+        let rewrite = try Fixtures.rewrite(source)
+        #expect(rewrite.metadata.programs["untyped"] == "kprobe")
+        #expect(rewrite.metadata.programs["bare"] == "kprobe")
+        #expect(rewrite.metadata.programs["sampled"] == "perf_event")
+        #expect(rewrite.metadata.programs["packet"] == "socket")
+        #expect(rewrite.metadata.programs["kfunc__vmlinux__vfs_read"] == "fentry/vfs_read")
+        #expect(rewrite.metadata.programs["helper"] == nil)
+        #expect(rewrite.source.contains("__attribute__((always_inline)) static int helper(int x)"))
+        #expect(try Fixtures.errors(ofRewritten: rewrite) == nil)
+    }
+
+    @Test func packetHeaderFieldsBecomeDextAndDins() throws {
+        let source = """
+        #include <bcc/proto.h>
+        int route(struct __sk_buff *skb) {
+            u8 *cursor = 0;
+            struct ethernet_t *eth = cursor_advance(cursor, sizeof(*eth));
+            struct ip_t *ip = cursor_advance(cursor, sizeof(*ip));
+            if (eth->type != ETH_P_IP || ip->ver != 4) return 0;
+            ip->src = ip->dst;
+            return 0;
+        }
+        """
+        let rewrite = try Fixtures.rewrite(source)
+        #expect(rewrite.metadata.programs["route"] == "tc")
+        #expect(rewrite.source.contains("bpf_dext_pkt(skb, (u64)(eth) + 12, 0, 16)"))
+        #expect(rewrite.source.contains("bpf_dext_pkt(skb, (u64)(ip) + 0, 0, 4)"))
+        #expect(rewrite.source.contains("bpf_dins_pkt(skb, (u64)(ip) + 12, 0, 32, bpf_dext_pkt(skb, (u64)(ip) + 16, 0, 32))"))
         #expect(try Fixtures.errors(ofRewritten: rewrite) == nil)
     }
 

@@ -27,6 +27,20 @@ extension EmulatedKernel {
                 ])
                 try #require(compile.status == 0, "\(compile.stderr)")
             }
+            // Tools of the installed bpfcc-tools (the generated corpus, when BCC's tools are here),
+            // attached where the tool's Python attached them.
+            if BCCTools.available {
+                let corpus = try BCCTools.corpus()
+                for tool in ["opensnoop", "vfsstat"] {
+                    let compile = try Tool.run([
+                        "compile", "--dialect", "bcc", "--headers", VM.testKernel + "/kheaders.tar.xz",
+                        corpus + "/\(tool).c", "-o", "\(objects)/corpus-\(tool).o",
+                    ])
+                    try #require(compile.status == 0, "\(compile.stderr)")
+                    try BCCTools.attachArguments(tool: tool, corpus: corpus).joined(separator: "\n")
+                        .write(toFile: "\(objects)/corpus-\(tool).args", atomically: true, encoding: .utf8)
+                }
+            }
             let result = try VM.run(["bash", "Tests/vm/bcc-kprobes.sh", Tool.binary, objects])
             #expect(result.status == 0, "\(result.output)")
             #expect(result.output.contains("PASS"), "\(result.output)")

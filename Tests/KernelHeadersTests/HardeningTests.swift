@@ -13,6 +13,9 @@ import Testing
         let scratch = try ScratchDirectory()
         let first = try HeaderLocator(options: options(scratch, source: TestKernel.archive)).resolve()
         let manifest = try #require(readFile(first.root + "/MANIFEST"))
+        let reused = LogLines()
+        _ = try HeaderLocator(options: options(scratch, source: TestKernel.archive, log: reused)).resolve()
+        #expect(!reused.all.contains { $0.hasPrefix("unpacked ") }, "a whole manifest must verify: \(reused.all)")
         let text = String(decoding: manifest, as: UTF8.self)
         #expect(text.hasSuffix("end \(text.split(separator: "\n").count - 5)\n"))
         let header = text.split(separator: "\n").prefix(4).joined(separator: "\n") + "\n"

@@ -7,6 +7,8 @@ import Testing
         #expect(Dialect.detect(source: "BPF_PERF_OUTPUT(events);") == .bcc)
         #expect(Dialect.detect(source: "TRACEPOINT_PROBE(sched, sched_switch) { return 0; }") == .bcc)
         #expect(Dialect.detect(source: "BPF_HISTOGRAM(dist);") == .bcc)
+        #expect(Dialect.detect(source: "#include <bcc/proto.h>\nint f(void *ctx) { return 0; }") == .bcc)
+        #expect(Dialect.detect(source: "KFUNC_PROBE(vfs_read) { return 0; }") == .bcc)
     }
 
     @Test func conventionalNamesWithoutSECMeanBCC() {

@@ -95,7 +95,9 @@ import TestSupport
         #expect(ELFObject(bytes: btf).contains(".kconfig") && ELFObject(bytes: btf).contains("LINUX_KERNEL_VERSION"))
     }
 
-    @Test func cpuVersionReachesTheBackEnd() throws {
+    /// Both back ends: clang's for "bpf", ours after a host-triple front end (kernel headers).
+    @Test(arguments: ["bpf", "x86_64-linux-gnu"])
+    func cpuVersionReachesTheBackEnd(triple: String) throws {
         // A 32-bit comparison: v3 has jumps on 32-bit registers (class BPF_JMP32, 0x06), v1 does not.
         let body = """
             char LICENSE[] SEC("license") = "GPL";
@@ -105,7 +107,7 @@ import TestSupport
             """
         let compiler = try builtWorker()
         func jmp32Count(_ cpu: BPFCPU?) throws -> Int {
-            var request = try probeRequest(body)
+            var request = try probeRequest(body, triple: triple)
             request.cpu = cpu
             let code = try #require(ELFObject(bytes: try compiler.compile(request).elf).section(named: "tracepoint/syscalls/sys_enter_getppid"))
             return stride(from: 0, to: code.count, by: 8).filter { code[$0] & 0x07 == 0x06 }.count
@@ -121,6 +123,8 @@ import TestSupport
         #expect(BPFCPU.newest(forRelease: "4.19.0-20-amd64") == .v2)
         #expect(BPFCPU.newest(forRelease: "4.9.337") == .v1)
         #expect(BPFCPU.newest(forRelease: "weird") == .v1)
+        #expect(BPFCPU.preferred(upTo: .v3) == .v2)
+        #expect(BPFCPU.preferred(upTo: .v1) == .v1)
         let scratch = try ScratchDirectory()
         #expect(BPFCPU.newest(forHeaderTree: scratch.path) == nil)
         _ = try scratch.makeDirectory("include")

@@ -60,6 +60,9 @@ struct LoadOptionsTests {
         #expect(Set(trampolines.keys) == ["read_kprobe", "switch_raw", "switch_tp", "gone"])
         let noBTF = try ProgramSelection.choose(programs: programs, explicit: [], options: LoadOptions(), features: Kernel(trampolines: false, kernelBTF: false))
         #expect(noBTF["switch_btf"] != nil && noBTF["switch_raw"] == nil)
+        let kprobeStub = [("stub_entry", "kprobe/dummy_file_read"), ("stub_fentry", "fentry/dummy_file_read")]
+        let verifying = try ProgramSelection.choose(programs: kprobeStub, explicit: [], options: LoadOptions(), features: Kernel(trampolines: true), verifying: true)
+        #expect(Set(verifying.keys) == ["stub_fentry"])
 
         var only = LoadOptions()
         only.only = ["switch_tp"]
@@ -69,6 +72,23 @@ struct LoadOptionsTests {
         #expect(chosen["read_kprobe"] == "--skip")
         only.only = ["nope"]
         #expect(throws: RuntimeError.self) { try ProgramSelection.choose(programs: programs, explicit: [], options: only, features: Kernel(trampolines: false)) }
+    }
+
+    /// A trampoline program with no twin (biosnoop's fentry/blk_account_io_start, whose stand-in
+    /// is a tp_btf program on another event) is left out where trampolines are missing, as the
+    /// tool's userspace does; where they work, and when -a names it, it stays.
+    @Test func trampolineProgramsWithoutATwinAreLeftOutWhereTheyCannotLoad() throws {
+        let programs = [("start", "fentry/blk_account_io_start"), ("done", "fexit/blk_account_io_done"),
+                        ("io_start", "tp_btf/block_io_start"), ("merge", "kprobe/blk_account_io_merge_bio")]
+        let here = try ProgramSelection.choose(programs: programs, explicit: [], options: LoadOptions(), features: Kernel(trampolines: false))
+        #expect(Set(here.keys) == ["start", "done"])
+        #expect(here["start"]?.contains("cannot attach BPF trampolines") == true)
+        let named = try ProgramSelection.choose(programs: programs, explicit: ["start"], options: LoadOptions(), features: Kernel(trampolines: false))
+        #expect(Set(named.keys) == ["done"])
+        let trampolines = try ProgramSelection.choose(programs: programs, explicit: [], options: LoadOptions(), features: Kernel(trampolines: true))
+        #expect(trampolines.isEmpty)
+        let noBTF = try ProgramSelection.choose(programs: programs, explicit: [], options: LoadOptions(), features: Kernel(trampolines: true, kernelBTF: false))
+        #expect(Set(noBTF.keys) == ["io_start"])
     }
 
     @Test func slotHistogramsLabelledByTheOtherFields() throws {

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 PYTHON = "/usr/bin/python3"
@@ -185,8 +186,10 @@ def main():
         return stem, {"bcc": bcc_ok, "bcc_compiled": verdict["compiled"], "bcc_failures": verdict["failures"],
                       "functions": verdict["functions"], "ours": mine}
 
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(options.jobs) as pool:
         results = dict(pool.map(measure, stems))
+    elapsed = time.monotonic() - started
     handled_by_bcc = [stem for stem in stems if results[stem]["bcc"]]
     both = [stem for stem in handled_by_bcc if results[stem]["ours"]["ok"]]
     report = {"texts": len(stems), "bcc": len(handled_by_bcc),
@@ -195,9 +198,9 @@ def main():
               "results": results}
     with open(os.path.join(options.corpus, "report.json"), "w") as file:
         json.dump(report, file, indent=1, sort_keys=True)
-    print("%d texts; BCC 0.26 handles %d (compiles %d); kprobe-run handles %d, %d of BCC's (%.1f%%)" % (
+    print("%d texts; BCC 0.26 handles %d (compiles %d); kprobe-run handles %d, %d of BCC's (%.1f%%); %.0f s" % (
         len(stems), len(handled_by_bcc), report["bcc_compiled"], report["ours"], len(both),
-        100.0 * len(both) / max(1, len(handled_by_bcc))))
+        100.0 * len(both) / max(1, len(handled_by_bcc)), elapsed))
     print("| text | kprobe-run's failure |\n|---|---|")
     for stem in handled_by_bcc:
         if not results[stem]["ours"]["ok"]:

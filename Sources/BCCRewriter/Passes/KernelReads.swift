@@ -116,7 +116,8 @@ extension Rewriter {
     }
 
     mutating func markExternalSources() {
-        for function in functions where section(of: function)?.hasPrefix("kprobe") == true || section(of: function)?.hasPrefix("kretprobe") == true {
+        for function in functions {
+            guard let section = sections[function.cursor.spelling], section.hasPrefix("kprobe") || section.hasPrefix("kretprobe") else { continue }
             for parameter in parameters(function).dropFirst() { external.insert(declarationKey(parameter.cursor)) }
         }
     }
@@ -174,8 +175,10 @@ extension Rewriter {
     mutating func rewriteKernelRead(_ node: Node) {
         guard let pointer = dereferencedPointer(node), !isContext(pointer), isExternal(pointer) else { return }
         let top = chainTop(node)
-        guard needsRead(top), let range = top.range else { return }
-        guard editable(top) else {
+        guard needsRead(top) else { return }
+        let wholeMacroUse = top.range == nil ? expansionRange(of: top) : nil
+        guard let range = top.range ?? wholeMacroUse else { return }
+        guard wholeMacroUse != nil || editable(top) else {
             problems.append("\(path):\(line(of: range.lowerBound)): the kernel memory read `\(text(range))` is inside a macro, where kprobe-run cannot rewrite it; read it with bpf_probe_read_kernel() instead")
             return
         }

@@ -33,19 +33,25 @@ extension Rewriter {
         case .kretprobe(let symbol): return "kretprobe/" + attachTarget(symbol)
         case .tracepoint(let category, let event): return "tracepoint/\(category)/\(event)"
         case .rawTracepoint(let event): return "raw_tracepoint/" + event
+        case .kfunc(let function): return "fentry/" + function
+        case .kretfunc(let function): return "fexit/" + function
+        case .lsm(let hook): return "lsm/" + hook
+        case .kmodRet(let function): return "fmod_ret/" + function
         case nil: break
         }
-        guard let first = parameters(function).first, first.type.isPointer else { return "kprobe" }
+        // Packet header accesses need the packet as context, and stores need tc's helpers.
+        let packets = accessesPackets(function)
+        guard let first = parameters(function).first, first.type.isPointer else { return packets ? "tc" : "kprobe" }
         var pointee = first.type.pointee.canonical.spelling
         if pointee.hasPrefix("const ") { pointee.removeFirst(6) }
         switch pointee {
         case "struct pt_regs": return "kprobe"
         case "struct bpf_perf_event_data": return "perf_event"
-        case "struct __sk_buff": return "socket"
+        case "struct __sk_buff": return packets ? "tc" : "socket"
         case "struct xdp_md": return "xdp"
         case "struct bpf_raw_tracepoint_args": return "raw_tp"
         case _ where pointee.hasPrefix("struct " + BCCName.tracepointPrefix): return "tracepoint"
-        default: return "kprobe"
+        default: return packets ? "tc" : "kprobe"
         }
     }
 
@@ -73,13 +79,29 @@ extension Rewriter {
         return head.contains("always_inline") || head.contains("noinline")
     }
 
+    /// Decides every function's section once (`sections`; helpers have none).
+    mutating func assignSections() {
+        for function in functions {
+            if let section = section(of: function) { sections[function.cursor.spelling] = section }
+        }
+    }
+
+    /// BCC's rule: a program (any non-static function) is not a function other code can call.
+    mutating func rejectCallsOfPrograms(in function: Node) {
+        walkTree(function) { node in
+            guard node.kind == CXCursor_CallExpr, sections[node.cursor.spelling] != nil,
+                  clang_getCursorKind(node.referenced) == CXCursor_FunctionDecl, let range = node.range else { return }
+            problems.append("\(path):\(line(of: range.lowerBound)): \(function.cursor.spelling) calls \(node.cursor.spelling), which is not static and so is a program of its own; make \(node.cursor.spelling) static to call it")
+        }
+    }
+
     mutating func rewriteFunction(_ function: Node) {
         guard let start = function.range?.lowerBound else { return }
         let name = function.cursor.spelling
-        // BCC inlines every function: a program may call another, which libbpf can only link
-        // inlined, and constants (a string literal handed to a static helper) fold as in BCC.
+        // BCC inlines every function: a helper several programs call needs no BPF-to-BPF call,
+        // and constants (a string literal handed to a static helper) fold as in BCC.
         if !declaresInlining(function) { edits.insert("__attribute__((always_inline)) ", at: start) }
-        guard let section = section(of: function) else { return }
+        guard let section = sections[name] else { return }
         metadata.programs[name] = section
         edits.insert("SEC(\"\(section)\") ", at: start)
         let parameters = parameters(function)

@@ -26,6 +26,8 @@ extension Rewriter {
         func argument(_ index: Int) -> TextEdits.Piece { .source(argumentRanges[index]) }
         var pieces: [TextEdits.Piece]
         switch (method, arguments.count) {
+        case ("lookup", 1) where table.isMapOfMaps:
+            pieces = [.text("bpf_map_lookup_elem(\(map), "), argument(0), .text(")")]
         case ("lookup", 1):
             pieces = [.text("((__typeof__(\(table.name).value))bpf_map_lookup_elem(\(map), "), argument(0), .text("))")]
         case ("update", 2), ("insert", 2):
@@ -34,10 +36,13 @@ extension Rewriter {
         case ("delete", 1):
             pieces = [.text("bpf_map_delete_elem(\(map), "), argument(0), .text(")")]
         case ("lookup_or_try_init", 2), ("lookup_or_init", 2):
+            // lookup_or_init returns from the program when the map is full, as BCC expands it
+            // (callers dereference its result unchecked); lookup_or_try_init leaves that to them.
+            let bail = method == "lookup_or_init" ? "if (!__bcc_l\(n)) return 0; " : ""
             pieces = [
                 .text("({ void *__bcc_k\(n) = (void *)("), argument(0), .text("); __typeof__(\(table.name).value) __bcc_l\(n) = bpf_map_lookup_elem(\(map), __bcc_k\(n)); "),
                 .text("if (!__bcc_l\(n)) { bpf_map_update_elem(\(map), __bcc_k\(n), "), argument(1),
-                .text(", BPF_NOEXIST); __bcc_l\(n) = bpf_map_lookup_elem(\(map), __bcc_k\(n)); } __bcc_l\(n); })"),
+                .text(", BPF_NOEXIST); __bcc_l\(n) = bpf_map_lookup_elem(\(map), __bcc_k\(n)); } \(bail)__bcc_l\(n); })"),
             ]
         case ("increment", 1), ("increment", 2), ("atomic_increment", 1), ("atomic_increment", 2):
             let amount: [TextEdits.Piece] = arguments.count == 2 ? [.text("("), argument(1), .text(")")] : [.text("1")]
@@ -75,6 +80,10 @@ extension Rewriter {
             pieces = [.text("bpf_get_stackid("), argument(0), .text(", \(map), "), argument(1), .text(")")]
         case ("call", 2):
             pieces = [.text("bpf_tail_call("), argument(0), .text(", \(map), "), argument(1), .text(")")]
+        case ("perf_read", 1):
+            pieces = [.text("bpf_perf_event_read(\(map), "), argument(0), .text(")")]
+        case ("perf_counter_value", 3):
+            pieces = [.text("bpf_perf_event_read_value(\(map), "), argument(0), .text(", "), argument(1), .text(", "), argument(2), .text(")")]
         case ("push", 2):
             pieces = [.text("bpf_map_push_elem(\(map), "), argument(0), .text(", "), argument(1), .text(")")]
         case ("pop", 1), ("peek", 1):

@@ -48,9 +48,8 @@ enum ExtractDirectory {
         }
         do throws(HeaderError) {
             let tempFD = tempDirectory.rawValue
-            // Like tar, no durability is promised here, so no early writeback either.
-            _ = try SecureExtractor.extract(archive.bytes, archiveName: name, into: tempFD, limits: limits,
-                                            startWriteback: false, progress: nil)
+            // Like tar, no durability is promised here.
+            _ = try SecureExtractor.extract(archive.bytes, archiveName: name, into: tempFD, limits: limits, progress: nil)
             fchmod(tempFD, 0o755)
             if replaceEmpty { unlinkat(parentFD, base, AT_REMOVEDIR) }
             guard renameat(parentFD, temporary, parentFD, base) == 0 else {

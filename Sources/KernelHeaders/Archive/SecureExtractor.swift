@@ -40,7 +40,6 @@ final class SecureExtractor {
     private let rootFD: Int32
     private let archiveName: String
     private let limits: ExtractionLimits
-    private let startWriteback: Bool
     private let progress: ExtractionProgress?
 
     private var directories: [String: Int32] = [:]
@@ -51,12 +50,10 @@ final class SecureExtractor {
     private var totalBytes: Int64 = 0
     private var buffer = [UInt8](repeating: 0, count: 1 << 18)
 
-    private init(rootFD: Int32, archiveName: String, limits: ExtractionLimits, startWriteback: Bool,
-                 progress: ExtractionProgress?) {
+    private init(rootFD: Int32, archiveName: String, limits: ExtractionLimits, progress: ExtractionProgress?) {
         self.rootFD = rootFD
         self.archiveName = archiveName
         self.limits = limits
-        self.startWriteback = startWriteback
         self.progress = progress
     }
 
@@ -66,17 +63,13 @@ final class SecureExtractor {
 
     /// Unpacks `archive` (xz-compressed tar) into the directory open at `rootFD`; returns the
     /// regular files and symlinks written. On error the caller removes the directory.
-    ///
-    /// `startWriteback` starts writing each file to disk as soon as it is complete, for a caller
-    /// that flushes the whole tree afterwards (the cache); without it the files are left to the
-    /// kernel's writeback, as tar leaves them.
+    /// Nothing is flushed here: the cache flushes the whole tree at once (syncfs) afterwards.
     static func extract(_ archive: [UInt8], archiveName: String, into rootFD: Int32, limits: ExtractionLimits,
-                        startWriteback: Bool, progress: ExtractionProgress?) throws(HeaderError) -> [TreeMember] {
+                        progress: ExtractionProgress?) throws(HeaderError) -> [TreeMember] {
         guard archive.starts(with: xzMagic) else {
             throw HeaderError("\(archiveName) is not an xz-compressed archive (kheaders archives are .tar.xz); point --headers at the kernel's kheaders.tar.xz, kheaders.ko, a vmlinux or a header directory")
         }
-        let extractor = SecureExtractor(rootFD: rootFD, archiveName: archiveName, limits: limits,
-                                        startWriteback: startWriteback, progress: progress)
+        let extractor = SecureExtractor(rootFD: rootFD, archiveName: archiveName, limits: limits, progress: progress)
         let result = archive.withUnsafeBytes { bytes in
             Result { () throws(HeaderError) -> [TreeMember] in try extractor.run(bytes) }
         }
@@ -253,7 +246,6 @@ final class SecureExtractor {
                 throw HeaderError("cannot write '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(error)")
             }
         }
-        if startWriteback { _ = kprobe_run_start_writeback(fd) }
         let path = self.pathOf(components)
         writtenFiles.insert(path)
         members.append(TreeMember(path: path, kind: .file(size: size)))

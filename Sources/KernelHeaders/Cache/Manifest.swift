@@ -68,7 +68,7 @@ struct Manifest: Equatable, Sendable {
                 if lineEnd - lineStart > 4, buffer[lineStart..<lineStart + 4].elementsEqual(trailer) {
                     // The last line, with the number of members above it.
                     let digits = buffer[(lineStart + 4)..<lineEnd]
-                    return lineEnd + 1 == buffer.count && !digits.isEmpty && digits.count < 10
+                    return lineEnd + 1 == buffer.count && digits.count < 10
                         && digits.allSatisfy { $0 &- UInt8(ascii: "0") < 10 }
                         && Int(String(decoding: digits, as: UTF8.self)) == count
                 }

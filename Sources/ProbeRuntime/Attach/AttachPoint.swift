@@ -131,7 +131,8 @@ enum AttachPoint: Equatable, Sendable {
         case .kretprobe(let symbol): .kprobe(symbol: symbol, offset: 0, isReturn: true)
         case .rawTracepoint(let event): .rawTracepoint(event)
         case .tracepoint(let category, let event): .tracepoint(category: category, event: event)
-        case nil: nil
+        // Their SEC (fentry/, fexit/, lsm/, fmod_ret/) says where; libbpf attaches them.
+        case .kfunc, .kretfunc, .lsm, .kmodRet, nil: nil
         }
     }
 

@@ -94,7 +94,7 @@ final class ProbeObject {
         }
         let dropped = try ProgramSelection.choose(programs: programs.map { ($0.name, $0.section) },
                                                   explicit: Set(specs.map(\.program)), options: options,
-                                                  features: KernelFeatures.shared)
+                                                  features: KernelFeatures.shared, verifying: !requireAttachable)
         var unattachable: [(name: String, section: String, reason: String)] = []
         for index in programs.indices {
             let program = programs[index]

@@ -51,8 +51,11 @@ struct ProgramSelection {
     }
 
     /// For each program: loaded or not, and why not (for -v).
+    /// `verifying`: for `compile --verify`, which attaches nothing: a kprobe on a placeholder
+    /// loads (its target matters only at attach) and is checked; an fentry one cannot load
+    /// without a real target.
     static func choose(programs: [(name: String, section: String)], explicit: Set<String>, options: LoadOptions,
-                       features: some KernelSupport) throws(RuntimeError) -> [String: String] {
+                       features: some KernelSupport, verifying: Bool = false) throws(RuntimeError) -> [String: String] {
         let names = programs.map(\.name)
         for name in options.only + options.skip where !names.contains(name) {
             let flag = options.only.contains(name) ? "--only" : "--skip"
@@ -65,7 +68,8 @@ struct ProgramSelection {
                 dropped[program.name] = "--skip"
             } else if !options.only.isEmpty {
                 if !options.only.contains(program.name) { dropped[program.name] = "not named by --only" }
-            } else if let target = placeholder(section: program.section, features: features) {
+            } else if let target = placeholder(section: program.section, features: features),
+                      !(verifying && program.section.hasPrefix("k")) {
                 dropped[program.name] = "SEC(\"\(program.section)\") is a placeholder ('\(target)' is not a kernel function): give it a target with -a"
             } else if let twin = twin(section: program.section) {
                 groups[twin.group, default: []].append((program.name, twin))
@@ -86,6 +90,19 @@ struct ProgramSelection {
                 let why = member.twin.needs == .trampolines && !features.trampolines ? "this kernel cannot attach BPF trampolines; "
                     : member.twin.needs == .kernelBTF && !features.kernelBTF ? "this kernel has no BTF; " : ""
                 dropped[member.name] = "\(why)its twin \(reason) traces the \(group)"
+            }
+        }
+        // What is left that this kernel cannot load at all, as a libbpf-tools tool's userspace
+        // turns off fentry programs where trampolines are missing (biosnoop keeps its tp_btf
+        // program instead, klockstat its kprobes): left out, said with -v; an object with nothing
+        // else to attach then fails as such.
+        for members in groups.values {
+            for member in members where dropped[member.name] == nil {
+                if member.twin.needs == .trampolines && !features.trampolines {
+                    dropped[member.name] = "this kernel cannot attach BPF trampolines (\(member.twin.flavor)), and no twin of it traces the \(member.twin.group)"
+                } else if member.twin.needs == .kernelBTF && !features.kernelBTF {
+                    dropped[member.name] = "this kernel has no BTF (\(member.twin.flavor)), and no twin of it traces the \(member.twin.group)"
+                }
             }
         }
         return dropped

@@ -19,6 +19,11 @@ public enum ProgramVerifier {
                 program.program.autoload = false
             }
             let loading = object.programNames.filter { name in !failures.contains { $0.program == name } }
+            if failures.isEmpty && loading.isEmpty {
+                let leftOut = object.programs.compactMap { program in program.leftOut.map { "- '\(program.name)': \($0)" } }
+                throw RuntimeError(.attach, leftOut.isEmpty ? "\(name) has no programs to verify"
+                                   : "no program of \(name) can load on this kernel, so nothing was verified:\n" + leftOut.joined(separator: "\n"))
+            }
             guard let error = load(object) else {
                 guard let first = failures.first else { return loading }
                 let accepted = loading.isEmpty ? "" : "\nthe verifier accepted: " + loading.joined(separator: ", ")
