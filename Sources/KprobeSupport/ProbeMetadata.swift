@@ -48,23 +48,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// Compact JSON with sorted keys, as JSONEncoder's `.sortedKeys` writes it: the same object
     /// always gives the same bytes (the compile cache compares objects).
     public func json() -> String {
-        func string(_ text: String) -> String {
-            var out = "\""
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                case _ where scalar.value < 0x20:
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                default: out.unicodeScalars.append(scalar)
-                }
-            }
-            return out + "\""
-        }
+        let string = JSON.string
         func map(_ values: [String: String]) -> String {
             "{" + values.sorted { $0.key < $1.key }.map { string($0.key) + ":" + string($0.value) }.joined(separator: ",") + "}"
         }

@@ -1,4 +1,5 @@
 import Testing
+import KprobeSupport
 @testable import ProbeRuntime
 
 @Suite struct OutputTests {

@@ -1,3 +1,5 @@
+import KprobeSupport
+
 /// One JSON object per line; every line starts with its `"type"`:
 /// `{"type":"event","time":…,"map":…,"data":…}` (`time` only with -T),
 /// `{"type":"printk","time":…,"message":…,"comm":…,"pid":…,"cpu":…,"timestamp":…}`,

@@ -1,3 +1,4 @@
+import KprobeSupport
 import CLibBPF
 
 /// A record type of flat fields (integers, bools, pointers, `char` arrays), compiled once per

@@ -1,3 +1,5 @@
+import KprobeSupport
+
 /// A decoded BPF value (map key/value or ring/perf buffer record), ready to print as text or JSON.
 indirect enum Value: Equatable, Sendable {
     case signed(Int64)
@@ -144,38 +146,6 @@ indirect enum Value: Equatable, Sendable {
                 out.unicodeScalars.append(scalar)
             }
         }
-        return out
-    }
-}
-
-/// JSON strings, escaped; objects are built by `JSONLine`.
-enum JSON {
-    static func writeString(_ text: String, into out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7f {
-                    let digits = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
-    }
-
-    static func string(_ text: String) -> String {
-        var out = ""
-        writeString(text, into: &out)
         return out
     }
 }
