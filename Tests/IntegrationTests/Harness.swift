@@ -125,6 +125,29 @@ enum LoadedPrograms {
         return ids
     }
 
+    /// Ids of the loaded programs called `name` (the kernel keeps 15 characters of a name): a
+    /// check that other users of this kernel cannot confuse. Waits a little for programs being
+    /// freed (RCU).
+    static func named(_ name: String) -> [UInt32] {
+        func matching() -> [UInt32] {
+            ids().filter { id in
+                let fd = bpf_prog_get_fd_by_id(id)
+                guard fd >= 0 else { return false }
+                defer { close(fd) }
+                var info = bpf_prog_info()
+                var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+                guard bpf_obj_get_info_by_fd(fd, &info, &length) == 0 else { return false }
+                let loaded = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                return loaded == String(name.prefix(15))
+            }.sorted()
+        }
+        for _ in 0..<20 {
+            if matching().isEmpty { return [] }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return matching()
+    }
+
     /// Program ids loaded during `body` that are still loaded after it.
     static func leftBehind(by body: () throws -> Void) rethrows -> Set<UInt32> {
         let before = ids()

@@ -22,7 +22,17 @@ struct RecordPlanTests {
         btf__add_field(btf, "ok", bool, 320, 0)
         btf__add_field(btf, "delta", short, 336, 0)
         let formatter = BTFFormatter(btf: BTFHandle(pointer: btf))
-        let plan = try #require(RecordPlan(formatter: formatter, typeID: UInt32(flat)))
+        let writers: [any OutputWriter] = [TextOutput(), JSONOutput()]
+
+        /// The plan's line for `bytes`, nil when it leaves the record to the Value path.
+        func line(_ plan: RecordPlan, _ bytes: [UInt8], time: Double) -> String? {
+            var out = [UInt8](repeating: 0, count: plan.maxLength)
+            return bytes.withUnsafeBytes { raw in
+                out.withUnsafeMutableBufferPointer { buffer in
+                    plan.write(raw, time: time, to: buffer.baseAddress!).map { String(decoding: buffer[..<($0 - buffer.baseAddress!)], as: UTF8.self) }
+                }
+            }
+        }
 
         func record(pid: Int32, comm: [UInt8], ts: UInt64, ptr: UInt64, ok: UInt8, delta: Int16) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: 48)
@@ -36,37 +46,29 @@ struct RecordPlanTests {
         }
         let records = [
             record(pid: 42, comm: Array("bash".utf8), ts: 1_000_000_000_123, ptr: 0xffff_8880_dead_beef, ok: 1, delta: -3),
-            record(pid: -2147483648, comm: Array("a\"b\\c\td\u{01}\u{7f}".utf8), ts: .max, ptr: 0, ok: 0, delta: .min),
+            record(pid: -2147483648, comm: Array("a\"b\\c\td\u{01}\u{7f}\u{1f}".utf8), ts: .max, ptr: 0, ok: 0, delta: .min),
             record(pid: 0, comm: [UInt8](repeating: UInt8(ascii: "x"), count: 16), ts: 0, ptr: 1, ok: 2, delta: 0),
         ]
-        for bytes in records {
-            let value = formatter.decode(typeID: UInt32(flat), bytes: bytes)
-            var text: [UInt8] = [], json: [UInt8] = []
-            bytes.withUnsafeBytes { raw in
-                #expect(plan.writeText(raw, into: &text))
-                #expect(plan.writeJSON(raw, into: &json))
-            }
-            #expect(String(decoding: text, as: UTF8.self) == value.line)
-            #expect(String(decoding: json, as: UTF8.self) == value.json)
-            for writer in [TextOutput(), JSONOutput()] as [any OutputWriter] {
-                for time in [nil, 1.5] as [Double?] {
-                    var line: [UInt8] = []
-                    let written = bytes.withUnsafeBytes { raw in
-                        writer.event(map: "events", labelled: true, plan: plan, record: raw, time: time, into: &line)
+        for writer in writers {
+            for labelled in [false, true] {
+                for time in [nil, 0, 1.5, 12345.0000005] as [Double?] {
+                    let layout = try #require(writer.eventLayout(map: "events", labelled: labelled))
+                    let plan = try #require(RecordPlan(formatter: formatter, typeID: UInt32(flat), layout: layout, timestamps: time != nil))
+                    for bytes in records {
+                        let value = formatter.decode(typeID: UInt32(flat), bytes: bytes)
+                        let expected = try #require(writer.event(map: "events", labelled: labelled, value: value, time: time))
+                        #expect(line(plan, bytes, time: time ?? 0) == expected)
+                        #expect(expected.utf8.count <= plan.maxLength)
                     }
-                    #expect(written)
-                    #expect(String(decoding: line, as: UTF8.self) == writer.event(map: "events", labelled: true, value: value, time: time))
+                    // Text the plan would not write alike goes the Value way.
+                    #expect(line(plan, record(pid: 1, comm: Array("é".utf8), ts: 0, ptr: 0, ok: 0, delta: 0), time: 0) == nil)
                 }
             }
         }
-        // Text the plan would not write alike goes the Value way.
-        var out: [UInt8] = []
-        record(pid: 1, comm: Array("é".utf8), ts: 0, ptr: 0, ok: 0, delta: 0).withUnsafeBytes { raw in
-            #expect(!plan.writeText(raw, into: &out))
-        }
+        #expect(FoldedOutput().eventLayout(map: "events", labelled: false) == nil)
         // Nested structs, enums and other arrays have no plan.
         let nested = btf__add_struct(btf, "nested", 48)
         btf__add_field(btf, "inner", flat, 0, 0)
-        #expect(RecordPlan(formatter: formatter, typeID: UInt32(nested)) == nil)
+        #expect(RecordPlan(formatter: formatter, typeID: UInt32(nested), layout: EventLayout(style: .json), timestamps: false) == nil)
     }
 }

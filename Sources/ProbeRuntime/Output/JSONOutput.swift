@@ -16,31 +16,9 @@ struct JSONOutput: OutputWriter {
         return line.text
     }
 
-    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
-               into out: inout [UInt8]) -> Bool {
-        out.append(contentsOf: JSONOutput.eventStart)
-        if let time { out.append(contentsOf: (",\"time\":" + Reporter.seconds(time)).utf8) }
-        out.append(contentsOf: mapFields.bytes(for: map))
-        guard plan.writeJSON(record, into: &out) else { return false }
-        out.append(UInt8(ascii: "}"))
-        return true
-    }
-
-    private static let eventStart = Array(#"{"type":"event""#.utf8)
-    private let mapFields = MapFields()
-
-    /// `,"map":"NAME","data":` of the last map, so that a stream of records builds it once.
-    private final class MapFields {
-        private var map = ""
-        private var cached: [UInt8] = []
-
-        func bytes(for name: String) -> [UInt8] {
-            if name != map || cached.isEmpty {
-                map = name
-                cached = Array(",\"map\":\(JSON.string(name)),\"data\":".utf8)
-            }
-            return cached
-        }
+    func eventLayout(map: String, labelled: Bool) -> EventLayout? {
+        EventLayout(style: .json, head: Array(#"{"type":"event""#.utf8), timeLead: Array(#","time":"#.utf8),
+                    label: Array(",\"map\":\(JSON.string(map)),\"data\":".utf8), tail: [UInt8(ascii: "}")])
     }
 
     /// `timestamp` is the kernel's trace clock text, `time` (with -T) seconds since attach.

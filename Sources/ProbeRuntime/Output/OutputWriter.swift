@@ -14,10 +14,9 @@ enum MapContent {
 protocol OutputWriter {
     /// One ring/perf-buffer record; `labelled` when several maps send records. `time`: `-T`.
     func event(map: String, labelled: Bool, value: Value, time: Double?) -> String?
-    /// The same line written through a record plan straight into `out` (the fast path for
-    /// streams of records); false when the plan cannot write this record the same way.
-    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
-               into out: inout [UInt8]) -> Bool
+    /// What frames the same line when a `RecordPlan` writes it (the fast path for streams of
+    /// records); nil when the format has no line for events.
+    func eventLayout(map: String, labelled: Bool) -> EventLayout?
     func printk(_ line: PrintkLine, time: Double?) -> String?
     func map(_ content: MapContent) -> [String]
     /// Heads each `-i` interval's print; `elapsed` is seconds since attach.
@@ -51,11 +50,8 @@ struct TextOutput: OutputWriter {
         (time.map { Reporter.seconds($0) + " " } ?? "") + (labelled ? "\(map): " : "") + value.line
     }
 
-    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
-               into out: inout [UInt8]) -> Bool {
-        if let time { out.append(contentsOf: (Reporter.seconds(time) + " ").utf8) }
-        if labelled { out.append(contentsOf: "\(map): ".utf8) }
-        return plan.writeText(record, into: &out)
+    func eventLayout(map: String, labelled: Bool) -> EventLayout? {
+        EventLayout(style: .text, timeTail: [UInt8(ascii: " ")], label: labelled ? Array("\(map): ".utf8) : [])
     }
 
     func printk(_ line: PrintkLine, time: Double?) -> String? {
@@ -82,8 +78,7 @@ struct TextOutput: OutputWriter {
 struct FoldedOutput: OutputWriter {
     func event(map: String, labelled: Bool, value: Value, time: Double?) -> String? { nil }
 
-    func event(map: String, labelled: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, time: Double?,
-               into out: inout [UInt8]) -> Bool { true }
+    func eventLayout(map: String, labelled: Bool) -> EventLayout? { nil }
 
     func printk(_ line: PrintkLine, time: Double?) -> String? { nil }
 

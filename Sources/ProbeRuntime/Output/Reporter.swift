@@ -30,9 +30,9 @@ final class Reporter {
     /// A record printed through its type's plan, else decoded by `decode` and printed as `Value`.
     func event(map: String, label: Bool, plan: RecordPlan, record: UnsafeRawBufferPointer, decode: () -> Value) {
         guard count() else { return }
-        let time = eventTime
-        if sink.emit({ writer.event(map: map, labelled: label, plan: plan, record: record, time: time, into: &$0) }) { return }
-        if let line = writer.event(map: map, labelled: label, value: decode(), time: time) { sink.emit(line) }
+        let time = timestamps ? elapsed : 0
+        if sink.emit(maxLength: plan.maxLength, { plan.write(record, time: time, to: $0) }) { return }
+        if let line = writer.event(map: map, labelled: label, value: decode(), time: timestamps ? time : nil) { sink.emit(line) }
     }
 
     func printk(_ line: PrintkLine) {

@@ -57,10 +57,19 @@ final class EventBuffers {
         for entry in perfBuffers { perf_buffer__free(entry.buffer) }
     }
 
-    func consume() {
+    /// Reads every record queued in every buffer; true when there were any.
+    @discardableResult
+    func consume() -> Bool {
+        let before = received
         if let ringBuffer { _ = ring_buffer__consume(ringBuffer) }
         for entry in perfBuffers { _ = perf_buffer__consume(entry.buffer) }
+        return received != before
     }
+
+    private var received: UInt64 { streams.reduce(0) { $0 &+ $1.received } }
+
+    /// Records read from each map (for -v).
+    var receivedPerMap: [(map: String, count: UInt64)] { streams.map { ($0.map, $0.received) } }
 
     /// Perf-buffer samples the kernel dropped because the reader fell behind, per map. Ring
     /// buffers cannot report drops to the reader: there bpf_ringbuf_reserve/output fails in the

@@ -25,7 +25,10 @@ final class EventStream {
     /// Prefix text lines with the map name when several maps produce records.
     let labelled: Bool
     private(set) var lost: UInt64 = 0
-    /// Full-size records of a flat type print through this, without decoding.
+    /// Records read so far (printed or not).
+    private(set) var received: UInt64 = 0
+    /// Full-size records of a flat type print through this, without decoding (none when the
+    /// format prints no events).
     let plan: RecordPlan?
 
     init(map: String, recordType: String?, formatter: BTFFormatter, reporter: Reporter, labelled: Bool) {
@@ -37,10 +40,15 @@ final class EventStream {
             ?? formatter.structID(named: map + "_event") ?? formatter.structID(named: "event")
         typeID = id
         typeSize = id.flatMap { formatter.size(of: $0) } ?? 0
-        plan = id.flatMap { RecordPlan(formatter: formatter, typeID: $0) }
+        plan = id.flatMap { id in
+            reporter.writer.eventLayout(map: map, labelled: labelled).flatMap {
+                RecordPlan(formatter: formatter, typeID: id, layout: $0, timestamps: reporter.timestamps)
+            }
+        }
     }
 
     func record(_ bytes: UnsafeRawBufferPointer) {
+        received &+= 1
         if let plan, bytes.count >= plan.size {
             reporter.event(map: map, label: labelled, plan: plan, record: bytes) { decode(bytes) }
         } else {
