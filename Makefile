@@ -24,7 +24,7 @@ TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 qemu-system-arm cpio kmod xz
 PACKAGE_PACKAGES := $(BUILD_PACKAGES) dpkg-dev man-db
 # Benchmark only (never needed to build or test): the tools kprobe-run is measured against.
 # clang-14 and llvm-14 give the clang-14/llc-14 CLI for one comparison; kprobe-run itself never runs them.
-BENCH_PACKAGES := $(BUILD_PACKAGES) bpfcc-tools python3-bpfcc bpftrace time xz-utils tar clang-14 llvm-14
+BENCH_PACKAGES := $(BUILD_PACKAGES) bpfcc-tools python3-bpfcc bpftrace bpftool time xz-utils tar clang-14 llvm-14
 
 KPROBE_RUN := .build/debug/kprobe-run
 PREFIX ?= /usr/local

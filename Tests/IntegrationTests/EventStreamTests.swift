@@ -5,7 +5,7 @@ import TestSupport
 
 extension HostKernel {
     /// Issue 13's event path against this machine's kernel: every record of a ring buffer and of a
-    /// perf buffer arrives once, in order, as valid JSON and as text, and Ctrl-C leaves nothing
+    /// perf buffer arrives once (a ring buffer's in order), as valid JSON and as text, and Ctrl-C leaves nothing
     /// attached.
     @Suite(.serialized, .enabled(if: isRoot, "loads BPF programs: run as root"))
     struct EventStreamTests {
@@ -70,6 +70,13 @@ extension HostKernel {
             Dictionary(grouping: records, by: \.map).mapValues { $0.map(\.seq) }
         }
 
+        /// Records 0..<count, each once: in order for the ring buffer, in any order for the perf
+        /// buffer (one buffer per CPU, read CPU by CPU, and the test process may change CPUs).
+        static func complete(_ sequence: [Int]?, count: Int, map: String) -> Bool {
+            guard let sequence else { return false }
+            return (map == "ring" ? sequence : sequence.sorted()) == Array(0..<count)
+        }
+
         @Test func jsonRecordsArriveOnceInOrder() throws {
             let (result, left) = try run(format: "json")
             #expect(result.status == 0, "\(result.stderr)")
@@ -94,7 +101,7 @@ extension HostKernel {
             for map in ["ring", "perf"] {
                 let sent = try #require(globals[map + "_sent"], "\(globals)")
                 #expect(sent >= Self.calls)
-                #expect(sequences[map] == Array(0..<sent), "\(map): \(sequences[map]?.count ?? 0) of \(sent) records, or out of order")
+                #expect(Self.complete(sequences[map], count: sent, map: map), "\(map): \(sequences[map]?.count ?? 0) of \(sent) records, or some twice or out of order")
             }
             #expect(left.isEmpty, "programs left loaded: \(left)")
         }
@@ -112,7 +119,7 @@ extension HostKernel {
             for map in ["ring", "perf"] {
                 let count = sequences[map]?.count ?? 0
                 #expect(count >= Self.calls)
-                #expect(sequences[map] == Array(0..<count), "\(map): records missing or out of order")
+                #expect(Self.complete(sequences[map], count: count, map: map), "\(map): records missing, twice or out of order")
             }
             #expect(!result.stdout.contains("dropped"), "the kernel dropped records: \(result.stdout.suffix(300))")
             #expect(left.isEmpty, "programs left loaded: \(left)")

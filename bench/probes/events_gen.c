@@ -1,6 +1,7 @@
-/* (f) event generator: N getppid() calls, as fast as possible (RATE 0) or paced to RATE per
- * second in batches of 1000; waits for a byte on stdin first, so the harness starts the clock.
- * Prints the seconds the calls took. */
+/* (f) event generator: COUNT getppid() calls, as fast as possible (RATE 0) or paced to RATE per
+ * second in batches of 1000, stopping early after SECONDS (0: no limit); waits for a byte on stdin
+ * first, so the harness starts the clock. Prints the seconds the calls took and how many it made.
+ * Usage: kprgen COUNT RATE [SECONDS]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -16,22 +17,27 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    long count = atol(argv[1]);
-    double rate = argc > 2 ? atof(argv[2]) : 0;
+    long count = atol(argv[1]), i;
+    double rate = argc > 2 ? atof(argv[2]) : 0, limit = argc > 3 ? atof(argv[3]) : 0;
     char go;
     if (read(0, &go, 1) != 1)
         return 1;
     double start = now();
-    for (long i = 0; i < count; i++) {
+    for (i = 0; i < count; i++) {
         syscall(SYS_getppid);
-        if (rate > 0 && i % 1000 == 999) {
-            double due = start + (i + 1) / rate, wait = due - now();
+        if (i % 1000 == 999) {
+            double current = now();
+            if (limit > 0 && current - start >= limit) {
+                i++;
+                break;
+            }
+            double wait = rate > 0 ? start + (i + 1) / rate - current : 0;
             if (wait > 0) {
                 struct timespec ts = { (time_t)wait, (long)((wait - (time_t)wait) * 1e9) };
                 nanosleep(&ts, NULL);
             }
         }
     }
-    printf("%.6f\n", now() - start);
+    printf("%.6f %ld\n", now() - start, i);
     return 0;
 }

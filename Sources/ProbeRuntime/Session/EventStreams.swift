@@ -85,11 +85,22 @@ let ringBufferSample: ring_buffer_sample_fn = { context, data, size in
     return 0
 }
 
-let perfBufferSample: perf_buffer_sample_fn = { context, _, data, size in
-    guard let stream = EventStream.from(context), !stream.reporter.sink.closed else { return }
-    stream.record(UnsafeRawBufferPointer(start: data, count: Int(size)))
-}
-
-let perfBufferLost: perf_buffer_lost_fn = { context, _, count in
-    EventStream.from(context)?.lose(count)
+/// libbpf raw perf buffer callback (see `EventBuffers.perfAttributes`): samples as libbpf's own
+/// perf_buffer__new reads them, `{ header; u32 size; data[size] }`, and lost-sample records
+/// `{ header; u64 id; u64 lost }`; it stops consuming once stdout has closed or --max-events is
+/// reached.
+let perfBufferEvent: perf_buffer_event_fn = { context, _, header in
+    guard let stream = EventStream.from(context), let header else { return LIBBPF_PERF_EVENT_CONT }
+    let body = UnsafeRawPointer(header) + MemoryLayout<perf_event_header>.size
+    switch header.pointee.type {
+    case PERF_RECORD_SAMPLE.rawValue:
+        guard !stream.reporter.sink.closed, !stream.reporter.limitReached else { return LIBBPF_PERF_EVENT_DONE }
+        let size = body.loadUnaligned(as: UInt32.self)
+        stream.record(UnsafeRawBufferPointer(start: body + 4, count: Int(size)))
+    case PERF_RECORD_LOST.rawValue:
+        stream.lose(body.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    default:
+        break
+    }
+    return LIBBPF_PERF_EVENT_CONT
 }

@@ -127,6 +127,8 @@ public final class ProbeSession {
             // trace_pipe's poll may wait for its buffer-fill watermark; a short timeout keeps
             // printk lines prompt regardless.
             if run.tracePipe != nil, timeout < 0 || timeout > 200 { timeout = 200 }
+            // Perf buffers wake the loop only once a watermark has filled.
+            if buffers.hasPerfBuffers, timeout < 0 || timeout > EventBuffers.perfLatency { timeout = EventBuffers.perfLatency }
             // SIGCHLD wakes the loop when the -c command exits; the timeout also catches an
             // exit whose signal went elsewhere.
             if options.command != nil, timeout < 0 || timeout > 500 { timeout = 500 }
@@ -148,7 +150,7 @@ public final class ProbeSession {
                 break
             }
             run.tracePipe?.drain()
-            streaming = ready > 0 && buffers.consume()
+            streaming = buffers.consume()
         }
         if run.reporter.limitReached { run.log("stopping after \(run.reporter.events) event(s) (--max-events)") }
         return nil
