@@ -1,6 +1,8 @@
 // (f) event throughput: `burst` records per getppid() of the generator (1 to 64), through a ring
 // buffer or, with -DPERF_BUFFER, a perf buffer. `sent` counts the records the program made,
-// `dropped` those the buffer had no room for; `seq` numbers them.
+// `dropped` those the buffer had no room for; `seq` numbers them. Both buffers hold 256 KiB (per
+// CPU for the perf buffer), as libbpf-tools' ring buffers: small enough that a consumer which
+// falls behind loses records within a step of the benchmark instead of hiding in the buffer.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
@@ -21,7 +23,7 @@ struct {
 #else
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 8 << 20);
+    __uint(max_entries, 256 << 10);
 } events SEC(".maps");
 #endif
 

@@ -36,7 +36,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
 if mode == "perf":
     text = text.replace("BUFFER", "BPF_PERF_OUTPUT(events);").replace("SUBMIT", "events.perf_submit(args, &e, sizeof(e))")
 else:
-    text = text.replace("BUFFER", "BPF_RINGBUF_OUTPUT(events, 2048);").replace("SUBMIT", "events.ringbuf_output(&e, sizeof(e), 0)")
+    # 64 pages, 256 KiB, as the kprobe-run probe's ring buffer.
+    text = text.replace("BUFFER", "BPF_RINGBUF_OUTPUT(events, 64);").replace("SUBMIT", "events.ringbuf_output(&e, sizeof(e), 0)")
 b = BPF(text=text)
 out = sys.stdout
 received = lost = 0

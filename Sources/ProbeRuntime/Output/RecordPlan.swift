@@ -29,7 +29,7 @@ final class RecordPlan {
         case time
         case signed(offset: Int, size: Int), unsigned(offset: Int, size: Int), bool(offset: Int, size: Int)
         case pointer(offset: Int, size: Int)
-        case textChars(offset: Int, count: Int), jsonChars(offset: Int, count: Int)
+        case chars(offset: Int, count: Int, json: Bool)
     }
 
     private let operations: UnsafeMutableBufferPointer<Operation>
@@ -77,10 +77,10 @@ final class RecordPlan {
                 // At most 4 (text `\xNN`) or 6 (JSON `\u00NN`) bytes per byte of text.
                 if json {
                     builder.literal([UInt8(ascii: "\"")])
-                    builder.add(.jsonChars(offset: offset, count: count), length: 6 * count)
+                    builder.add(.chars(offset: offset, count: count, json: true), length: 6 * count)
                     builder.literal([UInt8(ascii: "\"")])
                 } else {
-                    builder.add(.textChars(offset: offset, count: count), length: 4 * count)
+                    builder.add(.chars(offset: offset, count: count, json: false), length: 4 * count)
                 }
             }
         }
@@ -183,11 +183,8 @@ final class RecordPlan {
             case let .pointer(offset, size):
                 out = RecordPlan.copy("0x", to: out)
                 out = RecordPlan.writeHexDigits(RecordPlan.load(base + offset, size), out)
-            case let .textChars(offset, count):
-                guard let end = RecordPlan.writeText(base + offset, count, out) else { return nil }
-                out = end
-            case let .jsonChars(offset, count):
-                guard let end = RecordPlan.writeJSONText(base + offset, count, out) else { return nil }
+            case let .chars(offset, count, json):
+                guard let end = RecordPlan.writeChars(base + offset, count, json: json, out) else { return nil }
                 out = end
             }
         }
@@ -209,48 +206,33 @@ final class RecordPlan {
         return out + text.utf8CodeUnitCount
     }
 
-    /// A `char` array up to its first NUL as `Value.line` writes it (`\xNN` for control bytes).
-    private static func writeText(_ text: UnsafeRawPointer, _ count: Int, _ out: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8>? {
+    /// A `char` array up to its first NUL as `Value.line` (`\xNN` for control bytes) or, `json`,
+    /// `Value.writeJSON` escapes it; nil at a byte of non-ASCII text.
+    private static func writeChars(_ text: UnsafeRawPointer, _ count: Int, json: Bool, _ out: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8>? {
         var out = out
         for index in 0..<count {
             let byte = text.load(fromByteOffset: index, as: UInt8.self)
             switch byte {
             case 0: return out
             case 0x80...: return nil
+            case UInt8(ascii: "\\"): out = copy("\\\\", to: out)
+            case UInt8(ascii: "\"") where json: out = copy("\\\"", to: out)
             case 0..<0x20, 0x7f:
-                out = copy("\\x", to: out)
-                if byte < 0x10 {
-                    out.pointee = UInt8(ascii: "0")
-                    out += 1
+                guard json else {
+                    out = copy(byte < 0x10 ? "\\x0" : "\\x", to: out)
+                    out = writeHexDigits(UInt64(byte), out)
+                    continue
                 }
-                out = writeHexDigits(UInt64(byte), out)
-            case UInt8(ascii: "\\"): out = copy("\\\\", to: out)
-            default:
-                out.pointee = byte
-                out += 1
-            }
-        }
-        return out
-    }
-
-    /// The same text as `Value.writeJSON` escapes it.
-    private static func writeJSONText(_ text: UnsafeRawPointer, _ count: Int, _ out: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8>? {
-        var out = out
-        for index in 0..<count {
-            let byte = text.load(fromByteOffset: index, as: UInt8.self)
-            switch byte {
-            case 0: return out
-            case 0x80...: return nil
-            case UInt8(ascii: "\""): out = copy("\\\"", to: out)
-            case UInt8(ascii: "\\"): out = copy("\\\\", to: out)
-            case 0x0a: out = copy("\\n", to: out)
-            case 0x0d: out = copy("\\r", to: out)
-            case 0x09: out = copy("\\t", to: out)
-            case 0x08: out = copy("\\b", to: out)
-            case 0x0c: out = copy("\\f", to: out)
-            case 0..<0x20, 0x7f:
-                out = copy(byte < 0x10 ? "\\u000" : "\\u00", to: out)
-                out = writeHexDigits(UInt64(byte), out)
+                switch byte {
+                case 0x0a: out = copy("\\n", to: out)
+                case 0x0d: out = copy("\\r", to: out)
+                case 0x09: out = copy("\\t", to: out)
+                case 0x08: out = copy("\\b", to: out)
+                case 0x0c: out = copy("\\f", to: out)
+                default:
+                    out = copy(byte < 0x10 ? "\\u000" : "\\u00", to: out)
+                    out = writeHexDigits(UInt64(byte), out)
+                }
             default:
                 out.pointee = byte
                 out += 1
