@@ -1,16 +1,19 @@
 """(f) events per second: the same event (BURST records per getppid() of a generator process pinned
-to one CPU) read by kprobe-run (ring buffer and perf buffer), BCC's Python consumer (python3-bpfcc,
-perf buffer and ring buffer) and bpftrace (printf), json and text, written to /dev/null and to a
-pipe the harness reads, on this machine, one after the other.
+to one CPU, into a 256 KiB ring buffer or 256 KiB-per-CPU perf buffer) read by kprobe-run (ring
+and perf buffer), BCC's Python consumer (python3-bpfcc, perf and ring buffer) and bpftrace (printf,
+its perf buffer), json and text, written to /dev/null and to a pipe the harness reads, on this
+machine, one after the other.
 
-For each row: "sustained", the highest offered rate at which every record arrives, found by
-bisection (geometric, BISECTIONS steps of SECONDS_PER_STEP seconds each, between the lowest rate
-tried and what the generator offers flat out); when the flat-out run itself loses nothing, that is
-the figure and it is marked as the generator's limit (a lower bound of what the consumer keeps up
-with). "Saturation": the flat-out run, with what the kernel dropped (the program found no room in
-the buffer: a counter in the probe, or the perf buffer's own count for bpftrace) and what the
-consumer lost (sent − dropped − received). Received means a line that reached the harness through
-the pipe (it counts the generator's comm), or, to /dev/null, what the consumer says it read
+For each row: "sustained", the highest offered rate at which every record the program made
+arrives, found by bisection (geometric, BISECTIONS steps of SECONDS_PER_STEP s, a losing step tried
+twice, between the lowest rate tried and what the generator offers flat out); when the flat-out run
+itself loses nothing, that is the figure, marked as the generator's limit (a lower bound of what the
+consumer keeps up with). "Flat out": the generator as fast as it goes for 2 s, with what the kernel
+dropped (no room in the buffer: a counter in the probe; bpftrace's own lost count) and what the
+consumer lost (made − dropped − received). "Made" is the program's own count (kprobe-run's globals
+read with bpftool, the BCC program's array, bpftrace's @calls × BURST), not the generator's calls:
+the kernel now and then skips a call's program here. Received means a line that reached the harness
+through the pipe (it counts the generator's comm), or, to /dev/null, what the consumer says it read
 (kprobe-run -v, the BCC script's count); bpftrace to /dev/null cannot be counted and has no row.
 """
 import fcntl
@@ -212,9 +215,14 @@ def measure_row(generator, consumer, sink):
         # The lowest rate first: a consumer that loses even there has no sustained figure.
         rate = low if step == 0 else (low * high) ** 0.5
         calls = max(1000, int(rate * SECONDS_PER_STEP / BURST))
-        # A generator that cannot offer the rate stops at twice the step's time.
-        result = one_run(generator, consumer, sink, calls, rate, 2 * SECONDS_PER_STEP)
-        ok = result["received"] == result["sent"]
+        # A generator that cannot offer the rate stops at twice the step's time. A step that
+        # loses is tried once more: on this shared machine a consumer loses the CPU now and
+        # then for longer than a 256 KiB buffer lasts, which says little about its speed.
+        for attempt in range(2):
+            result = one_run(generator, consumer, sink, calls, rate, 2 * SECONDS_PER_STEP)
+            ok = result["received"] == result["sent"]
+            if ok:
+                break
         # The generator may not reach the asked rate: the step counts at the rate it offered.
         offered = min(rate, result["offered"])
         row["steps"].append((rate, offered, ok))
@@ -274,13 +282,15 @@ def markdown(bench):
             verdict = "NOT met"
         lines.append(f"| (f) sustained without loss {label}, json | {verdict} | {ours:,.0f}/s vs {other:,.0f}/s = "
                      f"{ours / max(other, 1):.1f}× |")
-    lines += ["", "| consumer | output | sustained without loss, records/s | flat out: offered/s | received of sent | "
-                  "kernel drops | consumer losses |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "Flat out, received/s is what the consumer read per second of the generator's run: with "
+                  "256 KiB buffers, about its throughput when records come faster than it reads them.", "",
+              "| consumer | output | sustained without loss, records/s | flat out: offered/s | flat out: received/s | "
+              "received of made | kernel drops | consumer losses |", "|---|---|---|---|---|---|---|---|"]
     for (name, sink), r in e.items():
         s = r["saturation"]
         lines.append(f"| {name} | {sink} | {r['sustained']:,.0f}{' (generator limit)' if r['limited'] else ''} | "
-                     f"{s['offered']:,.0f} | {s['received']:,} of {s['sent']:,} ({100 * s['received'] / s['sent']:.1f}%) | "
-                     f"{s['dropped']:,} | {s['consumer_lost']:,} |")
+                     f"{s['offered']:,.0f} | {s['received'] / s['seconds']:,.0f} | {s['received']:,} of {s['sent']:,} "
+                     f"({100 * s['received'] / max(s['sent'], 1):.1f}%) | {s['dropped']:,} | {s['consumer_lost']:,} |")
     return lines
 
 
