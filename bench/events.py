@@ -42,11 +42,11 @@ class Reader:
     """Counts COMM in a stream as it arrives (a reader thread; carries a partial match over),
     keeps the stream's start (until `ready` is seen) and its last bytes."""
 
-    def __init__(self, stream, ready=None, lost_events=False):
+    def __init__(self, stream, ready=None, watch_lost=False):
         self.count = 0
         self.ready = ready
         self.lost_total = 0
-        self.watch_lost = lost_events
+        self.watch_lost = watch_lost
         self.seen = threading.Event()
         self.head = b""
         self.last = b""
