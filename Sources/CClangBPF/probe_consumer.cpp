@@ -176,6 +176,187 @@ private:
     };
 };
 
+// Facts about how the probe fills its maps that the runtime prints by:
+// - `slots`: for each struct with an array member `slots` (libbpf-tools' `struct hist`), whether
+//   its index is computed with a log2 function (`log2l(delta)`, `bpf_log2l`, `__builtin_clz…`)
+//   or is a plain number (runqlen's queue length): "log2" or "linear". An index that is a
+//   variable counts as log2 when any value assigned to that variable in the function (directly
+//   or through other variables) comes from such a call; an index that is a parameter says
+//   nothing (the caller computed it). One log2 index makes the struct log2.
+// - `syscallKeys`: maps whose key (or a field of it) is a syscall number, read from a
+//   raw_syscalls tracepoint's `id` or a syscalls tracepoint's `nr` (syscount): map → the field
+//   ("" for the key itself). `syscallKeyConditions`: when the number is one arm of `flag ? a : b`
+//   on a global (`count_by_process ? pid : args->id`), map → "!flag" or "flag", the value of
+//   the global under which the key is the syscall.
+class MapFacts {
+public:
+    std::map<std::string, std::string> slots;
+    std::map<std::string, std::string> syscallKeys;
+    std::map<std::string, std::string> syscallKeyConditions;
+
+    MapFacts(clang::ASTContext &context) : policy(context.getLangOpts()) {}
+
+    void analyze(const std::vector<clang::FunctionDecl *> &functions) {
+        for (clang::FunctionDecl *function : functions) {
+            Assignments assignments;
+            assignments.TraverseStmt(function->getBody());
+            Uses uses(*this, assignments);
+            uses.TraverseStmt(function->getBody());
+        }
+    }
+
+private:
+    clang::PrintingPolicy policy;
+
+    // (variable, field) ← value, for every initialization and assignment in one function;
+    // field is empty for the variable itself.
+    struct Assignments : public clang::RecursiveASTVisitor<Assignments> {
+        std::vector<std::pair<std::pair<const clang::VarDecl *, std::string>, const clang::Expr *>> values;
+
+        bool VisitVarDecl(clang::VarDecl *variable) {
+            if (variable->hasInit()) values.push_back({{variable, ""}, variable->getInit()});
+            return true;
+        }
+        bool VisitBinaryOperator(clang::BinaryOperator *operation) {
+            if (!operation->isAssignmentOp()) return true;
+            const clang::Expr *target = operation->getLHS()->IgnoreParenImpCasts();
+            std::string field;
+            if (auto *member = llvm::dyn_cast<clang::MemberExpr>(target)) {
+                if (member->isArrow()) return true;
+                field = member->getMemberDecl()->getName().str();
+                target = member->getBase()->IgnoreParenImpCasts();
+            }
+            if (auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(target)) {
+                if (auto *variable = llvm::dyn_cast<clang::VarDecl>(reference->getDecl())) {
+                    values.push_back({{variable, field}, operation->getRHS()});
+                }
+            }
+            return true;
+        }
+    };
+
+    // What an expression is made of, as far as these facts care.
+    struct Contents : public clang::RecursiveASTVisitor<Contents> {
+        bool log2 = false;
+        bool parameter = false;
+        const clang::Expr *syscall = nullptr;
+        std::vector<const clang::VarDecl *> variables;
+
+        bool VisitCallExpr(clang::CallExpr *call) {
+            std::string name = calleeName(call);
+            if (name.find("log2") != std::string::npos || name.rfind("__builtin_clz", 0) == 0) log2 = true;
+            return true;
+        }
+        bool VisitDeclRefExpr(clang::DeclRefExpr *reference) {
+            if (llvm::isa<clang::ParmVarDecl>(reference->getDecl())) parameter = true;
+            else if (auto *variable = llvm::dyn_cast<clang::VarDecl>(reference->getDecl())) {
+                if (variable->isLocalVarDecl()) variables.push_back(variable);
+            }
+            return true;
+        }
+        bool VisitMemberExpr(clang::MemberExpr *member) {
+            if (isSyscallNumber(member)) syscall = member;
+            return true;
+        }
+    };
+
+    // `args->id` of a raw_syscalls tracepoint, `ctx->nr` of a syscalls one.
+    // `&name` of a variable in the maps section.
+    static bool isMap(const clang::Expr *argument) {
+        auto *address = llvm::dyn_cast<clang::UnaryOperator>(argument->IgnoreParenImpCasts());
+        auto *reference = address ? llvm::dyn_cast<clang::DeclRefExpr>(address->getSubExpr()->IgnoreParenImpCasts()) : nullptr;
+        auto *section = reference ? reference->getDecl()->getAttr<clang::SectionAttr>() : nullptr;
+        return section && (section->getName() == ".maps" || section->getName() == "maps");
+    }
+
+    static bool isSyscallNumber(const clang::MemberExpr *member) {
+        clang::QualType base = member->getBase()->getType();
+        if (member->isArrow() && base->isPointerType()) base = base->getPointeeType();
+        const clang::RecordDecl *record = base->getAsRecordDecl();
+        if (!record) return false;
+        std::string type = record->getName().str(), field = member->getMemberDecl()->getName().str();
+        if (field == "id") return type == "trace_event_raw_sys_enter" || type == "trace_event_raw_sys_exit";
+        return field == "nr" && (type == "syscall_trace_enter" || type == "syscall_trace_exit");
+    }
+
+    struct Uses : public clang::RecursiveASTVisitor<Uses> {
+        MapFacts &facts;
+        const Assignments &assignments;
+        Uses(MapFacts &facts, const Assignments &assignments) : facts(facts), assignments(assignments) {}
+
+        // Whether a value of `variable` (or of its `field`) comes from a log2 call, following
+        // other variables.
+        bool fromLog2(const clang::VarDecl *variable, std::set<const clang::VarDecl *> &seen) {
+            if (!seen.insert(variable).second) return false;
+            for (const auto &entry : assignments.values) {
+                if (entry.first.first != variable) continue;
+                Contents contents;
+                contents.TraverseStmt(const_cast<clang::Expr *>(entry.second));
+                if (contents.log2) return true;
+                for (const clang::VarDecl *other : contents.variables) {
+                    if (fromLog2(other, seen)) return true;
+                }
+            }
+            return false;
+        }
+
+        bool VisitArraySubscriptExpr(clang::ArraySubscriptExpr *subscript) {
+            auto *member = llvm::dyn_cast<clang::MemberExpr>(subscript->getBase()->IgnoreParenImpCasts());
+            if (!member || member->getMemberDecl()->getName() != "slots") return true;
+            auto *field = llvm::dyn_cast<clang::FieldDecl>(member->getMemberDecl());
+            if (!field) return true;
+            std::string type = clang::QualType(field->getParent()->getTypeForDecl(), 0).getAsString(facts.policy);
+            Contents contents;
+            contents.TraverseStmt(subscript->getIdx());
+            bool log2 = contents.log2;
+            std::set<const clang::VarDecl *> seen;
+            for (const clang::VarDecl *variable : contents.variables) log2 = log2 || fromLog2(variable, seen);
+            if (log2) facts.slots[type] = "log2";
+            else if (!contents.parameter) facts.slots.emplace(type, "linear");
+            return true;
+        }
+
+        // A call that passes `&map, &key` (a map helper or a wrapper such as
+        // bpf_map_lookup_or_try_init) with a key that holds a syscall number.
+        bool VisitCallExpr(clang::CallExpr *call) {
+            for (unsigned index = 0; index + 1 < call->getNumArgs(); index++) {
+                std::string map = mapName(call->getArg(index));
+                if (map.empty() || !isMap(call->getArg(index))) continue;
+                const clang::Expr *key = call->getArg(index + 1)->IgnoreParenImpCasts();
+                auto *address = llvm::dyn_cast<clang::UnaryOperator>(key);
+                if (!address || address->getOpcode() != clang::UO_AddrOf) continue;
+                auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(address->getSubExpr()->IgnoreParenImpCasts());
+                auto *variable = reference ? llvm::dyn_cast<clang::VarDecl>(reference->getDecl()) : nullptr;
+                if (!variable) continue;
+                for (const auto &entry : assignments.values) {
+                    if (entry.first.first == variable) syscallKey(map, entry.first.second, entry.second);
+                }
+            }
+            return true;
+        }
+
+        void syscallKey(const std::string &map, const std::string &field, const clang::Expr *value) {
+            value = value->IgnoreParenImpCasts();
+            std::string condition;
+            if (auto *choice = llvm::dyn_cast<clang::ConditionalOperator>(value)) {
+                Contents whenTrue, whenFalse;
+                whenTrue.TraverseStmt(choice->getTrueExpr());
+                whenFalse.TraverseStmt(choice->getFalseExpr());
+                auto *flag = llvm::dyn_cast<clang::DeclRefExpr>(choice->getCond()->IgnoreParenImpCasts());
+                auto *global = flag ? llvm::dyn_cast<clang::VarDecl>(flag->getDecl()) : nullptr;
+                if (!global || !global->hasGlobalStorage() || (whenTrue.syscall != nullptr) == (whenFalse.syscall != nullptr)) return;
+                condition = (whenTrue.syscall ? "" : "!") + global->getName().str();
+            } else {
+                Contents contents;
+                contents.TraverseStmt(const_cast<clang::Expr *>(value));
+                if (!contents.syscall) return;
+            }
+            facts.syscallKeys[map] = field;
+            if (!condition.empty()) facts.syscallKeyConditions[map] = condition;
+        }
+    };
+};
+
 // The extern variables (`__kconfig`, `__ksym`) that `functions` use and code generation would
 // not otherwise get: those read from a precompiled header, and, where the target gives no debug
 // info for external references (a host-triple compile against kernel headers; BPF does), all.
@@ -230,8 +411,10 @@ public:
         if (hasMetadata || !input->write_metadata || !sema) return;
         EventTypes events;
         events.analyze(probeFunctions);
-        if (events.found.empty()) return;
-        emitEventTypes(context, events.found);
+        MapFacts facts(context);
+        facts.analyze(probeFunctions);
+        if (events.found.empty() && facts.slots.empty() && facts.syscallKeys.empty()) return;
+        emitMetadata(context, events.found, facts);
     }
 
 private:
@@ -241,19 +424,29 @@ private:
     bool hasMetadata = false;
     clang::Sema *sema = nullptr;
 
-    void emitEventTypes(clang::ASTContext &context, const std::vector<std::pair<std::string, clang::QualType>> &found) {
+    void emitMetadata(clang::ASTContext &context, const std::vector<std::pair<std::string, clang::QualType>> &found,
+                      const MapFacts &facts) {
         clang::PrintingPolicy policy(context.getLangOpts());
-        std::vector<std::string> maps, types;
+        std::vector<std::string> tables, keys, values, maps;
+        auto add = [&](const char *table, const std::string &key, const std::string &value) {
+            tables.push_back(table);
+            keys.push_back(key);
+            values.push_back(value);
+        };
         for (const auto &entry : found) {
             maps.push_back(entry.first);
-            types.push_back(entry.second.getAsString(policy));
+            add("events", entry.first, entry.second.getAsString(policy));
         }
-        std::vector<const char *> mapPointers, typePointers;
-        for (size_t i = 0; i < found.size(); i++) {
-            mapPointers.push_back(maps[i].c_str());
-            typePointers.push_back(types[i].c_str());
+        for (const auto &entry : facts.slots) add("slots", entry.first, entry.second);
+        for (const auto &entry : facts.syscallKeys) add("syscallKeys", entry.first, entry.second);
+        for (const auto &entry : facts.syscallKeyConditions) add("syscallKeyConditions", entry.first, entry.second);
+        std::vector<const char *> tablePointers, keyPointers, valuePointers;
+        for (size_t i = 0; i < tables.size(); i++) {
+            tablePointers.push_back(tables[i].c_str());
+            keyPointers.push_back(keys[i].c_str());
+            valuePointers.push_back(values[i].c_str());
         }
-        char *json = input->write_metadata(mapPointers.data(), typePointers.data(), found.size());
+        char *json = input->write_metadata(tablePointers.data(), keyPointers.data(), valuePointers.data(), tables.size());
         if (!json) return;
         std::string text(json);
         free(json);

@@ -21,18 +21,49 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// Every BCC program: function name → ELF section. A bare "kprobe", "perf_event" or "socket"
     /// section means the function has no conventional name and must be attached explicitly.
     public var programs: [String: String]
+    /// libbpf-style histograms: a struct with an integer array member `slots` (libbpf-tools'
+    /// `struct hist`, spelled "struct hist") → "log2" when the program computes a slot index
+    /// with a log2 function (`log2l(delta)`), "linear" when it indexes by a plain number
+    /// (runqlen's queue length). A struct the compiler could not judge is not listed (log2).
+    public var slots: [String: String]
+    /// Maps whose key holds a syscall number (read from a raw_syscalls tracepoint's `id` or a
+    /// syscalls tracepoint's `nr`): map → the key's field that holds it, "" for the key itself.
+    public var syscallKeys: [String: String]
+    /// For maps of `syscallKeys` whose key is a syscall number only under a global's value
+    /// (`key = count_by_process ? pid : args->id`): map → "NAME" (when NAME is non-zero) or
+    /// "!NAME" (when NAME is zero).
+    public var syscallKeyConditions: [String: String]
 
     public init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = [],
-                tables: [String: String] = [:], programs: [String: String] = [:]) {
+                tables: [String: String] = [:], programs: [String: String] = [:], slots: [String: String] = [:],
+                syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:]) {
         self.events = events
         self.histograms = histograms
         self.stackTraces = stackTraces
         self.tables = tables
         self.programs = programs
+        self.slots = slots
+        self.syscallKeys = syscallKeys
+        self.syscallKeyConditions = syscallKeyConditions
     }
 
     private enum CodingKeys: String, CodingKey {
-        case events, histograms, stackTraces, tables, programs
+        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions
+    }
+
+    /// Sets one entry of a string table by its JSON name (how the compiler worker hands its
+    /// findings over); unknown tables are ignored.
+    public mutating func set(table: String, key: String, value: String) {
+        switch CodingKeys(rawValue: table) {
+        case .events: events[key] = value
+        case .histograms: histograms[key] = value
+        case .tables: tables[key] = value
+        case .programs: programs[key] = value
+        case .slots: slots[key] = value
+        case .syscallKeys: syscallKeys[key] = value
+        case .syscallKeyConditions: syscallKeyConditions[key] = value
+        case .stackTraces, nil: break
+        }
     }
 
     /// A field a writer left out is empty.
@@ -43,6 +74,9 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         stackTraces = try container.decodeIfPresent([String].self, forKey: .stackTraces) ?? []
         tables = try container.decodeIfPresent([String: String].self, forKey: .tables) ?? [:]
         programs = try container.decodeIfPresent([String: String].self, forKey: .programs) ?? [:]
+        slots = try container.decodeIfPresent([String: String].self, forKey: .slots) ?? [:]
+        syscallKeys = try container.decodeIfPresent([String: String].self, forKey: .syscallKeys) ?? [:]
+        syscallKeyConditions = try container.decodeIfPresent([String: String].self, forKey: .syscallKeyConditions) ?? [:]
     }
 
     /// Compact JSON with sorted keys, as JSONEncoder's `.sortedKeys` writes it: the same object
@@ -52,10 +86,14 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         func map(_ values: [String: String]) -> String {
             "{" + values.sorted { $0.key < $1.key }.map { string($0.key) + ":" + string($0.value) }.joined(separator: ",") + "}"
         }
-        let fields: [(CodingKeys, String)] = [
+        var fields: [(CodingKeys, String)] = [
             (.events, map(events)), (.histograms, map(histograms)), (.programs, map(programs)),
             (.stackTraces, "[" + stackTraces.map(string).joined(separator: ",") + "]"), (.tables, map(tables)),
         ]
+        // Written only when present: objects without them keep the bytes they always had.
+        let facts: [(CodingKeys, [String: String])] = [(.slots, slots), (.syscallKeys, syscallKeys),
+                                                        (.syscallKeyConditions, syscallKeyConditions)]
+        for (key, values) in facts where !values.isEmpty { fields.append((key, map(values))) }
         return "{" + fields.sorted { $0.0.rawValue < $1.0.rawValue }.map { string($0.0.rawValue) + ":" + $0.1 }.joined(separator: ",") + "}"
     }
 }

@@ -53,8 +53,23 @@ import Testing
             (.unsigned(1), .structure([("slots", .array([.unsigned(0), .unsigned(3)]))])),
         ]
         let found = MapReader.slotHistograms(name: "lat", entries: entries, keyed: false)
-        #expect(found == [Histogram(name: "lat", kind: .log2, buckets: [0, 0, 3])])
+        #expect(found == [Histogram(name: "lat", key: nil, slots: [0, 3])])
+        #expect(found?.first?.buckets == [0, 0, 3])
+        // libbpf-tools' print_log2_hist header.
+        #expect(found?.first?.text[1] == "     value               : count    distribution")
         #expect(MapReader.slotHistograms(name: "x", entries: [(.unsigned(1), .unsigned(2))], keyed: true) == nil)
+    }
+
+    /// Linear slots (runqlen's queue lengths) print as libbpf-tools' print_linear_hist: one row
+    /// per non-empty slot, labelled by its value.
+    @Test func linearSlotsPrintOnlyNonEmptyRows() {
+        let histogram = Histogram(name: "hists", kind: .linear, key: nil, slots: [0, 5, 0, 10])
+        #expect(histogram.text == [
+            "hists:",
+            "     value         : count     distribution",
+            "        1          : 5        |********************                    |",
+            "        3          : 10       |****************************************|",
+        ])
     }
 
     @Test func bccHistogramSectionsBySlotField() {

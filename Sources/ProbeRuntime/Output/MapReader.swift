@@ -58,7 +58,7 @@ struct MapReader {
             return .histograms(histograms)
         }
         let single = isArray && map.maxEntries == 1
-        if let histograms = MapReader.slotHistograms(name: name, entries: entries, keyed: !single) {
+        if let histograms = MapReader.slotHistograms(name: name, kind: slotKind(map.valueTypeID), entries: entries, keyed: !single) {
             return .histograms(histograms)
         }
         if let stacks, !stacks.traceMaps.isEmpty, let first = entries.first,
@@ -140,7 +140,7 @@ struct MapReader {
     /// libbpf-tools histograms: every value is a struct with an integer array `slots`, one
     /// histogram per key (the key is left out for a one-entry array); the value's other fields
     /// that are not zero label it (runqlat -P's `comm`, hardirqs' counts).
-    static func slotHistograms(name: String, entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
+    static func slotHistograms(name: String, kind: Histogram.Kind = .log2, entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
         guard !entries.isEmpty else { return nil }
         var result: [Histogram] = []
         for entry in entries.sorted(by: { MapReport.keyOrder($0.key, $1.key) }) {
@@ -153,10 +153,24 @@ struct MapReader {
                 slots.append(UInt64(clamping: count))
             }
             let labels = fields.filter { $0.name != "slots" && !$0.value.isZero }
-            result.append(Histogram(name: name, key: keyed ? entry.key : nil,
+            result.append(Histogram(name: name, kind: kind, key: keyed ? entry.key : nil,
                                     labels: labels.isEmpty ? nil : .structure(labels), slots: slots))
         }
         return result
+    }
+
+    /// How the program indexes the `slots` of a value of this type, or of the elements of an
+    /// array of them (runqlen's `hists[]`): what the compiler recorded for the struct (log2
+    /// when it recorded nothing).
+    func slotKind(_ typeID: UInt32) -> Histogram.Kind {
+        guard let btf = formatter.btf, !metadata.slots.isEmpty else { return .log2 }
+        var resolved = btf__resolve_type(btf.pointer, typeID)
+        if resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_array(type), let info = btf_array(type) {
+            resolved = btf__resolve_type(btf.pointer, info.pointee.type)
+        }
+        guard resolved > 0 else { return .log2 }
+        let spelling = metadata.slots.keys.first { formatter.typeID(spelling: $0) == UInt32(resolved) }
+        return spelling.flatMap { metadata.slots[$0] }.flatMap(Histogram.Kind.init(rawValue:)) ?? .log2
     }
 
     static func stackFields(_ value: Value) -> [(name: String, id: Int64)] {
@@ -204,10 +218,10 @@ struct MapReader {
             let decoded = formatter.decode(typeID: variable.typeID, bytes: Array(value[variable.offset..<end]))
             if decoded.isZero { continue }
             if case let .array(items) = decoded,
-               let perIndex = MapReader.slotHistograms(name: variable.name, entries: items.enumerated().filter { !$0.element.isZero }
+               let perIndex = MapReader.slotHistograms(name: variable.name, kind: slotKind(variable.typeID), entries: items.enumerated().filter { !$0.element.isZero }
                    .map { (Value.unsigned(UInt64($0.offset)), $0.element) }, keyed: true) {
                 histograms += perIndex
-            } else if let single = MapReader.slotHistograms(name: variable.name, entries: [(.unsigned(0), decoded)], keyed: false) {
+            } else if let single = MapReader.slotHistograms(name: variable.name, kind: slotKind(variable.typeID), entries: [(.unsigned(0), decoded)], keyed: false) {
                 histograms += single
             } else {
                 entries.append((.string(variable.name.isEmpty ? "?" : variable.name), decoded))
