@@ -29,6 +29,26 @@ extension ProbeMetadata {
     }
 }
 
+extension ProbeObject {
+    /// The metadata as this run's output reads it: a map whose key is a syscall number only
+    /// under a global's value (syscount's `count_by_process ? pid : args->id`) keeps that fact
+    /// only when the global (as `--set` left it) says so.
+    var outputMetadata: ObjectMetadata {
+        guard !metadata.syscallKeyConditions.isEmpty else { return metadata }
+        var result = metadata
+        let formatter = BTFFormatter(btf: btf)
+        let parameters = parameters
+        for (map, condition) in metadata.syscallKeyConditions {
+            let negated = condition.hasPrefix("!")
+            let name = negated ? String(condition.dropFirst()) : condition
+            let value = parameters.first { $0.name == name }.flatMap { initialValue(of: $0, formatter: formatter) }
+            let set = value.map { !$0.isZero } ?? false
+            if set == negated { result.syscallKeys[map] = nil }
+        }
+        return result
+    }
+}
+
 /// Just enough JSON to read the metadata section (and, in tests, kprobe-run's own lines).
 indirect enum JSONValue: Equatable, Sendable {
     case null

@@ -51,7 +51,10 @@ struct MapReader {
         guard MapReader.isData(map) else { return nil }
         if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1, recordTypes.contains(map.valueTypeID) { return nil }
         let isArray = map.isArray
-        guard let entries = read(map, skipZero: isArray) else { return nil }
+        guard var entries = read(map, skipZero: isArray) else { return nil }
+        if let field = metadata.syscallKeys[name] {
+            entries = entries.map { (MapReader.namingSyscall($0.key, field: field), $0.value) }
+        }
 
         if let kind = metadata.histograms[name].flatMap(Histogram.Kind.init(rawValue:)),
            let histograms = MapReader.bucketHistograms(name: name, kind: kind, entries: entries) {
@@ -65,7 +68,8 @@ struct MapReader {
            !MapReader.stackFields(first.key).isEmpty || !MapReader.stackFields(first.value).isEmpty {
             return .stacks(StackReport(name: name, entries: MapReport.ordered(entries, byValue: true), resolver: stacks))
         }
-        return .table(MapReport(name: name, entries: MapReport.ordered(entries, byValue: !isArray)))
+        return .table(MapReport(name: name, entries: MapReport.ordered(entries, byValue: !isArray),
+                                keyTitle: metadata.syscallKeys[name] == "" ? "syscall" : "key"))
     }
 
     /// Every entry, decoded; nil when the map cannot be read.
@@ -157,6 +161,16 @@ struct MapReader {
                                     labels: labels.isEmpty ? nil : .structure(labels), slots: slots))
         }
         return result
+    }
+
+    /// A key holding a syscall number (in `field`, or the key itself for ""), with the number
+    /// replaced by the syscall's name where this machine's table knows it.
+    static func namingSyscall(_ key: Value, field: String) -> Value {
+        if field.isEmpty {
+            return key.integer.flatMap(SyscallNames.name).map(Value.string) ?? key
+        }
+        guard case let .structure(fields) = key else { return key }
+        return .structure(fields.map { $0.name == field ? ($0.name, namingSyscall($0.value, field: "")) : $0 })
     }
 
     /// How the program indexes the `slots` of a value of this type, or of the elements of an

@@ -34,7 +34,7 @@ final class RunState {
         tracefs = Tracefs(log: log)
         attacher = Attacher(tracefs: tracefs, uprobePID: options.targetPID, log: log)
         stacks = StackResolver(maps: object.maps, defaultPID: options.targetPID)
-        mapReader = MapReader(formatter: BTFFormatter(btf: object.btf), metadata: object.metadata, stacks: stacks)
+        mapReader = MapReader(formatter: BTFFormatter(btf: object.btf), metadata: object.outputMetadata, stacks: stacks)
     }
 
     func close() {
