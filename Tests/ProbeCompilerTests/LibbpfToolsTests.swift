@@ -61,6 +61,16 @@ import TestSupport
                                      stackTraces: ["stacks"], tables: ["dist": "histogram"], programs: ["f": "kprobe/f"])
         let decoded = try JSONDecoder().decode(ProbeMetadata.self, from: Data(metadata.json().utf8))
         #expect(decoded == metadata)
+        // The compiler's facts about maps; absent ones are not written (older objects' bytes stay).
+        #expect(!metadata.json().contains("slots"))
+        var facts = ProbeMetadata()
+        for (table, key, value) in [("slots", "struct hist", "linear"), ("syscallKeys", "data", ""),
+                                    ("syscallKeyConditions", "data", "!by_pid"), ("events", "events", "struct event")] {
+            facts.set(table: table, key: key, value: value)
+        }
+        #expect(facts == ProbeMetadata(events: ["events": "struct event"], slots: ["struct hist": "linear"],
+                                       syscallKeys: ["data": ""], syscallKeyConditions: ["data": "!by_pid"]))
+        #expect(try JSONDecoder().decode(ProbeMetadata.self, from: Data(facts.json().utf8)) == facts)
         // A writer that leaves fields out (the worker writes only events) still decodes.
         #expect(try JSONDecoder().decode(ProbeMetadata.self, from: Data(#"{"events":{"e":"struct x"}}"#.utf8))
                 == ProbeMetadata(events: ["e": "struct x"]))
