@@ -188,11 +188,15 @@ private:
 //   ("" for the key itself). `syscallKeyConditions`: when the number is one arm of `flag ? a : b`
 //   on a global (`count_by_process ? pid : args->id`), map → "!flag" or "flag", the value of
 //   the global under which the key is the syscall.
+// - `inFlight`: maps that hold operations in flight rather than results: a function looks an
+//   entry up and deletes it (runqlat's and biolatency's `start`, opensnoop's `start`, execsnoop's
+//   `execs`), or the values stored are bpf_ktime_get_ns() timestamps (syscount's `start`).
 class MapFacts {
 public:
     std::map<std::string, std::string> slots;
     std::map<std::string, std::string> syscallKeys;
     std::map<std::string, std::string> syscallKeyConditions;
+    std::set<std::string> inFlight;
 
     MapFacts(clang::ASTContext &context) : policy(context.getLangOpts()) {}
 
@@ -202,6 +206,9 @@ public:
             assignments.TraverseStmt(function->getBody());
             Uses uses(*this, assignments);
             uses.TraverseStmt(function->getBody());
+            for (const std::string &map : uses.deleted) {
+                if (uses.lookedUp.count(map)) inFlight.insert(map);
+            }
         }
     }
 
@@ -238,6 +245,7 @@ private:
     // What an expression is made of, as far as these facts care.
     struct Contents : public clang::RecursiveASTVisitor<Contents> {
         bool log2 = false;
+        bool timestamp = false;
         bool parameter = false;
         const clang::Expr *syscall = nullptr;
         std::vector<const clang::VarDecl *> variables;
@@ -245,6 +253,7 @@ private:
         bool VisitCallExpr(clang::CallExpr *call) {
             std::string name = calleeName(call);
             if (name.find("log2") != std::string::npos || name.rfind("__builtin_clz", 0) == 0) log2 = true;
+            if (name.rfind("bpf_ktime_get_", 0) == 0) timestamp = true;
             return true;
         }
         bool VisitDeclRefExpr(clang::DeclRefExpr *reference) {
@@ -282,6 +291,7 @@ private:
     struct Uses : public clang::RecursiveASTVisitor<Uses> {
         MapFacts &facts;
         const Assignments &assignments;
+        std::set<std::string> lookedUp, deleted;
         Uses(MapFacts &facts, const Assignments &assignments) : facts(facts), assignments(assignments) {}
 
         // Whether a value of `variable` (or of its `field`) comes from a log2 call, following
@@ -319,6 +329,13 @@ private:
         // A call that passes `&map, &key` (a map helper or a wrapper such as
         // bpf_map_lookup_or_try_init) with a key that holds a syscall number.
         bool VisitCallExpr(clang::CallExpr *call) {
+            std::string callee = calleeName(call);
+            std::string first = call->getNumArgs() > 0 && isMap(call->getArg(0)) ? mapName(call->getArg(0)) : "";
+            if (callee == "bpf_map_lookup_elem") lookedUp.insert(first);
+            if (callee == "bpf_map_delete_elem") deleted.insert(first);
+            if (callee == "bpf_map_update_elem" && !first.empty() && call->getNumArgs() >= 3 && storesTimestamp(call->getArg(2))) {
+                facts.inFlight.insert(first);
+            }
             for (unsigned index = 0; index + 1 < call->getNumArgs(); index++) {
                 std::string map = mapName(call->getArg(index));
                 if (map.empty() || !isMap(call->getArg(index))) continue;
@@ -333,6 +350,24 @@ private:
                 }
             }
             return true;
+        }
+
+        // `&ts` where every value assigned to `ts` is a bpf_ktime_get_*ns() reading.
+        bool storesTimestamp(const clang::Expr *argument) {
+            auto *address = llvm::dyn_cast<clang::UnaryOperator>(argument->IgnoreParenImpCasts());
+            if (!address || address->getOpcode() != clang::UO_AddrOf) return false;
+            auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(address->getSubExpr()->IgnoreParenImpCasts());
+            auto *variable = reference ? llvm::dyn_cast<clang::VarDecl>(reference->getDecl()) : nullptr;
+            bool any = false;
+            for (const auto &entry : assignments.values) {
+                if (entry.first.first != variable) continue;
+                if (!entry.first.second.empty()) return false;
+                Contents contents;
+                contents.TraverseStmt(const_cast<clang::Expr *>(entry.second));
+                if (!contents.timestamp) return false;
+                any = true;
+            }
+            return any;
         }
 
         void syscallKey(const std::string &map, const std::string &field, const clang::Expr *value) {
@@ -413,7 +448,7 @@ public:
         events.analyze(probeFunctions);
         MapFacts facts(context);
         facts.analyze(probeFunctions);
-        if (events.found.empty() && facts.slots.empty() && facts.syscallKeys.empty()) return;
+        if (events.found.empty() && facts.slots.empty() && facts.syscallKeys.empty() && facts.inFlight.empty()) return;
         emitMetadata(context, events.found, facts);
     }
 
@@ -440,6 +475,7 @@ private:
         for (const auto &entry : facts.slots) add("slots", entry.first, entry.second);
         for (const auto &entry : facts.syscallKeys) add("syscallKeys", entry.first, entry.second);
         for (const auto &entry : facts.syscallKeyConditions) add("syscallKeyConditions", entry.first, entry.second);
+        for (const std::string &map : facts.inFlight) add("inFlight", map, "");
         std::vector<const char *> tablePointers, keyPointers, valuePointers;
         for (size_t i = 0; i < tables.size(); i++) {
             tablePointers.push_back(tables[i].c_str());

@@ -33,10 +33,14 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// (`key = count_by_process ? pid : args->id`): map → "NAME" (when NAME is non-zero) or
     /// "!NAME" (when NAME is zero).
     public var syscallKeyConditions: [String: String]
+    /// Maps that hold operations in flight, not results, and do not print: a function of the
+    /// probe looks an entry up and deletes it (the start time of an operation, kept until it
+    /// ends), or the values it stores are bpf_ktime_get_ns() timestamps.
+    public var inFlight: [String]
 
     public init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = [],
                 tables: [String: String] = [:], programs: [String: String] = [:], slots: [String: String] = [:],
-                syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:]) {
+                syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:], inFlight: [String] = []) {
         self.events = events
         self.histograms = histograms
         self.stackTraces = stackTraces
@@ -45,14 +49,15 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         self.slots = slots
         self.syscallKeys = syscallKeys
         self.syscallKeyConditions = syscallKeyConditions
+        self.inFlight = inFlight
     }
 
     private enum CodingKeys: String, CodingKey {
-        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions
+        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight
     }
 
-    /// Sets one entry of a string table by its JSON name (how the compiler worker hands its
-    /// findings over); unknown tables are ignored.
+    /// Sets one entry of a string table by its JSON name, or adds `key` to a list (how the
+    /// compiler worker hands its findings over); unknown tables are ignored.
     public mutating func set(table: String, key: String, value: String) {
         switch CodingKeys(rawValue: table) {
         case .events: events[key] = value
@@ -62,6 +67,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         case .slots: slots[key] = value
         case .syscallKeys: syscallKeys[key] = value
         case .syscallKeyConditions: syscallKeyConditions[key] = value
+        case .inFlight: if !inFlight.contains(key) { inFlight.append(key) }
         case .stackTraces, nil: break
         }
     }
@@ -77,6 +83,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         slots = try container.decodeIfPresent([String: String].self, forKey: .slots) ?? [:]
         syscallKeys = try container.decodeIfPresent([String: String].self, forKey: .syscallKeys) ?? [:]
         syscallKeyConditions = try container.decodeIfPresent([String: String].self, forKey: .syscallKeyConditions) ?? [:]
+        inFlight = try container.decodeIfPresent([String].self, forKey: .inFlight) ?? []
     }
 
     /// Compact JSON with sorted keys, as JSONEncoder's `.sortedKeys` writes it: the same object
@@ -94,6 +101,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         let facts: [(CodingKeys, [String: String])] = [(.slots, slots), (.syscallKeys, syscallKeys),
                                                         (.syscallKeyConditions, syscallKeyConditions)]
         for (key, values) in facts where !values.isEmpty { fields.append((key, map(values))) }
+        if !inFlight.isEmpty { fields.append((.inFlight, "[" + inFlight.map(string).joined(separator: ",") + "]")) }
         return "{" + fields.sorted { $0.0.rawValue < $1.0.rawValue }.map { string($0.0.rawValue) + ":" + $0.1 }.joined(separator: ",") + "}"
     }
 }

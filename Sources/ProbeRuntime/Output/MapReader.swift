@@ -6,7 +6,8 @@ import Glibc
 /// Printed: hash, LRU hash, array, LPM trie and their per-CPU variants (integers summed over
 /// CPUs, other per-CPU values listed per CPU), plus .data/.bss globals that are not zero.
 /// Skipped: .rodata/.kconfig, ring and perf buffers, program arrays, stack traces (their ids
-/// are resolved where other maps refer to them), maps of maps and other non-data maps.
+/// are resolved where other maps refer to them), maps of maps and other non-data maps, and maps
+/// the compiler found to hold operations in flight (metadata `inFlight`: runqlat's `start`).
 ///
 /// Histograms: a map the BCC front end recorded as a BPF_HISTOGRAM (its metadata), or a map
 /// whose value is a struct with an array member named `slots` (libbpf-tools' `struct hist`),
@@ -48,7 +49,7 @@ struct MapReader {
 
     private func table(_ map: BPFMap) -> MapContent? {
         let name = map.name
-        guard MapReader.isData(map) else { return nil }
+        guard MapReader.isData(map), !metadata.inFlight.contains(name) else { return nil }
         if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1, recordTypes.contains(map.valueTypeID) { return nil }
         let isArray = map.isArray
         guard var entries = read(map, skipZero: isArray) else { return nil }
