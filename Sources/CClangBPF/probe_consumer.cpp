@@ -188,6 +188,9 @@ private:
 //   ("" for the key itself). `syscallKeyConditions`: when the number is one arm of `flag ? a : b`
 //   on a global (`count_by_process ? pid : args->id`), map → "!flag" or "flag", the value of
 //   the global under which the key is the syscall.
+// - `catchAllKeys`: a map key the program sets to a constant in some path (runqlat's `hkey = -1`
+//   when no per-process flag is set): map → that constant as the key's type reads it. The entry
+//   under it stands for everything, not for one key.
 // - `inFlight`: maps that hold operations in flight rather than results: a function looks an
 //   entry up and deletes it (runqlat's and biolatency's `start`, opensnoop's `start`, execsnoop's
 //   `execs`), or the values stored are bpf_ktime_get_ns() timestamps (syscount's `start`).
@@ -197,8 +200,9 @@ public:
     std::map<std::string, std::string> syscallKeys;
     std::map<std::string, std::string> syscallKeyConditions;
     std::set<std::string> inFlight;
+    std::map<std::string, std::string> catchAllKeys;
 
-    MapFacts(clang::ASTContext &context) : policy(context.getLangOpts()) {}
+    MapFacts(clang::ASTContext &context) : context(context), policy(context.getLangOpts()) {}
 
     void analyze(const std::vector<clang::FunctionDecl *> &functions) {
         for (clang::FunctionDecl *function : functions) {
@@ -213,6 +217,7 @@ public:
     }
 
 private:
+    clang::ASTContext &context;
     clang::PrintingPolicy policy;
 
     // (variable, field) ← value, for every initialization and assignment in one function;
@@ -346,7 +351,9 @@ private:
                 auto *variable = reference ? llvm::dyn_cast<clang::VarDecl>(reference->getDecl()) : nullptr;
                 if (!variable) continue;
                 for (const auto &entry : assignments.values) {
-                    if (entry.first.first == variable) syscallKey(map, entry.first.second, entry.second);
+                    if (entry.first.first != variable) continue;
+                    syscallKey(map, entry.first.second, entry.second);
+                    if (entry.first.second.empty()) catchAllKey(map, variable, entry.second);
                 }
             }
             return true;
@@ -368,6 +375,17 @@ private:
                 any = true;
             }
             return any;
+        }
+
+        // `key = -1`: the constant, converted to the key's integer type.
+        void catchAllKey(const std::string &map, const clang::VarDecl *variable, const clang::Expr *value) {
+            clang::QualType type = variable->getType();
+            clang::Expr::EvalResult result;
+            if (!type->isIntegerType() || value->isValueDependent() || !value->EvaluateAsInt(result, facts.context)) return;
+            llvm::APSInt constant = result.Val.getInt();
+            constant = constant.extOrTrunc(facts.context.getIntWidth(type));
+            constant.setIsSigned(type->isSignedIntegerType());
+            facts.catchAllKeys[map] = llvm::toString(constant, 10);
         }
 
         void syscallKey(const std::string &map, const std::string &field, const clang::Expr *value) {
@@ -448,7 +466,8 @@ public:
         events.analyze(probeFunctions);
         MapFacts facts(context);
         facts.analyze(probeFunctions);
-        if (events.found.empty() && facts.slots.empty() && facts.syscallKeys.empty() && facts.inFlight.empty()) return;
+        if (events.found.empty() && facts.slots.empty() && facts.syscallKeys.empty() && facts.inFlight.empty() &&
+            facts.catchAllKeys.empty()) return;
         emitMetadata(context, events.found, facts);
     }
 
@@ -476,6 +495,7 @@ private:
         for (const auto &entry : facts.syscallKeys) add("syscallKeys", entry.first, entry.second);
         for (const auto &entry : facts.syscallKeyConditions) add("syscallKeyConditions", entry.first, entry.second);
         for (const std::string &map : facts.inFlight) add("inFlight", map, "");
+        for (const auto &entry : facts.catchAllKeys) add("catchAllKeys", entry.first, entry.second);
         std::vector<const char *> tablePointers, keyPointers, valuePointers;
         for (size_t i = 0; i < tables.size(); i++) {
             tablePointers.push_back(tables[i].c_str());

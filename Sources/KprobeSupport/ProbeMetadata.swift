@@ -37,10 +37,15 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// probe looks an entry up and deletes it (the start time of an operation, kept until it
     /// ends), or the values it stores are bpf_ktime_get_ns() timestamps.
     public var inFlight: [String]
+    /// Maps whose key the program sets to a constant in some path (`hkey = -1` when no
+    /// per-process flag is set): map → the constant as the key's type reads it ("4294967295").
+    /// The entry under it counts everything: it prints without its key and its labels.
+    public var catchAllKeys: [String: String]
 
     public init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = [],
                 tables: [String: String] = [:], programs: [String: String] = [:], slots: [String: String] = [:],
-                syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:], inFlight: [String] = []) {
+                syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:], inFlight: [String] = [],
+                catchAllKeys: [String: String] = [:]) {
         self.events = events
         self.histograms = histograms
         self.stackTraces = stackTraces
@@ -50,10 +55,11 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         self.syscallKeys = syscallKeys
         self.syscallKeyConditions = syscallKeyConditions
         self.inFlight = inFlight
+        self.catchAllKeys = catchAllKeys
     }
 
     private enum CodingKeys: String, CodingKey {
-        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight
+        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight, catchAllKeys
     }
 
     /// Sets one entry of a string table by its JSON name, or adds `key` to a list (how the
@@ -67,6 +73,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         case .slots: slots[key] = value
         case .syscallKeys: syscallKeys[key] = value
         case .syscallKeyConditions: syscallKeyConditions[key] = value
+        case .catchAllKeys: catchAllKeys[key] = value
         case .inFlight: if !inFlight.contains(key) { inFlight.append(key) }
         case .stackTraces, nil: break
         }
@@ -84,6 +91,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         syscallKeys = try container.decodeIfPresent([String: String].self, forKey: .syscallKeys) ?? [:]
         syscallKeyConditions = try container.decodeIfPresent([String: String].self, forKey: .syscallKeyConditions) ?? [:]
         inFlight = try container.decodeIfPresent([String].self, forKey: .inFlight) ?? []
+        catchAllKeys = try container.decodeIfPresent([String: String].self, forKey: .catchAllKeys) ?? [:]
     }
 
     /// Compact JSON with sorted keys, as JSONEncoder's `.sortedKeys` writes it: the same object
@@ -99,7 +107,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         ]
         // Written only when present: objects without them keep the bytes they always had.
         let facts: [(CodingKeys, [String: String])] = [(.slots, slots), (.syscallKeys, syscallKeys),
-                                                        (.syscallKeyConditions, syscallKeyConditions)]
+                                                        (.syscallKeyConditions, syscallKeyConditions), (.catchAllKeys, catchAllKeys)]
         for (key, values) in facts where !values.isEmpty { fields.append((key, map(values))) }
         if !inFlight.isEmpty { fields.append((.inFlight, "[" + inFlight.map(string).joined(separator: ",") + "]")) }
         return "{" + fields.sorted { $0.0.rawValue < $1.0.rawValue }.map { string($0.0.rawValue) + ":" + $0.1 }.joined(separator: ",") + "}"

@@ -62,7 +62,13 @@ struct MapReader {
             return .histograms(histograms)
         }
         let single = isArray && map.maxEntries == 1
-        if let histograms = MapReader.slotHistograms(name: name, kind: slotKind(map.valueTypeID), entries: entries, keyed: !single) {
+        if var histograms = MapReader.slotHistograms(name: name, kind: slotKind(map.valueTypeID), entries: entries, keyed: !single) {
+            if let catchAll = metadata.catchAllKeys[name].flatMap({ Int128($0) }) {
+                for index in histograms.indices where histograms[index].key?.integer == catchAll {
+                    histograms[index].key = nil
+                    histograms[index].labels = nil
+                }
+            }
             return .histograms(histograms)
         }
         if let stacks, !stacks.traceMaps.isEmpty, let first = entries.first,
