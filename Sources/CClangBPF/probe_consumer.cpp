@@ -183,6 +183,10 @@ private:
 //   variable counts as log2 when any value assigned to that variable in the function (directly
 //   or through other variables) comes from such a call; an index that is a parameter says
 //   nothing (the caller computed it). One log2 index makes the struct log2.
+//   `slotUnits`: when that log2 is taken of a bpf_ktime_get_ns() difference, its unit as
+//   libbpf-tools' userspace names it: "nsecs", "usecs" (divided by 1000), "msecs" (by 1000000),
+//   or "FLAG?UNIT:UNIT" when a global chooses the divisor (runqlat's
+//   `if (targ_ms) delta /= 1000000U; else delta /= 1000U;`).
 // - `syscallKeys`: maps whose key (or a field of it) is a syscall number, read from a
 //   raw_syscalls tracepoint's `id` or a syscalls tracepoint's `nr` (syscount): map → the field
 //   ("" for the key itself). `syscallKeyConditions`: when the number is one arm of `flag ? a : b`
@@ -201,6 +205,7 @@ public:
     std::map<std::string, std::string> syscallKeyConditions;
     std::set<std::string> inFlight;
     std::map<std::string, std::string> catchAllKeys;
+    std::map<std::string, std::string> slotUnits;
 
     MapFacts(clang::ASTContext &context) : context(context), policy(context.getLangOpts()) {}
 
@@ -220,13 +225,38 @@ private:
     clang::ASTContext &context;
     clang::PrintingPolicy policy;
 
-    // (variable, field) ← value, for every initialization and assignment in one function;
-    // field is empty for the variable itself.
-    struct Assignments : public clang::RecursiveASTVisitor<Assignments> {
-        std::vector<std::pair<std::pair<const clang::VarDecl *, std::string>, const clang::Expr *>> values;
+    // `variable.field op= value` (field empty for the variable itself; op `=` also for an
+    // initialization), inside `if (condition)`: "NAME" or "!NAME" when the innermost `if` around
+    // it tests a global, else empty.
+    struct Assignment {
+        const clang::VarDecl *variable;
+        std::string field;
+        const clang::Expr *value;
+        clang::BinaryOperatorKind operation;
+        std::string condition;
+    };
 
+    // Every initialization and assignment in one function.
+    struct Assignments : public clang::RecursiveASTVisitor<Assignments> {
+        std::vector<Assignment> values;
+        std::vector<std::string> conditions;
+
+        std::string condition() const { return conditions.empty() ? "" : conditions.back(); }
+
+        bool TraverseIfStmt(clang::IfStmt *statement) {
+            auto *flag = llvm::dyn_cast<clang::DeclRefExpr>(statement->getCond()->IgnoreParenImpCasts());
+            auto *global = flag ? llvm::dyn_cast<clang::VarDecl>(flag->getDecl()) : nullptr;
+            std::string name = global && global->hasGlobalStorage() ? global->getName().str() : "";
+            TraverseStmt(statement->getCond());
+            conditions.push_back(name);
+            TraverseStmt(statement->getThen());
+            conditions.back() = name.empty() ? "" : "!" + name;
+            TraverseStmt(statement->getElse());
+            conditions.pop_back();
+            return true;
+        }
         bool VisitVarDecl(clang::VarDecl *variable) {
-            if (variable->hasInit()) values.push_back({{variable, ""}, variable->getInit()});
+            if (variable->hasInit()) values.push_back({variable, "", variable->getInit(), clang::BO_Assign, condition()});
             return true;
         }
         bool VisitBinaryOperator(clang::BinaryOperator *operation) {
@@ -240,7 +270,7 @@ private:
             }
             if (auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(target)) {
                 if (auto *variable = llvm::dyn_cast<clang::VarDecl>(reference->getDecl())) {
-                    values.push_back({{variable, field}, operation->getRHS()});
+                    values.push_back({variable, field, operation->getRHS(), operation->getOpcode(), condition()});
                 }
             }
             return true;
@@ -250,6 +280,7 @@ private:
     // What an expression is made of, as far as these facts care.
     struct Contents : public clang::RecursiveASTVisitor<Contents> {
         bool log2 = false;
+        const clang::CallExpr *log2Call = nullptr;
         bool timestamp = false;
         bool parameter = false;
         const clang::Expr *syscall = nullptr;
@@ -257,7 +288,10 @@ private:
 
         bool VisitCallExpr(clang::CallExpr *call) {
             std::string name = calleeName(call);
-            if (name.find("log2") != std::string::npos || name.rfind("__builtin_clz", 0) == 0) log2 = true;
+            if (name.find("log2") != std::string::npos || name.rfind("__builtin_clz", 0) == 0) {
+                log2 = true;
+                if (!log2Call) log2Call = call;
+            }
             if (name.rfind("bpf_ktime_get_", 0) == 0) timestamp = true;
             return true;
         }
@@ -274,7 +308,6 @@ private:
         }
     };
 
-    // `args->id` of a raw_syscalls tracepoint, `ctx->nr` of a syscalls one.
     // `&name` of a variable in the maps section.
     static bool isMap(const clang::Expr *argument) {
         auto *address = llvm::dyn_cast<clang::UnaryOperator>(argument->IgnoreParenImpCasts());
@@ -283,6 +316,7 @@ private:
         return section && (section->getName() == ".maps" || section->getName() == "maps");
     }
 
+    // `args->id` of a raw_syscalls tracepoint, `ctx->nr` of a syscalls one.
     static bool isSyscallNumber(const clang::MemberExpr *member) {
         clang::QualType base = member->getBase()->getType();
         if (member->isArrow() && base->isPointerType()) base = base->getPointeeType();
@@ -299,20 +333,95 @@ private:
         std::set<std::string> lookedUp, deleted;
         Uses(MapFacts &facts, const Assignments &assignments) : facts(facts), assignments(assignments) {}
 
-        // Whether a value of `variable` (or of its `field`) comes from a log2 call, following
-        // other variables.
-        bool fromLog2(const clang::VarDecl *variable, std::set<const clang::VarDecl *> &seen) {
-            if (!seen.insert(variable).second) return false;
-            for (const auto &entry : assignments.values) {
-                if (entry.first.first != variable) continue;
+        // The log2 call a value of `variable` comes from, following other variables; null for none.
+        const clang::CallExpr *fromLog2(const clang::VarDecl *variable, std::set<const clang::VarDecl *> &seen) {
+            if (!seen.insert(variable).second) return nullptr;
+            for (const Assignment &entry : assignments.values) {
+                if (entry.variable != variable) continue;
                 Contents contents;
-                contents.TraverseStmt(const_cast<clang::Expr *>(entry.second));
-                if (contents.log2) return true;
+                contents.TraverseStmt(const_cast<clang::Expr *>(entry.value));
+                if (contents.log2Call) return contents.log2Call;
                 for (const clang::VarDecl *other : contents.variables) {
-                    if (fromLog2(other, seen)) return true;
+                    if (const clang::CallExpr *call = fromLog2(other, seen)) return call;
+                }
+            }
+            return nullptr;
+        }
+
+        // Whether a value assigned to `variable` is, or is computed from, a bpf_ktime_get_*ns() reading.
+        bool fromTimestamp(const clang::VarDecl *variable, std::set<const clang::VarDecl *> &seen) {
+            if (!seen.insert(variable).second) return false;
+            for (const Assignment &entry : assignments.values) {
+                if (entry.variable != variable || entry.operation != clang::BO_Assign) continue;
+                Contents contents;
+                contents.TraverseStmt(const_cast<clang::Expr *>(entry.value));
+                if (contents.timestamp) return true;
+                for (const clang::VarDecl *other : contents.variables) {
+                    if (fromTimestamp(other, seen)) return true;
                 }
             }
             return false;
+        }
+
+        // The product of the constant divisors in `expression` (`delta / 1000` → 1000).
+        uint64_t divisors(const clang::Expr *expression) {
+            struct Divisions : public clang::RecursiveASTVisitor<Divisions> {
+                clang::ASTContext &context;
+                uint64_t product = 1;
+                explicit Divisions(clang::ASTContext &context) : context(context) {}
+                bool VisitBinaryOperator(clang::BinaryOperator *operation) {
+                    clang::Expr::EvalResult result;
+                    if ((operation->getOpcode() == clang::BO_Div || operation->getOpcode() == clang::BO_DivAssign) &&
+                        operation->getRHS()->EvaluateAsInt(result, context) && result.Val.getInt().isStrictlyPositive()) {
+                        product *= result.Val.getInt().getLimitedValue();
+                    }
+                    return true;
+                }
+            } divisions(facts.context);
+            divisions.TraverseStmt(const_cast<clang::Expr *>(expression));
+            return divisions.product;
+        }
+
+        static std::string timeUnit(uint64_t divisor) {
+            if (divisor == 1) return "nsecs";
+            if (divisor == 1000) return "usecs";
+            if (divisor == 1000000) return "msecs";
+            return {};
+        }
+
+        // See `slotUnits`: the unit of the quantity a log2 slot index is taken of.
+        std::string unit(const clang::Expr *quantity) {
+            Contents contents;
+            contents.TraverseStmt(const_cast<clang::Expr *>(quantity));
+            bool time = contents.timestamp;
+            std::set<const clang::VarDecl *> seen;
+            for (const clang::VarDecl *variable : contents.variables) time = time || fromTimestamp(variable, seen);
+            if (!time) return {};
+            // Divisors by the condition they are applied under ("" for always).
+            std::map<std::string, uint64_t> divided{{"", divisors(quantity)}};
+            for (const clang::VarDecl *variable : contents.variables) {
+                for (const Assignment &entry : assignments.values) {
+                    if (entry.variable != variable || !entry.field.empty()) continue;
+                    uint64_t divisor = entry.operation == clang::BO_DivAssign ? 0 : divisors(entry.value);
+                    if (entry.operation == clang::BO_DivAssign) {
+                        clang::Expr::EvalResult result;
+                        if (!entry.value->EvaluateAsInt(result, facts.context) || !result.Val.getInt().isStrictlyPositive()) return {};
+                        divisor = result.Val.getInt().getLimitedValue();
+                    }
+                    auto found = divided.emplace(entry.condition, 1).first;
+                    found->second *= divisor;
+                }
+            }
+            uint64_t always = divided[""];
+            divided.erase("");
+            if (divided.empty()) return timeUnit(always);
+            std::string flag = divided.begin()->first;
+            if (flag[0] == '!') flag.erase(0, 1);
+            if (divided.size() > 2 || (divided.size() == 2 && !divided.count("!" + flag))) return {};
+            std::string set = timeUnit(always * (divided.count(flag) ? divided[flag] : 1));
+            std::string unset = timeUnit(always * (divided.count("!" + flag) ? divided["!" + flag] : 1));
+            if (set.empty() || unset.empty()) return {};
+            return flag + "?" + set + ":" + unset;
         }
 
         bool VisitArraySubscriptExpr(clang::ArraySubscriptExpr *subscript) {
@@ -323,10 +432,16 @@ private:
             std::string type = clang::QualType(field->getParent()->getTypeForDecl(), 0).getAsString(facts.policy);
             Contents contents;
             contents.TraverseStmt(subscript->getIdx());
-            bool log2 = contents.log2;
+            const clang::CallExpr *log2 = contents.log2Call;
             std::set<const clang::VarDecl *> seen;
-            for (const clang::VarDecl *variable : contents.variables) log2 = log2 || fromLog2(variable, seen);
-            if (log2) facts.slots[type] = "log2";
+            for (const clang::VarDecl *variable : contents.variables) {
+                if (!log2) log2 = fromLog2(variable, seen);
+            }
+            if (log2) {
+                facts.slots[type] = "log2";
+                std::string unit = log2->getNumArgs() == 1 ? this->unit(log2->getArg(0)) : "";
+                if (!unit.empty()) facts.slotUnits[type] = unit;
+            }
             else if (!contents.parameter) facts.slots.emplace(type, "linear");
             return true;
         }
@@ -350,10 +465,10 @@ private:
                 auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(address->getSubExpr()->IgnoreParenImpCasts());
                 auto *variable = reference ? llvm::dyn_cast<clang::VarDecl>(reference->getDecl()) : nullptr;
                 if (!variable) continue;
-                for (const auto &entry : assignments.values) {
-                    if (entry.first.first != variable) continue;
-                    syscallKey(map, entry.first.second, entry.second);
-                    if (entry.first.second.empty()) catchAllKey(map, variable, entry.second);
+                for (const Assignment &entry : assignments.values) {
+                    if (entry.variable != variable) continue;
+                    syscallKey(map, entry.field, entry.value);
+                    if (entry.field.empty() && entry.operation == clang::BO_Assign) catchAllKey(map, variable, entry.value);
                 }
             }
             return true;
@@ -366,11 +481,11 @@ private:
             auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(address->getSubExpr()->IgnoreParenImpCasts());
             auto *variable = reference ? llvm::dyn_cast<clang::VarDecl>(reference->getDecl()) : nullptr;
             bool any = false;
-            for (const auto &entry : assignments.values) {
-                if (entry.first.first != variable) continue;
-                if (!entry.first.second.empty()) return false;
+            for (const Assignment &entry : assignments.values) {
+                if (entry.variable != variable) continue;
+                if (!entry.field.empty()) return false;
                 Contents contents;
-                contents.TraverseStmt(const_cast<clang::Expr *>(entry.second));
+                contents.TraverseStmt(const_cast<clang::Expr *>(entry.value));
                 if (!contents.timestamp) return false;
                 any = true;
             }
@@ -496,6 +611,7 @@ private:
         for (const auto &entry : facts.syscallKeyConditions) add("syscallKeyConditions", entry.first, entry.second);
         for (const std::string &map : facts.inFlight) add("inFlight", map, "");
         for (const auto &entry : facts.catchAllKeys) add("catchAllKeys", entry.first, entry.second);
+        for (const auto &entry : facts.slotUnits) add("slotUnits", entry.first, entry.second);
         std::vector<const char *> tablePointers, keyPointers, valuePointers;
         for (size_t i = 0; i < tables.size(); i++) {
             tablePointers.push_back(tables[i].c_str());

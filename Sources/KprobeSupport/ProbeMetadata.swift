@@ -41,11 +41,15 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// per-process flag is set): map → the constant as the key's type reads it ("4294967295").
     /// The entry under it counts everything: it prints without its key and its labels.
     public var catchAllKeys: [String: String]
+    /// For log2 `slots` structs whose slot is the log2 of a bpf_ktime_get_ns() difference: struct →
+    /// its unit as libbpf-tools' userspace labels it ("nsecs", "usecs", "msecs"), or
+    /// "NAME?UNIT:UNIT" when a global chooses (runqlat's `targ_ms`: "targ_ms?msecs:usecs").
+    public var slotUnits: [String: String]
 
     public init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = [],
                 tables: [String: String] = [:], programs: [String: String] = [:], slots: [String: String] = [:],
                 syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:], inFlight: [String] = [],
-                catchAllKeys: [String: String] = [:]) {
+                catchAllKeys: [String: String] = [:], slotUnits: [String: String] = [:]) {
         self.events = events
         self.histograms = histograms
         self.stackTraces = stackTraces
@@ -56,10 +60,11 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         self.syscallKeyConditions = syscallKeyConditions
         self.inFlight = inFlight
         self.catchAllKeys = catchAllKeys
+        self.slotUnits = slotUnits
     }
 
     private enum CodingKeys: String, CodingKey {
-        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight, catchAllKeys
+        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight, catchAllKeys, slotUnits
     }
 
     /// Sets one entry of a string table by its JSON name, or adds `key` to a list (how the
@@ -74,6 +79,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         case .syscallKeys: syscallKeys[key] = value
         case .syscallKeyConditions: syscallKeyConditions[key] = value
         case .catchAllKeys: catchAllKeys[key] = value
+        case .slotUnits: slotUnits[key] = value
         case .inFlight: if !inFlight.contains(key) { inFlight.append(key) }
         case .stackTraces, nil: break
         }
@@ -92,6 +98,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         syscallKeyConditions = try container.decodeIfPresent([String: String].self, forKey: .syscallKeyConditions) ?? [:]
         inFlight = try container.decodeIfPresent([String].self, forKey: .inFlight) ?? []
         catchAllKeys = try container.decodeIfPresent([String: String].self, forKey: .catchAllKeys) ?? [:]
+        slotUnits = try container.decodeIfPresent([String: String].self, forKey: .slotUnits) ?? [:]
     }
 
     /// Compact JSON with sorted keys, as JSONEncoder's `.sortedKeys` writes it: the same object
@@ -107,7 +114,8 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         ]
         // Written only when present: objects without them keep the bytes they always had.
         let facts: [(CodingKeys, [String: String])] = [(.slots, slots), (.syscallKeys, syscallKeys),
-                                                        (.syscallKeyConditions, syscallKeyConditions), (.catchAllKeys, catchAllKeys)]
+                                                        (.syscallKeyConditions, syscallKeyConditions), (.catchAllKeys, catchAllKeys),
+                                                        (.slotUnits, slotUnits)]
         for (key, values) in facts where !values.isEmpty { fields.append((key, map(values))) }
         if !inFlight.isEmpty { fields.append((.inFlight, "[" + inFlight.map(string).joined(separator: ",") + "]")) }
         return "{" + fields.sorted { $0.0.rawValue < $1.0.rawValue }.map { string($0.0.rawValue) + ":" + $0.1 }.joined(separator: ",") + "}"

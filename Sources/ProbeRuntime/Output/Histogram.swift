@@ -30,6 +30,8 @@ struct Histogram: Equatable, Sendable {
     var buckets: [UInt64]
     /// Drawn as libbpf-tools' trace_helpers draw it rather than as BCC's Python does.
     var libbpfTools = false
+    /// What the values are ("usecs"), the header's label; nil: "value".
+    var unit: String?
 
     init(name: String, kind: Kind, key: Value? = nil, labels: Value? = nil, buckets: [UInt64]) {
         self.name = name
@@ -81,7 +83,7 @@ struct Histogram: Equatable, Sendable {
         var lines = [title]
         switch kind {
         case .linear:
-            lines.append("     " + Self.left("value", 13) + " : count     distribution")
+            lines.append("     " + Self.left(unit ?? "value", 13) + " : count     distribution")
             for row in rows {
                 lines.append("        " + Self.left(String(row.low), 10) + " : " + Self.left(String(row.count), 8)
                              + " |" + Self.left(Self.stars(row.count, largest, Self.starsMax), Self.starsMax) + "|")
@@ -90,7 +92,7 @@ struct Histogram: Equatable, Sendable {
             // BCC widens the columns (and halves the bar) once buckets pass 2^32.
             let wide = buckets.lastIndex(where: { $0 > 0 })! > 32
             let width = wide ? 20 : 10, stars = wide ? Self.starsMax / 2 : Self.starsMax
-            lines.append(String(repeating: " ", count: wide ? 15 : 5) + Self.left("value", wide ? 29 : 19)
+            lines.append(String(repeating: " ", count: wide ? 15 : 5) + Self.left(unit ?? "value", wide ? 29 : 19)
                          + (libbpfTools ? " : count    distribution" : " : count     distribution"))
             for row in rows {
                 lines.append(Self.right(String(row.low), width) + " -> " + Self.left(String(row.high), width) + " : "

@@ -151,7 +151,8 @@ struct MapReader {
     /// libbpf-tools histograms: every value is a struct with an integer array `slots`, one
     /// histogram per key (the key is left out for a one-entry array); the value's other fields
     /// that are not zero label it (runqlat -P's `comm`, hardirqs' counts).
-    static func slotHistograms(name: String, kind: Histogram.Kind = .log2, entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
+    static func slotHistograms(name: String, kind: (kind: Histogram.Kind, unit: String?) = (.log2, nil),
+                               entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
         guard !entries.isEmpty else { return nil }
         var result: [Histogram] = []
         for entry in entries.sorted(by: { MapReport.keyOrder($0.key, $1.key) }) {
@@ -164,8 +165,10 @@ struct MapReader {
                 slots.append(UInt64(clamping: count))
             }
             let labels = fields.filter { $0.name != "slots" && !$0.value.isZero }
-            result.append(Histogram(name: name, kind: kind, key: keyed ? entry.key : nil,
-                                    labels: labels.isEmpty ? nil : .structure(labels), slots: slots))
+            var histogram = Histogram(name: name, kind: kind.kind, key: keyed ? entry.key : nil,
+                                      labels: labels.isEmpty ? nil : .structure(labels), slots: slots)
+            histogram.unit = kind.unit
+            result.append(histogram)
         }
         return result
     }
@@ -181,17 +184,18 @@ struct MapReader {
     }
 
     /// How the program indexes the `slots` of a value of this type, or of the elements of an
-    /// array of them (runqlen's `hists[]`): what the compiler recorded for the struct (log2
-    /// when it recorded nothing).
-    func slotKind(_ typeID: UInt32) -> Histogram.Kind {
-        guard let btf = formatter.btf, !metadata.slots.isEmpty else { return .log2 }
+    /// array of them (runqlen's `hists[]`), and the unit of a log2 slot: what the compiler
+    /// recorded for the struct (log2 without a unit when it recorded nothing).
+    func slotKind(_ typeID: UInt32) -> (kind: Histogram.Kind, unit: String?) {
+        guard let btf = formatter.btf, !metadata.slots.isEmpty else { return (.log2, nil) }
         var resolved = btf__resolve_type(btf.pointer, typeID)
         if resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_array(type), let info = btf_array(type) {
             resolved = btf__resolve_type(btf.pointer, info.pointee.type)
         }
-        guard resolved > 0 else { return .log2 }
-        let spelling = metadata.slots.keys.first { formatter.typeID(spelling: $0) == UInt32(resolved) }
-        return spelling.flatMap { metadata.slots[$0] }.flatMap(Histogram.Kind.init(rawValue:)) ?? .log2
+        guard resolved > 0, let spelling = metadata.slots.keys.first(where: { formatter.typeID(spelling: $0) == UInt32(resolved) }) else {
+            return (.log2, nil)
+        }
+        return (metadata.slots[spelling].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2, metadata.slotUnits[spelling])
     }
 
     static func stackFields(_ value: Value) -> [(name: String, id: Int64)] {
