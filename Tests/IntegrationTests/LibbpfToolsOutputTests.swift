@@ -122,6 +122,15 @@ extension HostKernel {
             // Operations in flight: a start time per thread, and a record kept until the call ends.
             struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 1024); __type(key, u32); __type(value, u64); } start SEC(".maps");
             struct pending_t { u64 id; };
+            // Latencies by log2 in microseconds, or milliseconds when asked (runqlat's targ_ms).
+            const volatile bool in_ms = false;
+            struct latency_hist { u32 slots[27]; };
+            struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, u32); __type(value, struct latency_hist); } latency SEC(".maps");
+            static __always_inline u64 log2l(u64 v) {
+                u64 r = 0;
+                for (int i = 0; i < 63 && v > 1; i++) { v >>= 1; r++; }
+                return r;
+            }
             struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 1024); __type(key, u32); __type(value, struct pending_t); } pending SEC(".maps");
 
             SEC("tracepoint/raw_syscalls/sys_enter")
@@ -140,6 +149,17 @@ extension HostKernel {
                 if (!comm_matches()) return 0;
                 u32 tid = (u32)bpf_get_current_pid_tgid();
                 if (bpf_map_lookup_elem(&pending, &tid)) bpf_map_delete_elem(&pending, &tid);
+                u64 *started = bpf_map_lookup_elem(&start, &tid);
+                u32 first = 0;
+                struct latency_hist *lat = bpf_map_lookup_elem(&latency, &first);
+                if (started && lat) {
+                    u64 delta = bpf_ktime_get_ns() - *started;
+                    if (in_ms) delta /= 1000000U;
+                    else delta /= 1000U;
+                    u64 slot = log2l(delta);
+                    if (slot >= 27) slot = 26;
+                    __sync_fetch_and_add(&lat->slots[slot], 1);
+                }
                 u32 key = by_process ? (u32)(bpf_get_current_pid_tgid() >> 32) : (u32)args->id;
                 struct data_t zero = {}, *value = bpf_map_lookup_elem(&calls, &key);
                 if (!value) {
@@ -153,25 +173,34 @@ extension HostKernel {
             char LICENSE[] SEC("license") = "GPL";
             """
 
+        /// The rows of the table `map` in text output, split into cells (the header row first).
+        static func table(_ map: String, in output: String) -> [[String]] {
+            let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+            guard let start = lines.firstIndex(of: Substring(map + ":")) else { return [] }
+            return lines[(start + 1)...].prefix { $0.hasPrefix("  ") }.map { $0.split(separator: " ").map(String.init) }
+        }
+
         @Test func syscallKeysPrintByNameUnlessSetTurnsThemIntoPids() throws {
             let source = try probe("syscalls.bpf.c", Self.syscalls)
             let command = "\(try Self.writer()) if=/dev/zero of=/dev/null bs=1 count=50 status=none"
             let byName = try Tool.run([source, "-c", command, "-d", "20"], environment: environment)
             #expect(byName.status == 0, "\(byName.stderr)")
-            let rows = byName.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
-            #expect(rows.dropFirst().first == ["syscall", "count"], "\(byName.stdout)")
+            let rows = Self.table("calls", in: byName.stdout)
+            #expect(rows.first == ["syscall", "count"], "\(byName.stdout)")
             // dd's 50 one-byte writes and reads, the largest counts, by name.
-            let top = rows.dropFirst(2).prefix(2).compactMap(\.first)
-            #expect(Set(top) == ["read", "write"], "\(byName.stdout)")
+            #expect(Set(rows.dropFirst().prefix(2).compactMap(\.first)) == ["read", "write"], "\(byName.stdout)")
             #expect(rows.contains { $0.first == "write" && Int($0.last ?? "") ?? 0 >= 50 }, "\(byName.stdout)")
             // The exit_group call that never returns stays in both maps, which do not print.
             #expect(!byName.stdout.contains("start:") && !byName.stdout.contains("pending:"), "\(byName.stdout)")
+            #expect(byName.stdout.contains("latency:\n     usecs               : count    distribution\n"), "\(byName.stdout)")
 
-            let byProcess = try Tool.run([source, "--set", "by_process=true", "-c", command, "-d", "20"], environment: environment)
+            let byProcess = try Tool.run([source, "--set", "by_process=true", "--set", "in_ms=1", "-c", command, "-d", "20"],
+                                         environment: environment)
             #expect(byProcess.status == 0, "\(byProcess.stderr)")
-            let processRows = byProcess.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
-            #expect(processRows.dropFirst().first == ["key", "count"], "\(byProcess.stdout)")
-            #expect(processRows.count == 3 && Int(processRows[2][0]) != nil, "one pid: \(byProcess.stdout)")
+            let processRows = Self.table("calls", in: byProcess.stdout)
+            #expect(processRows.first == ["key", "count"], "\(byProcess.stdout)")
+            #expect(processRows.count == 2 && Int(processRows[1][0]) != nil, "one pid: \(byProcess.stdout)")
+            #expect(byProcess.stdout.contains("latency:\n     msecs               : count    distribution\n"), "\(byProcess.stdout)")
         }
     }
 }
