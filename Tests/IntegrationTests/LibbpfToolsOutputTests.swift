@@ -55,6 +55,8 @@ extension HostKernel {
             struct linear_hist { u32 slots[16]; };
             struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, u32); __type(value, struct log_hist); } by_log SEC(".maps");
             struct linear_hist by_thousands[2] = {};
+            // compat.bpf.h's scratch space: bytes without a type, not data.
+            struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __uint(key_size, 4); __uint(value_size, 64); } heap SEC(".maps");
             // runqlat's shape: one histogram per process, or one for all under key -1.
             const volatile bool per_process = false;
             struct labelled_hist { u32 slots[4]; char comm[16]; };
@@ -107,6 +109,7 @@ extension HostKernel {
                 "     value         : count     distribution",
                 "        3          : 7        |****************************************|",
             ], "\(result.stdout)")
+            #expect(!lines.contains { $0.hasPrefix("heap") }, "\(result.stdout)")
             // The catch-all key prints neither itself nor the comm of whoever came first.
             #expect(lines.contains("by_process:") && !lines.contains { $0.hasPrefix("by_process [") }, "\(result.stdout)")
             let perProcess = try Tool.run([source, "--set", "per_process=1", "-c", command, "-d", "20"], environment: environment)

@@ -50,7 +50,10 @@ struct MapReader {
     private func table(_ map: BPFMap) -> MapContent? {
         let name = map.name
         guard MapReader.isData(map), !metadata.inFlight.contains(name) else { return nil }
-        if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1, recordTypes.contains(map.valueTypeID) { return nil }
+        // Scratch space for building records: of a record type, or of bytes without a type
+        // (compat.bpf.h's `heap`, sized with value_size only).
+        if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1,
+           recordTypes.contains(map.valueTypeID) || map.valueTypeID == 0 { return nil }
         let isArray = map.isArray
         guard var entries = read(map, skipZero: isArray) else { return nil }
         if let field = metadata.syscallKeys[name] {
