@@ -209,6 +209,8 @@ public:
 
     MapFacts(clang::ASTContext &context) : context(context), policy(context.getLangOpts()) {}
 
+    bool empty() const { return slots.empty() && syscallKeys.empty() && inFlight.empty() && catchAllKeys.empty(); }
+
     void analyze(const std::vector<clang::FunctionDecl *> &functions) {
         for (clang::FunctionDecl *function : functions) {
             Assignments assignments;
@@ -279,7 +281,6 @@ private:
 
     // What an expression is made of, as far as these facts care.
     struct Contents : public clang::RecursiveASTVisitor<Contents> {
-        bool log2 = false;
         const clang::CallExpr *log2Call = nullptr;
         bool timestamp = false;
         bool parameter = false;
@@ -288,10 +289,7 @@ private:
 
         bool VisitCallExpr(clang::CallExpr *call) {
             std::string name = calleeName(call);
-            if (name.find("log2") != std::string::npos || name.rfind("__builtin_clz", 0) == 0) {
-                log2 = true;
-                if (!log2Call) log2Call = call;
-            }
+            if ((name.find("log2") != std::string::npos || name.rfind("__builtin_clz", 0) == 0) && !log2Call) log2Call = call;
             if (name.rfind("bpf_ktime_get_", 0) == 0) timestamp = true;
             return true;
         }
@@ -402,14 +400,17 @@ private:
             for (const clang::VarDecl *variable : contents.variables) {
                 for (const Assignment &entry : assignments.values) {
                     if (entry.variable != variable || !entry.field.empty()) continue;
-                    uint64_t divisor = entry.operation == clang::BO_DivAssign ? 0 : divisors(entry.value);
-                    if (entry.operation == clang::BO_DivAssign) {
+                    uint64_t divisor = 1;
+                    if (entry.operation == clang::BO_Assign) {
+                        divisor = divisors(entry.value);
+                    } else if (entry.operation == clang::BO_DivAssign) {
                         clang::Expr::EvalResult result;
                         if (!entry.value->EvaluateAsInt(result, facts.context) || !result.Val.getInt().isStrictlyPositive()) return {};
                         divisor = result.Val.getInt().getLimitedValue();
+                    } else if (entry.operation != clang::BO_AddAssign && entry.operation != clang::BO_SubAssign) {
+                        return {};  // scaled some other way: no unit is sure
                     }
-                    auto found = divided.emplace(entry.condition, 1).first;
-                    found->second *= divisor;
+                    divided.emplace(entry.condition, 1).first->second *= divisor;
                 }
             }
             uint64_t always = divided[""];
@@ -446,8 +447,9 @@ private:
             return true;
         }
 
-        // A call that passes `&map, &key` (a map helper or a wrapper such as
-        // bpf_map_lookup_or_try_init) with a key that holds a syscall number.
+        // Lookups and deletions (for `inFlight`), timestamps stored, and calls that pass
+        // `&map, &key` (a map helper or a wrapper such as bpf_map_lookup_or_try_init): what the
+        // key holds (a syscall number, a catch-all constant).
         bool VisitCallExpr(clang::CallExpr *call) {
             std::string callee = calleeName(call);
             std::string first = call->getNumArgs() > 0 && isMap(call->getArg(0)) ? mapName(call->getArg(0)) : "";
@@ -581,8 +583,7 @@ public:
         events.analyze(probeFunctions);
         MapFacts facts(context);
         facts.analyze(probeFunctions);
-        if (events.found.empty() && facts.slots.empty() && facts.syscallKeys.empty() && facts.inFlight.empty() &&
-            facts.catchAllKeys.empty()) return;
+        if (events.found.empty() && facts.empty()) return;
         emitMetadata(context, events.found, facts);
     }
 
