@@ -65,7 +65,7 @@ struct MapReader {
             return .histograms(histograms)
         }
         let single = isArray && map.maxEntries == 1
-        if var histograms = MapReader.slotHistograms(name: name, kind: slotKind(map.valueTypeID), entries: entries, keyed: !single) {
+        if var histograms = MapReader.slotHistograms(name: name, style: slotStyle(map.valueTypeID), entries: entries, keyed: !single) {
             if let catchAll = metadata.catchAllKeys[name].flatMap({ Int128($0) }) {
                 for index in histograms.indices where histograms[index].key?.integer == catchAll {
                     histograms[index].key = nil
@@ -154,7 +154,7 @@ struct MapReader {
     /// libbpf-tools histograms: every value is a struct with an integer array `slots`, one
     /// histogram per key (the key is left out for a one-entry array); the value's other fields
     /// that are not zero label it (runqlat -P's `comm`, hardirqs' counts).
-    static func slotHistograms(name: String, kind: (kind: Histogram.Kind, unit: String?) = (.log2, nil),
+    static func slotHistograms(name: String, style: (kind: Histogram.Kind, unit: String?) = (.log2, nil),
                                entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
         guard !entries.isEmpty else { return nil }
         var result: [Histogram] = []
@@ -168,9 +168,9 @@ struct MapReader {
                 slots.append(UInt64(clamping: count))
             }
             let labels = fields.filter { $0.name != "slots" && !$0.value.isZero }
-            var histogram = Histogram(name: name, kind: kind.kind, key: keyed ? entry.key : nil,
+            var histogram = Histogram(name: name, kind: style.kind, key: keyed ? entry.key : nil,
                                       labels: labels.isEmpty ? nil : .structure(labels), slots: slots)
-            histogram.unit = kind.unit
+            histogram.unit = style.unit
             result.append(histogram)
         }
         return result
@@ -189,7 +189,7 @@ struct MapReader {
     /// How the program indexes the `slots` of a value of this type, or of the elements of an
     /// array of them (runqlen's `hists[]`), and the unit of a log2 slot: what the compiler
     /// recorded for the struct (log2 without a unit when it recorded nothing).
-    func slotKind(_ typeID: UInt32) -> (kind: Histogram.Kind, unit: String?) {
+    func slotStyle(_ typeID: UInt32) -> (kind: Histogram.Kind, unit: String?) {
         guard let btf = formatter.btf, !metadata.slots.isEmpty else { return (.log2, nil) }
         var resolved = btf__resolve_type(btf.pointer, typeID)
         if resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_array(type), let info = btf_array(type) {
@@ -246,10 +246,10 @@ struct MapReader {
             let decoded = formatter.decode(typeID: variable.typeID, bytes: Array(value[variable.offset..<end]))
             if decoded.isZero { continue }
             if case let .array(items) = decoded,
-               let perIndex = MapReader.slotHistograms(name: variable.name, kind: slotKind(variable.typeID), entries: items.enumerated().filter { !$0.element.isZero }
+               let perIndex = MapReader.slotHistograms(name: variable.name, style: slotStyle(variable.typeID), entries: items.enumerated().filter { !$0.element.isZero }
                    .map { (Value.unsigned(UInt64($0.offset)), $0.element) }, keyed: true) {
                 histograms += perIndex
-            } else if let single = MapReader.slotHistograms(name: variable.name, kind: slotKind(variable.typeID), entries: [(.unsigned(0), decoded)], keyed: false) {
+            } else if let single = MapReader.slotHistograms(name: variable.name, style: slotStyle(variable.typeID), entries: [(.unsigned(0), decoded)], keyed: false) {
                 histograms += single
             } else {
                 entries.append((.string(variable.name.isEmpty ? "?" : variable.name), decoded))
