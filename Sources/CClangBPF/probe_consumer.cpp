@@ -193,8 +193,10 @@ private:
 //   on a global (`count_by_process ? pid : args->id`), map → "!flag" or "flag", the value of
 //   the global under which the key is the syscall.
 // - `catchAllKeys`: a map key the program sets to a constant in some path (runqlat's `hkey = -1`
-//   when no per-process flag is set): map → that constant as the key's type reads it. The entry
-//   under it stands for everything, not for one key.
+//   when no per-process flag is set): map → that constant as the key's type reads it; or a struct
+//   key that starts as `{}` and whose fields are set only under `if (global)` (biolatency's
+//   `hkey.dev` when `targ_per_disk`): map → "{}", the all-zero key. The entry under it stands for
+//   everything, not for one key.
 // - `inFlight`: maps that hold operations in flight rather than results: a function looks an
 //   entry up and deletes it (runqlat's and biolatency's `start`, opensnoop's `start`, execsnoop's
 //   `execs`), or the values stored are bpf_ktime_get_ns() timestamps (syscount's `start`).
@@ -472,6 +474,7 @@ private:
                     syscallKey(map, entry.field, entry.value);
                     if (entry.field.empty() && entry.operation == clang::BO_Assign) catchAllKey(map, variable, entry.value);
                 }
+                if (variable->getType()->isRecordType() && zeroUnlessFlagged(variable)) facts.catchAllKeys[map] = "{}";
             }
             return true;
         }
@@ -503,6 +506,23 @@ private:
             constant = constant.extOrTrunc(facts.context.getIntWidth(type));
             constant.setIsSigned(type->isSignedIntegerType());
             facts.catchAllKeys[map] = llvm::toString(constant, 10);
+        }
+
+        // A struct variable initialized to `{}` whose fields are assigned only under `if (global)`.
+        bool zeroUnlessFlagged(const clang::VarDecl *variable) {
+            auto *list = variable->hasInit() ? llvm::dyn_cast<clang::InitListExpr>(variable->getInit()->IgnoreParenImpCasts()) : nullptr;
+            if (!list) return false;
+            for (const clang::Expr *item : list->inits()) {
+                clang::Expr::EvalResult result;
+                if (!item->EvaluateAsInt(result, facts.context) || result.Val.getInt() != 0) return false;
+            }
+            bool fieldSet = false;
+            for (const Assignment &entry : assignments.values) {
+                if (entry.variable != variable || entry.value == variable->getInit()) continue;
+                if (entry.field.empty() || entry.condition.empty()) return false;
+                fieldSet = true;
+            }
+            return fieldSet;
         }
 
         void syscallKey(const std::string &map, const std::string &field, const clang::Expr *value) {

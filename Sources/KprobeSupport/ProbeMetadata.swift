@@ -38,8 +38,10 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// ends), or the values it stores are bpf_ktime_get_ns() timestamps.
     public var inFlight: [String]
     /// Maps whose key the program sets to a constant in some path (`hkey = -1` when no
-    /// per-process flag is set): map → the constant as the key's type reads it ("4294967295").
-    /// The entry under it counts everything: it prints without its key and its labels.
+    /// per-process flag is set): map → the constant as the key's type reads it ("4294967295"),
+    /// or "{}" for a struct key that starts as `{}` and whose fields are set only under a
+    /// global's `if` (biolatency's `hkey`): the all-zero key. The entry under it counts
+    /// everything: it prints without its key and its labels.
     public var catchAllKeys: [String: String]
     /// For log2 `slots` structs whose slot is the log2 of a bpf_ktime_get_ns() difference: struct →
     /// its unit as libbpf-tools' userspace labels it ("nsecs", "usecs", "msecs"), or

@@ -66,8 +66,10 @@ struct MapReader {
         }
         let single = isArray && map.maxEntries == 1
         if var histograms = MapReader.slotHistograms(name: name, style: slotStyle(map.valueTypeID), entries: entries, keyed: !single) {
-            if let catchAll = metadata.catchAllKeys[name].flatMap({ Int128($0) }) {
-                for index in histograms.indices where histograms[index].key?.integer == catchAll {
+            if let catchAll = metadata.catchAllKeys[name] {
+                // A constant integer key, or "{}": the all-zero struct key.
+                for index in histograms.indices where catchAll == "{}" ? histograms[index].key?.isZero == true
+                    : histograms[index].key?.integer == Int128(catchAll) {
                     histograms[index].key = nil
                     histograms[index].labels = nil
                 }
