@@ -186,7 +186,8 @@ private:
 //   `slotUnits`: when that log2 is taken of a bpf_ktime_get_ns() difference, its unit as
 //   libbpf-tools' userspace names it: "nsecs", "usecs" (divided by 1000), "msecs" (by 1000000),
 //   or "FLAG?UNIT:UNIT" when a global chooses the divisor (runqlat's
-//   `if (targ_ms) delta /= 1000000U; else delta /= 1000U;`).
+//   `if (targ_ms) delta /= 1000000U; else delta /= 1000U;`). `slotSteps`: a linear index that is
+//   a quantity divided by a constant (cpufreq's `freq / HIST_STEP_SIZE`): struct → that step.
 // - `syscallKeys`: maps whose key (or a field of it) is a syscall number, read from a
 //   raw_syscalls tracepoint's `id` or a syscalls tracepoint's `nr` (syscount): map → the field
 //   ("" for the key itself). `syscallKeyConditions`: when the number is one arm of `flag ? a : b`
@@ -208,6 +209,7 @@ public:
     std::set<std::string> inFlight;
     std::map<std::string, std::string> catchAllKeys;
     std::map<std::string, std::string> slotUnits;
+    std::map<std::string, std::string> slotSteps;
 
     MapFacts(clang::ASTContext &context) : context(context), policy(context.getLangOpts()) {}
 
@@ -445,7 +447,15 @@ private:
                 std::string unit = log2->getNumArgs() == 1 ? this->unit(log2->getArg(0)) : "";
                 if (!unit.empty()) facts.slotUnits[type] = unit;
             }
-            else if (!contents.parameter) facts.slots.emplace(type, "linear");
+            else if (!contents.parameter && facts.slots.emplace(type, "linear").second) {
+                uint64_t step = divisors(subscript->getIdx());
+                for (const clang::VarDecl *variable : contents.variables) {
+                    for (const Assignment &entry : assignments.values) {
+                        if (entry.variable == variable && entry.operation == clang::BO_Assign) step *= divisors(entry.value);
+                    }
+                }
+                if (step > 1) facts.slotSteps[type] = std::to_string(step);
+            }
             return true;
         }
 
@@ -633,6 +643,7 @@ private:
         for (const std::string &map : facts.inFlight) add("inFlight", map, "");
         for (const auto &entry : facts.catchAllKeys) add("catchAllKeys", entry.first, entry.second);
         for (const auto &entry : facts.slotUnits) add("slotUnits", entry.first, entry.second);
+        for (const auto &entry : facts.slotSteps) add("slotSteps", entry.first, entry.second);
         std::vector<const char *> tablePointers, keyPointers, valuePointers;
         for (size_t i = 0; i < tables.size(); i++) {
             tablePointers.push_back(tables[i].c_str());

@@ -47,11 +47,14 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// its unit as libbpf-tools' userspace labels it ("nsecs", "usecs", "msecs"), or
     /// "NAME?UNIT:UNIT" when a global chooses (runqlat's `targ_ms`: "targ_ms?msecs:usecs").
     public var slotUnits: [String: String]
+    /// For linear `slots` structs indexed by a quantity divided by a constant (cpufreq's
+    /// `freq / HIST_STEP_SIZE`): struct → that step ("200"); slot k then stands for k × step.
+    public var slotSteps: [String: String]
 
     public init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = [],
                 tables: [String: String] = [:], programs: [String: String] = [:], slots: [String: String] = [:],
                 syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:], inFlight: [String] = [],
-                catchAllKeys: [String: String] = [:], slotUnits: [String: String] = [:]) {
+                catchAllKeys: [String: String] = [:], slotUnits: [String: String] = [:], slotSteps: [String: String] = [:]) {
         self.events = events
         self.histograms = histograms
         self.stackTraces = stackTraces
@@ -63,10 +66,12 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         self.inFlight = inFlight
         self.catchAllKeys = catchAllKeys
         self.slotUnits = slotUnits
+        self.slotSteps = slotSteps
     }
 
     private enum CodingKeys: String, CodingKey {
-        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight, catchAllKeys, slotUnits
+        case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight, catchAllKeys, slotUnits,
+             slotSteps
     }
 
     /// Sets one entry of a string table by its JSON name, or adds `key` to a list (how the
@@ -82,6 +87,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         case .syscallKeyConditions: syscallKeyConditions[key] = value
         case .catchAllKeys: catchAllKeys[key] = value
         case .slotUnits: slotUnits[key] = value
+        case .slotSteps: slotSteps[key] = value
         case .inFlight: if !inFlight.contains(key) { inFlight.append(key) }
         case .stackTraces, nil: break
         }
@@ -101,6 +107,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         inFlight = try container.decodeIfPresent([String].self, forKey: .inFlight) ?? []
         catchAllKeys = try container.decodeIfPresent([String: String].self, forKey: .catchAllKeys) ?? [:]
         slotUnits = try container.decodeIfPresent([String: String].self, forKey: .slotUnits) ?? [:]
+        slotSteps = try container.decodeIfPresent([String: String].self, forKey: .slotSteps) ?? [:]
     }
 
     /// Compact JSON with sorted keys, as JSONEncoder's `.sortedKeys` writes it: the same object
@@ -117,7 +124,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         // Written only when present: objects without them keep the bytes they always had.
         let facts: [(CodingKeys, [String: String])] = [(.slots, slots), (.syscallKeys, syscallKeys),
                                                         (.syscallKeyConditions, syscallKeyConditions), (.catchAllKeys, catchAllKeys),
-                                                        (.slotUnits, slotUnits)]
+                                                        (.slotUnits, slotUnits), (.slotSteps, slotSteps)]
         for (key, values) in facts where !values.isEmpty { fields.append((key, map(values))) }
         if !inFlight.isEmpty { fields.append((.inFlight, "[" + inFlight.map(string).joined(separator: ",") + "]")) }
         return "{" + fields.sorted { $0.0.rawValue < $1.0.rawValue }.map { string($0.0.rawValue) + ":" + $0.1 }.joined(separator: ",") + "}"

@@ -31,7 +31,8 @@ extension HostKernel.LibbpfToolsRuntimeTests {
         """
 
     /// Write sizes twice: by log2 (a helper named like bits.bpf.h's, through a variable) into a
-    /// map, and by thousands of bytes (a plain number) into a global array (runqlen's shape).
+    /// map, and by thousands of bytes (a plain number, cpufreq's `freq / STEP`) into a global
+    /// array (runqlen's shape).
     static let sizes = commHeader + """
         static __always_inline u64 log2_of(u64 v) {
             u64 r = 0;
@@ -90,11 +91,12 @@ extension HostKernel.LibbpfToolsRuntimeTests {
         #expect(lines[log + 1] == "     value               : count    distribution", "\(result.stdout)")
         #expect(lines[log + 2].hasPrefix("         0 -> 1          : 0 "), "\(result.stdout)")
         #expect(lines.contains("      2048 -> 4095       : 7        |****************************************|"), "\(result.stdout)")
-        // print_linear_hist: only the non-empty row, labelled by its value (3000 bytes → 3).
+        // print_linear_hist: only the non-empty row, labelled by the value it starts at (slot 3
+        // of `bytes / 1000` stands for 3000).
         let linear = try #require(lines.firstIndex(of: "by_thousands [0]:"), "\(result.stdout)")
         #expect(Array(lines[(linear + 1)...(linear + 2)]) == [
             "     value         : count     distribution",
-            "        3          : 7        |****************************************|",
+            "        3000       : 7        |****************************************|",
         ], "\(result.stdout)")
         #expect(!lines.contains { $0.hasPrefix("heap") }, "\(result.stdout)")
         // The catch-all key prints neither itself nor the comm of whoever came first.

@@ -70,6 +70,10 @@ import Testing
             "        1          : 5        |********************                    |",
             "        3          : 10       |****************************************|",
         ])
+        // cpufreq's `freq / 200`: slot k is the value k × 200.
+        var stepped = histogram
+        stepped.step = 200
+        #expect(stepped.rows.map(\.low) == [200, 600])
     }
 
     @Test func bccHistogramSectionsBySlotField() {

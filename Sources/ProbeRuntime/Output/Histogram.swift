@@ -32,6 +32,8 @@ struct Histogram: Equatable, Sendable {
     var libbpfTools = false
     /// What the values are ("usecs"), the header's label; nil: "value".
     var unit: String?
+    /// Linear: how much each bucket stands for (bucket k is the value k × step).
+    var step: UInt64 = 1
 
     init(name: String, kind: Kind, key: Value? = nil, labels: Value? = nil, buckets: [UInt64]) {
         self.name = name
@@ -56,7 +58,7 @@ struct Histogram: Equatable, Sendable {
         switch kind {
         case .linear:
             return (0...last).filter { !libbpfTools || buckets[$0] > 0 }
-                .map { Row(low: UInt64($0), high: UInt64($0), count: buckets[$0]) }
+                .map { Row(low: UInt64($0) &* step, high: UInt64($0) &* step, count: buckets[$0]) }
         case .log2:
             guard last >= 1 else { return [] }
             return (1...last).map { index in

@@ -156,7 +156,7 @@ struct MapReader {
     /// libbpf-tools histograms: every value is a struct with an integer array `slots`, one
     /// histogram per key (the key is left out for a one-entry array); the value's other fields
     /// that are not zero label it (runqlat -P's `comm`, hardirqs' counts).
-    static func slotHistograms(name: String, style: (kind: Histogram.Kind, unit: String?) = (.log2, nil),
+    static func slotHistograms(name: String, style: SlotStyle = SlotStyle(),
                                entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
         guard !entries.isEmpty else { return nil }
         var result: [Histogram] = []
@@ -173,6 +173,7 @@ struct MapReader {
             var histogram = Histogram(name: name, kind: style.kind, key: keyed ? entry.key : nil,
                                       labels: labels.isEmpty ? nil : .structure(labels), slots: slots)
             histogram.unit = style.unit
+            histogram.step = style.step
             result.append(histogram)
         }
         return result
@@ -188,19 +189,27 @@ struct MapReader {
         return .structure(fields.map { $0.name == field ? ($0.name, namingSyscall($0.value, field: "")) : $0 })
     }
 
+    /// How a libbpf-style histogram's slots read (see ProbeMetadata's `slots`, `slotUnits`, `slotSteps`).
+    struct SlotStyle: Equatable {
+        var kind: Histogram.Kind = .log2
+        var unit: String?
+        var step: UInt64 = 1
+    }
+
     /// How the program indexes the `slots` of a value of this type, or of the elements of an
-    /// array of them (runqlen's `hists[]`), and the unit of a log2 slot: what the compiler
-    /// recorded for the struct (log2 without a unit when it recorded nothing).
-    func slotStyle(_ typeID: UInt32) -> (kind: Histogram.Kind, unit: String?) {
-        guard let btf = formatter.btf, !metadata.slots.isEmpty else { return (.log2, nil) }
+    /// array of them (runqlen's `hists[]`): what the compiler recorded for the struct (log2,
+    /// without a unit, when it recorded nothing).
+    func slotStyle(_ typeID: UInt32) -> SlotStyle {
+        guard let btf = formatter.btf, !metadata.slots.isEmpty else { return SlotStyle() }
         var resolved = btf__resolve_type(btf.pointer, typeID)
         if resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_array(type), let info = btf_array(type) {
             resolved = btf__resolve_type(btf.pointer, info.pointee.type)
         }
         guard resolved > 0, let spelling = metadata.slots.keys.first(where: { formatter.typeID(spelling: $0) == UInt32(resolved) }) else {
-            return (.log2, nil)
+            return SlotStyle()
         }
-        return (metadata.slots[spelling].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2, metadata.slotUnits[spelling])
+        return SlotStyle(kind: metadata.slots[spelling].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2,
+                         unit: metadata.slotUnits[spelling], step: metadata.slotSteps[spelling].flatMap { UInt64($0) } ?? 1)
     }
 
     static func stackFields(_ value: Value) -> [(name: String, id: Int64)] {
