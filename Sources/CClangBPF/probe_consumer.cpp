@@ -177,7 +177,8 @@ private:
 };
 
 // Facts about how the probe fills its maps that the runtime prints by:
-// - `slots`: for each struct with an array member `slots` (libbpf-tools' `struct hist`), whether
+// - `slots`: for each struct with an array member `slots` (libbpf-tools' `struct hist`; or a
+//   global integer array indexed by a log2, funclatency's `hist[]`, by its name), whether
 //   its index is computed with a log2 function (`log2l(delta)`, `bpf_log2l`, `__builtin_clz…`)
 //   or is a plain number (runqlen's queue length): "log2" or "linear". An index that is a
 //   variable counts as log2 when any value assigned to that variable in the function (directly
@@ -249,14 +250,25 @@ private:
 
         std::string condition() const { return conditions.empty() ? "" : conditions.back(); }
 
+        // `if (flag)` or `if (!flag)` on a global: the branches are taken under "flag" / "!flag".
         bool TraverseIfStmt(clang::IfStmt *statement) {
-            auto *flag = llvm::dyn_cast<clang::DeclRefExpr>(statement->getCond()->IgnoreParenImpCasts());
+            const clang::Expr *test = statement->getCond()->IgnoreParenImpCasts();
+            bool negated = false;
+            if (auto *negation = llvm::dyn_cast<clang::UnaryOperator>(test)) {
+                if (negation->getOpcode() == clang::UO_LNot) {
+                    negated = true;
+                    test = negation->getSubExpr()->IgnoreParenImpCasts();
+                }
+            }
+            auto *flag = llvm::dyn_cast<clang::DeclRefExpr>(test);
             auto *global = flag ? llvm::dyn_cast<clang::VarDecl>(flag->getDecl()) : nullptr;
             std::string name = global && global->hasGlobalStorage() ? global->getName().str() : "";
+            std::string set = name, unset = name.empty() ? "" : "!" + name;
+            if (negated) std::swap(set, unset);
             TraverseStmt(statement->getCond());
-            conditions.push_back(name);
+            conditions.push_back(set);
             TraverseStmt(statement->getThen());
-            conditions.back() = name.empty() ? "" : "!" + name;
+            conditions.back() = unset;
             TraverseStmt(statement->getElse());
             conditions.pop_back();
             return true;
@@ -429,12 +441,27 @@ private:
             return flag + "?" + set + ":" + unset;
         }
 
+        // `h->slots[i]` (keyed by the struct's spelling), or `hist[i]` of a global integer array
+        // with a log2 index (funclatency's; keyed by the global's name: an array indexed by a
+        // plain number is a set of counters, softirqs' `time[vec]`, not a histogram).
         bool VisitArraySubscriptExpr(clang::ArraySubscriptExpr *subscript) {
-            auto *member = llvm::dyn_cast<clang::MemberExpr>(subscript->getBase()->IgnoreParenImpCasts());
-            if (!member || member->getMemberDecl()->getName() != "slots") return true;
-            auto *field = llvm::dyn_cast<clang::FieldDecl>(member->getMemberDecl());
-            if (!field) return true;
-            std::string type = clang::QualType(field->getParent()->getTypeForDecl(), 0).getAsString(facts.policy);
+            const clang::Expr *base = subscript->getBase()->IgnoreParenImpCasts();
+            std::string key;
+            bool array = false;
+            if (auto *member = llvm::dyn_cast<clang::MemberExpr>(base)) {
+                auto *field = llvm::dyn_cast<clang::FieldDecl>(member->getMemberDecl());
+                if (!field || field->getName() != "slots") return true;
+                key = clang::QualType(field->getParent()->getTypeForDecl(), 0).getAsString(facts.policy);
+            } else if (auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(base)) {
+                auto *global = llvm::dyn_cast<clang::VarDecl>(reference->getDecl());
+                const clang::ArrayType *type = global ? facts.context.getAsArrayType(global->getType()) : nullptr;
+                if (!type || !global->hasGlobalStorage() || global->hasAttr<clang::SectionAttr>() ||
+                    !type->getElementType()->isIntegerType()) return true;
+                key = global->getName().str();
+                array = true;
+            } else {
+                return true;
+            }
             Contents contents;
             contents.TraverseStmt(subscript->getIdx());
             const clang::CallExpr *log2 = contents.log2Call;
@@ -443,18 +470,18 @@ private:
                 if (!log2) log2 = fromLog2(variable, seen);
             }
             if (log2) {
-                facts.slots[type] = "log2";
+                facts.slots[key] = "log2";
                 std::string unit = log2->getNumArgs() == 1 ? this->unit(log2->getArg(0)) : "";
-                if (!unit.empty()) facts.slotUnits[type] = unit;
+                if (!unit.empty()) facts.slotUnits[key] = unit;
             }
-            else if (!contents.parameter && facts.slots.emplace(type, "linear").second) {
+            else if (!array && !contents.parameter && facts.slots.emplace(key, "linear").second) {
                 uint64_t step = divisors(subscript->getIdx());
                 for (const clang::VarDecl *variable : contents.variables) {
                     for (const Assignment &entry : assignments.values) {
                         if (entry.variable == variable && entry.operation == clang::BO_Assign) step *= divisors(entry.value);
                     }
                 }
-                if (step > 1) facts.slotSteps[type] = std::to_string(step);
+                if (step > 1) facts.slotSteps[key] = std::to_string(step);
             }
             return true;
         }

@@ -25,6 +25,8 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// `struct hist`, spelled "struct hist") → "log2" when the program computes a slot index
     /// with a log2 function (`log2l(delta)`), "linear" when it indexes by a plain number
     /// (runqlen's queue length). A struct the compiler could not judge is not listed (log2).
+    /// Also a global integer array indexed by a log2 (funclatency's `__u32 hist[]`), by its
+    /// name ("hist" → "log2"); `slotUnits` and `slotSteps` use the same keys.
     public var slots: [String: String]
     /// Maps whose key holds a syscall number (read from a raw_syscalls tracepoint's `id` or a
     /// syscalls tracepoint's `nr`): map → the key's field that holds it, "" for the key itself.

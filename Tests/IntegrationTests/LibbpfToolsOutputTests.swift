@@ -43,6 +43,10 @@ extension HostKernel.LibbpfToolsRuntimeTests {
         struct linear_hist { u32 slots[16]; };
         struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, u32); __type(value, struct log_hist); } by_log SEC(".maps");
         struct linear_hist by_thousands[2] = {};
+        // funclatency's shape: a global integer array indexed by a log2 is a histogram; one
+        // indexed by a plain number (softirqs' `counts[vec]`) stays counters.
+        __u32 log_sizes[24] = {};
+        __u64 by_fd[4] = {};
         // compat.bpf.h's scratch space: bytes without a type, not data.
         struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __uint(key_size, 4); __uint(value_size, 64); } heap SEC(".maps");
         // runqlat's shape: one histogram per process, or one for all under key -1.
@@ -61,7 +65,10 @@ extension HostKernel.LibbpfToolsRuntimeTests {
                 slot = log2_of(bytes);
                 if (slot >= 24) slot = 23;
                 __sync_fetch_and_add(&h->slots[slot], 1);
+                __sync_fetch_and_add(&log_sizes[slot], 1);
             }
+            u64 fd = ctx->args[0];
+            if (fd < 4) __sync_fetch_and_add(&by_fd[fd], 1);
             u64 thousands = bytes / 1000;
             if (thousands >= 16) thousands = 15;
             __sync_fetch_and_add(&by_thousands[0].slots[thousands], 1);
@@ -99,6 +106,10 @@ extension HostKernel.LibbpfToolsRuntimeTests {
             "        3000       : 7        |****************************************|",
         ], "\(result.stdout)")
         #expect(!lines.contains { $0.hasPrefix("heap") }, "\(result.stdout)")
+        let array = try #require(lines.firstIndex(of: "log_sizes:"), "\(result.stdout)")
+        #expect(lines[(array + 1)...].first { $0.contains("2048 -> 4095") }?.hasSuffix(": 7        |****************************************|") == true,
+                "\(result.stdout)")
+        #expect(lines.contains { $0.wholeMatch(of: /\s+by_fd\s+\[0,7,0,0\]/) != nil }, "\(result.stdout)")
         // The catch-all key prints neither itself nor the comm of whoever came first.
         #expect(lines.contains("by_process:") && !lines.contains { $0.hasPrefix("by_process [") }, "\(result.stdout)")
         let perProcess = try Tool.run([source, "--set", "per_process=1", "-c", command, "-d", "20"], environment: environment)

@@ -7,7 +7,8 @@ import Glibc
 /// CPUs, other per-CPU values listed per CPU), plus .data/.bss globals that are not zero.
 /// Skipped: .rodata/.kconfig, ring and perf buffers, program arrays, stack traces (their ids
 /// are resolved where other maps refer to them), maps of maps and other non-data maps, and maps
-/// the compiler found to hold operations in flight (metadata `inFlight`: runqlat's `start`).
+/// the compiler found to hold operations in flight (metadata `inFlight`: runqlat's `start`)
+/// unless their entries carry stack ids.
 ///
 /// Histograms: a map the BCC front end recorded as a BPF_HISTOGRAM (its metadata), or a map
 /// whose value is a struct with an array member named `slots` (libbpf-tools' `struct hist`),
@@ -49,13 +50,19 @@ struct MapReader {
 
     private func table(_ map: BPFMap) -> MapContent? {
         let name = map.name
-        guard MapReader.isData(map), !metadata.inFlight.contains(name) else { return nil }
+        guard MapReader.isData(map) else { return nil }
         // Scratch space for building records: of a record type, or of bytes without a type
         // (compat.bpf.h's `heap`, sized with value_size only).
         if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1,
            recordTypes.contains(map.valueTypeID) || map.valueTypeID == 0 { return nil }
         let isArray = map.isArray
         guard var entries = read(map, skipZero: isArray) else { return nil }
+        // Operations in flight are not results, unless they carry stacks (memleak's outstanding
+        // allocations, freed as they go, are its report).
+        if metadata.inFlight.contains(name),
+           !entries.contains(where: { !MapReader.stackFields($0.key).isEmpty || !MapReader.stackFields($0.value).isEmpty }) {
+            return nil
+        }
         if let field = metadata.syscallKeys[name] {
             entries = entries.map { (MapReader.namingSyscall($0.key, field: field), $0.value) }
         }
@@ -208,8 +215,13 @@ struct MapReader {
         guard resolved > 0, let spelling = metadata.slots.keys.first(where: { formatter.typeID(spelling: $0) == UInt32(resolved) }) else {
             return SlotStyle()
         }
-        return SlotStyle(kind: metadata.slots[spelling].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2,
-                         unit: metadata.slotUnits[spelling], step: metadata.slotSteps[spelling].flatMap { UInt64($0) } ?? 1)
+        return slotStyle(key: spelling)
+    }
+
+    /// The style recorded under a struct's spelling or a global array's name.
+    func slotStyle(key: String) -> SlotStyle {
+        SlotStyle(kind: metadata.slots[key].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2,
+                  unit: metadata.slotUnits[key], step: metadata.slotSteps[key].flatMap { UInt64($0) } ?? 1)
     }
 
     static func stackFields(_ value: Value) -> [(name: String, id: Int64)] {
@@ -256,7 +268,9 @@ struct MapReader {
             if variable.name.hasPrefix("__kprobe_run_") { continue }
             let decoded = formatter.decode(typeID: variable.typeID, bytes: Array(value[variable.offset..<end]))
             if decoded.isZero { continue }
-            if case let .array(items) = decoded,
+            if let histogram = arrayHistogram(name: variable.name, decoded) {
+                histograms.append(histogram)
+            } else if case let .array(items) = decoded,
                let perIndex = MapReader.slotHistograms(name: variable.name, style: slotStyle(variable.typeID), entries: items.enumerated().filter { !$0.element.isZero }
                    .map { (Value.unsigned(UInt64($0.offset)), $0.element) }, keyed: true) {
                 histograms += perIndex
@@ -269,6 +283,17 @@ struct MapReader {
         var contents: [MapContent] = entries.isEmpty ? [] : [.table(MapReport(name: String(name[dot...]), entries: entries, keyTitle: "variable"))]
         if !histograms.isEmpty { contents.append(.histograms(histograms)) }
         return contents
+    }
+
+    /// A global integer array the compiler found indexed by a log2 (funclatency's `__u32 hist[]`).
+    private func arrayHistogram(name: String, _ value: Value) -> Histogram? {
+        guard metadata.slots[name] != nil, case let .array(items) = value else { return nil }
+        let counts = items.compactMap { $0.integer.map { UInt64(clamping: $0) } }
+        guard counts.count == items.count else { return nil }
+        let style = slotStyle(key: name)
+        var histogram = Histogram(name: name, kind: style.kind, key: nil, slots: counts)
+        histogram.unit = style.unit
+        return histogram
     }
 
     /// Empties a map for `--clear`: hashes lose their keys, arrays are zeroed.
