@@ -217,6 +217,17 @@ public:
     bool empty() const { return slots.empty() && syscallKeys.empty() && inFlight.empty() && catchAllKeys.empty(); }
 
     void analyze(const std::vector<clang::FunctionDecl *> &functions) {
+        // Parameters that receive timestamps (cpudist's `update_hist(…, ts)`), callers first
+        // found in any order: two rounds follow one helper calling another.
+        for (int round = 0; round < 2; round++) {
+            for (clang::FunctionDecl *function : functions) {
+                Assignments assignments;
+                assignments.TraverseStmt(function->getBody());
+                Uses uses(*this, assignments);
+                Arguments arguments(uses);
+                arguments.TraverseStmt(function->getBody());
+            }
+        }
         for (clang::FunctionDecl *function : functions) {
             Assignments assignments;
             assignments.TraverseStmt(function->getBody());
@@ -231,6 +242,7 @@ public:
 private:
     clang::ASTContext &context;
     clang::PrintingPolicy policy;
+    std::set<const clang::ParmVarDecl *> timestampParameters;
 
     // `variable.field op= value` (field empty for the variable itself; op `=` also for an
     // initialization), inside `if (condition)`: "NAME" or "!NAME" when the innermost `if` around
@@ -300,6 +312,7 @@ private:
         const clang::CallExpr *log2Call = nullptr;
         bool timestamp = false;
         bool parameter = false;
+        std::vector<const clang::ParmVarDecl *> parameters;
         const clang::Expr *syscall = nullptr;
         std::vector<const clang::VarDecl *> variables;
 
@@ -310,7 +323,10 @@ private:
             return true;
         }
         bool VisitDeclRefExpr(clang::DeclRefExpr *reference) {
-            if (llvm::isa<clang::ParmVarDecl>(reference->getDecl())) parameter = true;
+            if (auto *argument = llvm::dyn_cast<clang::ParmVarDecl>(reference->getDecl())) {
+                parameter = true;
+                parameters.push_back(argument);
+            }
             else if (auto *variable = llvm::dyn_cast<clang::VarDecl>(reference->getDecl())) {
                 if (variable->isLocalVarDecl()) variables.push_back(variable);
             }
@@ -369,10 +385,20 @@ private:
                 if (entry.variable != variable || entry.operation != clang::BO_Assign) continue;
                 Contents contents;
                 contents.TraverseStmt(const_cast<clang::Expr *>(entry.value));
-                if (contents.timestamp) return true;
-                for (const clang::VarDecl *other : contents.variables) {
-                    if (fromTimestamp(other, seen)) return true;
-                }
+                if (timestamped(contents, seen)) return true;
+            }
+            return false;
+        }
+
+        // Whether what an expression is made of includes a timestamp: a reading, a variable
+        // assigned one, a parameter passed one.
+        bool timestamped(const Contents &contents, std::set<const clang::VarDecl *> &seen) {
+            if (contents.timestamp) return true;
+            for (const clang::ParmVarDecl *parameter : contents.parameters) {
+                if (facts.timestampParameters.count(parameter)) return true;
+            }
+            for (const clang::VarDecl *other : contents.variables) {
+                if (fromTimestamp(other, seen)) return true;
             }
             return false;
         }
@@ -407,10 +433,8 @@ private:
         std::string unit(const clang::Expr *quantity) {
             Contents contents;
             contents.TraverseStmt(const_cast<clang::Expr *>(quantity));
-            bool time = contents.timestamp;
             std::set<const clang::VarDecl *> seen;
-            for (const clang::VarDecl *variable : contents.variables) time = time || fromTimestamp(variable, seen);
-            if (!time) return {};
+            if (!timestamped(contents, seen)) return {};
             // Divisors by the condition they are applied under ("" for always).
             std::map<std::string, uint64_t> divided{{"", divisors(quantity)}};
             for (const clang::VarDecl *variable : contents.variables) {
@@ -516,11 +540,14 @@ private:
             return true;
         }
 
-        // `&ts` where every value assigned to `ts` is a bpf_ktime_get_*ns() reading.
+        // `&ts` where every value assigned to `ts` is a timestamp, or `&ts` of a parameter passed one.
         bool storesTimestamp(const clang::Expr *argument) {
             auto *address = llvm::dyn_cast<clang::UnaryOperator>(argument->IgnoreParenImpCasts());
             if (!address || address->getOpcode() != clang::UO_AddrOf) return false;
             auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(address->getSubExpr()->IgnoreParenImpCasts());
+            if (auto *parameter = reference ? llvm::dyn_cast<clang::ParmVarDecl>(reference->getDecl()) : nullptr) {
+                return facts.timestampParameters.count(parameter) > 0;
+            }
             auto *variable = reference ? llvm::dyn_cast<clang::VarDecl>(reference->getDecl()) : nullptr;
             bool any = false;
             for (const Assignment &entry : assignments.values) {
@@ -528,7 +555,8 @@ private:
                 if (!entry.field.empty()) return false;
                 Contents contents;
                 contents.TraverseStmt(const_cast<clang::Expr *>(entry.value));
-                if (!contents.timestamp) return false;
+                std::set<const clang::VarDecl *> seen;
+                if (!timestamped(contents, seen)) return false;
                 any = true;
             }
             return any;
@@ -580,6 +608,26 @@ private:
             }
             facts.syscallKeys[map] = field;
             if (!condition.empty()) facts.syscallKeyConditions[map] = condition;
+        }
+    };
+
+    // Marks the parameters of the functions called in one function that it passes timestamps.
+    struct Arguments : public clang::RecursiveASTVisitor<Arguments> {
+        Uses &uses;
+        explicit Arguments(Uses &uses) : uses(uses) {}
+
+        bool VisitCallExpr(clang::CallExpr *call) {
+            const clang::FunctionDecl *callee = call->getDirectCallee();
+            if (!callee) return true;
+            // The parameters the body refers to are the definition's.
+            if (const clang::FunctionDecl *definition = callee->getDefinition()) callee = definition;
+            for (unsigned index = 0; index < call->getNumArgs() && index < callee->getNumParams(); index++) {
+                Contents contents;
+                contents.TraverseStmt(call->getArg(index));
+                std::set<const clang::VarDecl *> seen;
+                if (uses.timestamped(contents, seen)) uses.facts.timestampParameters.insert(callee->getParamDecl(index));
+            }
+            return true;
         }
     };
 };

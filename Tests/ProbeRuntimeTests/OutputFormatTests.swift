@@ -60,6 +60,15 @@ import Testing
         #expect(MapReader.slotHistograms(name: "x", entries: [(.unsigned(1), .unsigned(2))], keyed: true) == nil)
     }
 
+    /// hardirqs without -d fills count fields, not slots: a table, not empty histograms.
+    @Test func emptySlotsWithLabelsAreNotHistograms() {
+        let counted: Value = .structure([("count", .unsigned(3)), ("slots", .array([.unsigned(0), .unsigned(0)]))])
+        let histograms = MapReader.slotHistograms(name: "infos", entries: [(.unsigned(1), counted)], keyed: true) ?? []
+        #expect(MapReader.onlyLabels(histograms))
+        let filled: Value = .structure([("count", .unsigned(3)), ("slots", .array([.unsigned(0), .unsigned(2)]))])
+        #expect(!MapReader.onlyLabels(MapReader.slotHistograms(name: "infos", entries: [(.unsigned(1), filled)], keyed: true) ?? []))
+    }
+
     /// Linear slots (runqlen's queue lengths) print as libbpf-tools' print_linear_hist: one row
     /// per non-empty slot, labelled by its value.
     @Test func linearSlotsPrintOnlyNonEmptyRows() {

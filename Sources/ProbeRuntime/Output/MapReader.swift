@@ -72,7 +72,8 @@ struct MapReader {
             return .histograms(histograms)
         }
         let single = isArray && map.maxEntries == 1
-        if var histograms = MapReader.slotHistograms(name: name, style: slotStyle(map.valueTypeID), entries: entries, keyed: !single) {
+        if var histograms = MapReader.slotHistograms(name: name, style: slotStyle(map.valueTypeID), entries: entries, keyed: !single),
+           !MapReader.onlyLabels(histograms) {
             if let catchAll = metadata.catchAllKeys[name] {
                 // A constant integer key, or "{}": the all-zero struct key.
                 for index in histograms.indices where catchAll == "{}" ? histograms[index].key?.isZero == true
@@ -82,6 +83,13 @@ struct MapReader {
                 }
             }
             return .histograms(histograms)
+        }
+        // Values with slots that are all empty and other fields that are not (hardirqs counting
+        // without -d): a table of those fields.
+        entries = entries.map { entry in
+            guard case let .structure(fields) = entry.value, fields.contains(where: { $0.name == "slots" && $0.value.isZero }),
+                  fields.count > 1 else { return entry }
+            return (entry.key, .structure(fields.filter { $0.name != "slots" }))
         }
         if let stacks, !stacks.traceMaps.isEmpty, let first = entries.first,
            !MapReader.stackFields(first.key).isEmpty || !MapReader.stackFields(first.value).isEmpty {
@@ -222,6 +230,12 @@ struct MapReader {
     func slotStyle(key: String) -> SlotStyle {
         SlotStyle(kind: metadata.slots[key].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2,
                   unit: metadata.slotUnits[key], step: metadata.slotSteps[key].flatMap { UInt64($0) } ?? 1)
+    }
+
+    /// Histograms whose buckets are all empty, each labelled by other fields: the program
+    /// filled those fields instead (a tool's counting mode), so they print as a table.
+    static func onlyLabels(_ histograms: [Histogram]) -> Bool {
+        histograms.allSatisfy { $0.rows.isEmpty && $0.labels != nil }
     }
 
     static func stackFields(_ value: Value) -> [(name: String, id: Int64)] {
