@@ -199,6 +199,9 @@ private:
 //   key that starts as `{}` and whose fields are set only under `if (global)` (biolatency's
 //   `hkey.dev` when `targ_per_disk`): map → "{}", the all-zero key. The entry under it stands for
 //   everything, not for one key.
+// - `deviceKeys`: maps whose key has a field computed from a disk's major number (biolatency's
+//   `hkey.dev = MKDEV(BPF_CORE_READ(disk, major), BPF_CORE_READ(disk, first_minor))`, the
+//   kernel's dev_t): map → that field.
 // - `inFlight`: maps that hold operations in flight rather than results: a function looks an
 //   entry up and deletes it (runqlat's and biolatency's `start`, opensnoop's `start`, execsnoop's
 //   `execs`), or the values stored are bpf_ktime_get_ns() timestamps (syscount's `start`).
@@ -211,10 +214,13 @@ public:
     std::map<std::string, std::string> catchAllKeys;
     std::map<std::string, std::string> slotUnits;
     std::map<std::string, std::string> slotSteps;
+    std::map<std::string, std::string> deviceKeys;
 
     MapFacts(clang::ASTContext &context) : context(context), policy(context.getLangOpts()) {}
 
-    bool empty() const { return slots.empty() && syscallKeys.empty() && inFlight.empty() && catchAllKeys.empty(); }
+    bool empty() const {
+        return slots.empty() && syscallKeys.empty() && inFlight.empty() && catchAllKeys.empty() && deviceKeys.empty();
+    }
 
     void analyze(const std::vector<clang::FunctionDecl *> &functions) {
         // Parameters that receive timestamps (cpudist's `update_hist(…, ts)`), callers first
@@ -314,6 +320,7 @@ private:
         bool parameter = false;
         std::vector<const clang::ParmVarDecl *> parameters;
         const clang::Expr *syscall = nullptr;
+        bool blockDevice = false;
         std::vector<const clang::VarDecl *> variables;
 
         bool VisitCallExpr(clang::CallExpr *call) {
@@ -334,6 +341,7 @@ private:
         }
         bool VisitMemberExpr(clang::MemberExpr *member) {
             if (isSyscallNumber(member)) syscall = member;
+            if (isDiskMajor(member)) blockDevice = true;
             return true;
         }
     };
@@ -344,6 +352,14 @@ private:
         auto *reference = address ? llvm::dyn_cast<clang::DeclRefExpr>(address->getSubExpr()->IgnoreParenImpCasts()) : nullptr;
         auto *section = reference ? reference->getDecl()->getAttr<clang::SectionAttr>() : nullptr;
         return section && (section->getName() == ".maps" || section->getName() == "maps");
+    }
+
+    // `disk->major` of a `struct gendisk` (inside BPF_CORE_READ(disk, major)).
+    static bool isDiskMajor(const clang::MemberExpr *member) {
+        clang::QualType base = member->getBase()->getType();
+        if (member->isArrow() && base->isPointerType()) base = base->getPointeeType();
+        const clang::RecordDecl *record = base->getAsRecordDecl();
+        return record && record->getName() == "gendisk" && member->getMemberDecl()->getName() == "major";
     }
 
     // `args->id` of a raw_syscalls tracepoint, `ctx->nr` of a syscalls one.
@@ -533,6 +549,11 @@ private:
                 for (const Assignment &entry : assignments.values) {
                     if (entry.variable != variable) continue;
                     syscallKey(map, entry.field, entry.value);
+                    if (!entry.field.empty() && entry.operation == clang::BO_Assign) {
+                        Contents contents;
+                        contents.TraverseStmt(const_cast<clang::Expr *>(entry.value));
+                        if (contents.blockDevice) facts.deviceKeys[map] = entry.field;
+                    }
                     if (entry.field.empty() && entry.operation == clang::BO_Assign) catchAllKey(map, variable, entry.value);
                 }
                 if (variable->getType()->isRecordType() && zeroUnlessFlagged(variable)) facts.catchAllKeys[map] = "{}";
@@ -719,6 +740,7 @@ private:
         for (const auto &entry : facts.catchAllKeys) add("catchAllKeys", entry.first, entry.second);
         for (const auto &entry : facts.slotUnits) add("slotUnits", entry.first, entry.second);
         for (const auto &entry : facts.slotSteps) add("slotSteps", entry.first, entry.second);
+        for (const auto &entry : facts.deviceKeys) add("deviceKeys", entry.first, entry.second);
         std::vector<const char *> tablePointers, keyPointers, valuePointers;
         for (size_t i = 0; i < tables.size(); i++) {
             tablePointers.push_back(tables[i].c_str());

@@ -52,11 +52,15 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// For linear `slots` structs indexed by a quantity divided by a constant (cpufreq's
     /// `freq / HIST_STEP_SIZE`): struct → that step ("200"); slot k then stands for k × step.
     public var slotSteps: [String: String]
+    /// Maps whose key has a field computed from a disk's major number (biolatency's `hkey.dev`,
+    /// the kernel's dev_t: major << 20 | minor): map → that field; it prints as the device's name.
+    public var deviceKeys: [String: String]
 
     public init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = [],
                 tables: [String: String] = [:], programs: [String: String] = [:], slots: [String: String] = [:],
                 syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:], inFlight: [String] = [],
-                catchAllKeys: [String: String] = [:], slotUnits: [String: String] = [:], slotSteps: [String: String] = [:]) {
+                catchAllKeys: [String: String] = [:], slotUnits: [String: String] = [:], slotSteps: [String: String] = [:],
+                deviceKeys: [String: String] = [:]) {
         self.events = events
         self.histograms = histograms
         self.stackTraces = stackTraces
@@ -69,11 +73,12 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         self.catchAllKeys = catchAllKeys
         self.slotUnits = slotUnits
         self.slotSteps = slotSteps
+        self.deviceKeys = deviceKeys
     }
 
     private enum CodingKeys: String, CodingKey {
         case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight, catchAllKeys, slotUnits,
-             slotSteps
+             slotSteps, deviceKeys
     }
 
     /// Sets one entry of a string table by its JSON name, or adds `key` to a list (how the
@@ -90,6 +95,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         case .catchAllKeys: catchAllKeys[key] = value
         case .slotUnits: slotUnits[key] = value
         case .slotSteps: slotSteps[key] = value
+        case .deviceKeys: deviceKeys[key] = value
         case .inFlight: if !inFlight.contains(key) { inFlight.append(key) }
         case .stackTraces, nil: break
         }
@@ -110,6 +116,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         catchAllKeys = try container.decodeIfPresent([String: String].self, forKey: .catchAllKeys) ?? [:]
         slotUnits = try container.decodeIfPresent([String: String].self, forKey: .slotUnits) ?? [:]
         slotSteps = try container.decodeIfPresent([String: String].self, forKey: .slotSteps) ?? [:]
+        deviceKeys = try container.decodeIfPresent([String: String].self, forKey: .deviceKeys) ?? [:]
     }
 
     /// Compact JSON with sorted keys, as JSONEncoder's `.sortedKeys` writes it: the same object
@@ -126,7 +133,8 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         // Written only when present: objects without them keep the bytes they always had.
         let facts: [(CodingKeys, [String: String])] = [(.slots, slots), (.syscallKeys, syscallKeys),
                                                         (.syscallKeyConditions, syscallKeyConditions), (.catchAllKeys, catchAllKeys),
-                                                        (.slotUnits, slotUnits), (.slotSteps, slotSteps)]
+                                                        (.slotUnits, slotUnits), (.slotSteps, slotSteps),
+                                                        (.deviceKeys, deviceKeys)]
         for (key, values) in facts where !values.isEmpty { fields.append((key, map(values))) }
         if !inFlight.isEmpty { fields.append((.inFlight, "[" + inFlight.map(string).joined(separator: ",") + "]")) }
         return "{" + fields.sorted { $0.0.rawValue < $1.0.rawValue }.map { string($0.0.rawValue) + ":" + $0.1 }.joined(separator: ",") + "}"

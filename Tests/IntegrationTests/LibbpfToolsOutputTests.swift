@@ -205,4 +205,44 @@ extension HostKernel.LibbpfToolsRuntimeTests {
         #expect(processRows.count == 2 && Int(processRows[1][0]) != nil, "one pid: \(byProcess.stdout)")
         #expect(byProcess.stdout.contains("latency:\n     msecs               : count    distribution\n"), "\(byProcess.stdout)")
     }
+
+    /// biolatency -D's shape: a key field computed from a disk's major and minor numbers.
+    static let disks = header + """
+        #include <bpf/bpf_core_read.h>
+        struct disk_key { u32 dev; };
+        struct disk_hist { u32 slots[4]; };
+        static struct disk_hist none;
+        struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 16); __type(key, struct disk_key); __type(value, struct disk_hist); } by_disk SEC(".maps");
+
+        SEC("tp_btf/block_rq_issue")
+        int BPF_PROG(on_issue, struct request *rq) {
+            struct disk_key key = {};
+            struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
+            key.dev = disk ? (BPF_CORE_READ(disk, major) << 20) | BPF_CORE_READ(disk, first_minor) : 0;
+            struct disk_hist *h = bpf_map_lookup_elem(&by_disk, &key);
+            if (!h) {
+                bpf_map_update_elem(&by_disk, &key, &none, BPF_NOEXIST);
+                h = bpf_map_lookup_elem(&by_disk, &key);
+                if (!h) return 0;
+            }
+            __sync_fetch_and_add(&h->slots[0], 1);
+            return 0;
+        }
+        char LICENSE[] SEC("license") = "GPL";
+        """
+
+    @Test func diskKeysPrintByDeviceName() throws {
+        let source = try probe("output-disks.bpf.c", Self.disks)
+        let file = Self.scratch.path + "/direct-writes"
+        let command = "dd if=/dev/zero of=\(file) bs=64k count=20 oflag=direct,sync status=none"
+        let result = try Tool.run([source, "-c", command, "-d", "20"], environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        // Where the scratch directory is on no block device (tmpfs), there is nothing to name.
+        let titles = result.stdout.split(separator: "\n").filter { $0.hasPrefix("by_disk [") }
+        let devices = Set((try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/block")) ?? [])
+        for title in titles {
+            let name = title.wholeMatch(of: /by_disk \[dev=(.+)\]:/).map { String($0.1) }
+            #expect(name.map { devices.contains($0) || $0 == "0" } == true, "\(result.stdout)")
+        }
+    }
 }

@@ -66,6 +66,9 @@ struct MapReader {
         if let field = metadata.syscallKeys[name] {
             entries = entries.map { (MapReader.namingSyscall($0.key, field: field), $0.value) }
         }
+        if let field = metadata.deviceKeys[name] {
+            entries = entries.map { (MapReader.namingDevice($0.key, field: field), $0.value) }
+        }
 
         if let kind = metadata.histograms[name].flatMap(Histogram.Kind.init(rawValue:)),
            let histograms = MapReader.bucketHistograms(name: name, kind: kind, entries: entries) {
@@ -202,6 +205,26 @@ struct MapReader {
         }
         guard case let .structure(fields) = key else { return key }
         return .structure(fields.map { $0.name == field ? ($0.name, namingSyscall($0.value, field: "")) : $0 })
+    }
+
+    /// A struct key whose `field` holds a kernel dev_t (major << 20 | minor), with the number
+    /// replaced by the block device's name (/sys/dev/block/MAJOR:MINOR), as libbpf-tools'
+    /// userspace names disks. 0 (no disk) and unknown devices keep their number.
+    static func namingDevice(_ key: Value, field: String) -> Value {
+        guard case let .structure(fields) = key else { return key }
+        return .structure(fields.map { item in
+            guard item.name == field, let number = item.value.integer, number > 0,
+                  let name = blockDeviceName(major: number >> 20, minor: number & 0xfffff) else { return item }
+            return (item.name, .string(name))
+        })
+    }
+
+    private static func blockDeviceName(major: Int128, minor: Int128) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/sys/dev/block/\(major):\(minor)", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        let target = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return target.split(separator: "/").last.map(String.init)
     }
 
     /// How a libbpf-style histogram's slots read (see ProbeMetadata's `slots`, `slotUnits`, `slotSteps`).
