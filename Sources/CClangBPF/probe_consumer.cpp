@@ -197,8 +197,10 @@ private:
 // - `catchAllKeys`: a map key the program sets to a constant in some path (runqlat's `hkey = -1`
 //   when no per-process flag is set): map → that constant as the key's type reads it; or a struct
 //   key that starts as `{}` and whose fields are set only under `if (global)` (biolatency's
-//   `hkey.dev` when `targ_per_disk`): map → "{}", the all-zero key. The entry under it stands for
-//   everything, not for one key.
+//   `hkey.dev` when `targ_per_disk`): map → "{}", the all-zero key; or the constant an index of
+//   a global array of structs starts as when only `if (flag)` changes it (runqlen's `hists[cpu]`,
+//   `cpu = 0`): global → the constant, `catchAllKeyConditions`: global → "!flag". The entry under
+//   it stands for everything, not for one key.
 // - `deviceKeys`: maps whose key has a field computed from a disk's major number (biolatency's
 //   `hkey.dev = MKDEV(BPF_CORE_READ(disk, major), BPF_CORE_READ(disk, first_minor))`, the
 //   kernel's dev_t): map → that field.
@@ -212,6 +214,7 @@ public:
     std::map<std::string, std::string> syscallKeyConditions;
     std::set<std::string> inFlight;
     std::map<std::string, std::string> catchAllKeys;
+    std::map<std::string, std::string> catchAllKeyConditions;
     std::map<std::string, std::string> slotUnits;
     std::map<std::string, std::string> slotSteps;
     std::map<std::string, std::string> deviceKeys;
@@ -495,8 +498,12 @@ private:
             } else if (auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(base)) {
                 auto *global = llvm::dyn_cast<clang::VarDecl>(reference->getDecl());
                 const clang::ArrayType *type = global ? facts.context.getAsArrayType(global->getType()) : nullptr;
-                if (!type || !global->hasGlobalStorage() || global->hasAttr<clang::SectionAttr>() ||
-                    !type->getElementType()->isIntegerType()) return true;
+                if (!type || !global->hasGlobalStorage() || global->hasAttr<clang::SectionAttr>()) return true;
+                if (type->getElementType()->isRecordType()) {
+                    catchAllIndex(global->getName().str(), subscript->getIdx());
+                    return true;
+                }
+                if (!type->getElementType()->isIntegerType()) return true;
                 key = global->getName().str();
                 array = true;
             } else {
@@ -592,6 +599,26 @@ private:
             constant = constant.extOrTrunc(facts.context.getIntWidth(type));
             constant.setIsSigned(type->isSignedIntegerType());
             facts.catchAllKeys[map] = llvm::toString(constant, 10);
+        }
+
+        // `hists[cpu]` of a global array of structs (runqlen's), where `cpu` starts as a constant
+        // and changes only under `if (flag)`: that constant is the catch-all index while the flag
+        // is unset (with the flag set it is one CPU among others).
+        void catchAllIndex(const std::string &global, const clang::Expr *index) {
+            auto *reference = llvm::dyn_cast<clang::DeclRefExpr>(index->IgnoreParenImpCasts());
+            auto *variable = reference ? llvm::dyn_cast<clang::VarDecl>(reference->getDecl()) : nullptr;
+            if (!variable || !variable->getType()->isIntegerType() || !variable->hasInit()) return;
+            clang::Expr::EvalResult result;
+            if (!variable->getInit()->EvaluateAsInt(result, facts.context)) return;
+            std::string flag;
+            for (const Assignment &entry : assignments.values) {
+                if (entry.variable != variable || entry.value == variable->getInit()) continue;
+                if (entry.condition.empty() || entry.condition[0] == '!' || (!flag.empty() && flag != entry.condition)) return;
+                flag = entry.condition;
+            }
+            if (flag.empty()) return;
+            facts.catchAllKeys[global] = llvm::toString(result.Val.getInt(), 10);
+            facts.catchAllKeyConditions[global] = "!" + flag;
         }
 
         // A struct variable initialized to `{}` whose fields are assigned only under `if (global)`.
@@ -738,6 +765,7 @@ private:
         for (const auto &entry : facts.syscallKeyConditions) add("syscallKeyConditions", entry.first, entry.second);
         for (const std::string &map : facts.inFlight) add("inFlight", map, "");
         for (const auto &entry : facts.catchAllKeys) add("catchAllKeys", entry.first, entry.second);
+        for (const auto &entry : facts.catchAllKeyConditions) add("catchAllKeyConditions", entry.first, entry.second);
         for (const auto &entry : facts.slotUnits) add("slotUnits", entry.first, entry.second);
         for (const auto &entry : facts.slotSteps) add("slotSteps", entry.first, entry.second);
         for (const auto &entry : facts.deviceKeys) add("deviceKeys", entry.first, entry.second);

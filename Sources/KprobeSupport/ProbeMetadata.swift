@@ -45,6 +45,9 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     /// global's `if` (biolatency's `hkey`): the all-zero key. The entry under it counts
     /// everything: it prints without its key and its labels.
     public var catchAllKeys: [String: String]
+    /// For catch-all keys that are one only while a global is zero (runqlen's `hists[cpu]` with
+    /// `cpu = 0` unless `targ_per_cpu`): map or global → "!NAME" (or "NAME").
+    public var catchAllKeyConditions: [String: String]
     /// For log2 `slots` structs whose slot is the log2 of a bpf_ktime_get_ns() difference: struct →
     /// its unit as libbpf-tools' userspace labels it ("nsecs", "usecs", "msecs"), or
     /// "NAME?UNIT:UNIT" when a global chooses (runqlat's `targ_ms`: "targ_ms?msecs:usecs").
@@ -59,7 +62,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
     public init(events: [String: String] = [:], histograms: [String: String] = [:], stackTraces: [String] = [],
                 tables: [String: String] = [:], programs: [String: String] = [:], slots: [String: String] = [:],
                 syscallKeys: [String: String] = [:], syscallKeyConditions: [String: String] = [:], inFlight: [String] = [],
-                catchAllKeys: [String: String] = [:], slotUnits: [String: String] = [:], slotSteps: [String: String] = [:],
+                catchAllKeys: [String: String] = [:], catchAllKeyConditions: [String: String] = [:], slotUnits: [String: String] = [:], slotSteps: [String: String] = [:],
                 deviceKeys: [String: String] = [:]) {
         self.events = events
         self.histograms = histograms
@@ -71,6 +74,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         self.syscallKeyConditions = syscallKeyConditions
         self.inFlight = inFlight
         self.catchAllKeys = catchAllKeys
+        self.catchAllKeyConditions = catchAllKeyConditions
         self.slotUnits = slotUnits
         self.slotSteps = slotSteps
         self.deviceKeys = deviceKeys
@@ -78,7 +82,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
 
     private enum CodingKeys: String, CodingKey {
         case events, histograms, stackTraces, tables, programs, slots, syscallKeys, syscallKeyConditions, inFlight, catchAllKeys, slotUnits,
-             slotSteps, deviceKeys
+             slotSteps, deviceKeys, catchAllKeyConditions
     }
 
     /// Sets one entry of a string table by its JSON name, or adds `key` to a list (how the
@@ -93,6 +97,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         case .syscallKeys: syscallKeys[key] = value
         case .syscallKeyConditions: syscallKeyConditions[key] = value
         case .catchAllKeys: catchAllKeys[key] = value
+        case .catchAllKeyConditions: catchAllKeyConditions[key] = value
         case .slotUnits: slotUnits[key] = value
         case .slotSteps: slotSteps[key] = value
         case .deviceKeys: deviceKeys[key] = value
@@ -114,6 +119,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         syscallKeyConditions = try container.decodeIfPresent([String: String].self, forKey: .syscallKeyConditions) ?? [:]
         inFlight = try container.decodeIfPresent([String].self, forKey: .inFlight) ?? []
         catchAllKeys = try container.decodeIfPresent([String: String].self, forKey: .catchAllKeys) ?? [:]
+        catchAllKeyConditions = try container.decodeIfPresent([String: String].self, forKey: .catchAllKeyConditions) ?? [:]
         slotUnits = try container.decodeIfPresent([String: String].self, forKey: .slotUnits) ?? [:]
         slotSteps = try container.decodeIfPresent([String: String].self, forKey: .slotSteps) ?? [:]
         deviceKeys = try container.decodeIfPresent([String: String].self, forKey: .deviceKeys) ?? [:]
@@ -134,7 +140,7 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         let facts: [(CodingKeys, [String: String])] = [(.slots, slots), (.syscallKeys, syscallKeys),
                                                         (.syscallKeyConditions, syscallKeyConditions), (.catchAllKeys, catchAllKeys),
                                                         (.slotUnits, slotUnits), (.slotSteps, slotSteps),
-                                                        (.deviceKeys, deviceKeys)]
+                                                        (.deviceKeys, deviceKeys), (.catchAllKeyConditions, catchAllKeyConditions)]
         for (key, values) in facts where !values.isEmpty { fields.append((key, map(values))) }
         if !inFlight.isEmpty { fields.append((.inFlight, "[" + inFlight.map(string).joined(separator: ",") + "]")) }
         return "{" + fields.sorted { $0.0.rawValue < $1.0.rawValue }.map { string($0.0.rawValue) + ":" + $0.1 }.joined(separator: ",") + "}"

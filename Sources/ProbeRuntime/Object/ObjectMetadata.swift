@@ -32,10 +32,13 @@ extension ProbeMetadata {
 extension ProbeObject {
     /// The metadata as this run's output reads it, with the facts that depend on a global's
     /// value (as `--set` left it) decided: a map whose key is a syscall number only under a flag
-    /// (syscount's `count_by_process ? pid : args->id`) keeps that fact only when the flag says
-    /// so; a histogram unit chosen by a flag (runqlat's `targ_ms`) becomes that unit.
+    /// (syscount's `count_by_process ? pid : args->id`), and a catch-all key that is one only
+    /// while a flag is unset (runqlen's `cpu = 0` unless `targ_per_cpu`), keep that fact only
+    /// when the flag says so; a histogram unit chosen by a flag (runqlat's `targ_ms`) becomes
+    /// that unit.
     var outputMetadata: ObjectMetadata {
-        guard !metadata.syscallKeyConditions.isEmpty || metadata.slotUnits.values.contains(where: { $0.contains("?") }) else {
+        guard !metadata.syscallKeyConditions.isEmpty || !metadata.catchAllKeyConditions.isEmpty
+                || metadata.slotUnits.values.contains(where: { $0.contains("?") }) else {
             return metadata
         }
         let formatter = BTFFormatter(btf: btf)
@@ -50,6 +53,9 @@ extension ProbeObject {
         var result = metadata
         for (map, condition) in metadata.syscallKeyConditions where !holds(condition) {
             result.syscallKeys[map] = nil
+        }
+        for (map, condition) in metadata.catchAllKeyConditions where !holds(condition) {
+            result.catchAllKeys[map] = nil
         }
         for (type, unit) in metadata.slotUnits {
             guard let question = unit.firstIndex(of: "?"), let colon = unit.firstIndex(of: ":") else { continue }

@@ -77,14 +77,7 @@ struct MapReader {
         let single = isArray && map.maxEntries == 1
         if var histograms = MapReader.slotHistograms(name: name, style: slotStyle(map.valueTypeID), entries: entries, keyed: !single),
            !MapReader.onlyLabels(histograms) {
-            if let catchAll = metadata.catchAllKeys[name] {
-                // A constant integer key, or "{}": the all-zero struct key.
-                for index in histograms.indices where catchAll == "{}" ? histograms[index].key?.isZero == true
-                    : histograms[index].key?.integer == Int128(catchAll) {
-                    histograms[index].key = nil
-                    histograms[index].labels = nil
-                }
-            }
+            dropCatchAllKey(name, &histograms)
             return .histograms(histograms)
         }
         // Values with slots that are all empty and other fields that are not (hardirqs counting
@@ -255,6 +248,17 @@ struct MapReader {
                   unit: metadata.slotUnits[key], step: metadata.slotSteps[key].flatMap { UInt64($0) } ?? 1)
     }
 
+    /// The histogram under a catch-all key (metadata `catchAllKeys`: a constant integer key, or
+    /// "{}" for the all-zero struct key) stands for everything: no key, no labels.
+    private func dropCatchAllKey(_ name: String, _ histograms: inout [Histogram]) {
+        guard let catchAll = metadata.catchAllKeys[name] else { return }
+        for index in histograms.indices where catchAll == "{}" ? histograms[index].key?.isZero == true
+            : histograms[index].key?.integer == Int128(catchAll) {
+            histograms[index].key = nil
+            histograms[index].labels = nil
+        }
+    }
+
     /// Histograms whose buckets are all empty, each labelled by other fields: the program
     /// filled those fields instead (a tool's counting mode), so they print as a table.
     static func onlyLabels(_ histograms: [Histogram]) -> Bool {
@@ -308,8 +312,9 @@ struct MapReader {
             if let histogram = arrayHistogram(name: variable.name, decoded) {
                 histograms.append(histogram)
             } else if case let .array(items) = decoded,
-               let perIndex = MapReader.slotHistograms(name: variable.name, style: slotStyle(variable.typeID), entries: items.enumerated().filter { !$0.element.isZero }
+               var perIndex = MapReader.slotHistograms(name: variable.name, style: slotStyle(variable.typeID), entries: items.enumerated().filter { !$0.element.isZero }
                    .map { (Value.unsigned(UInt64($0.offset)), $0.element) }, keyed: true) {
+                dropCatchAllKey(variable.name, &perIndex)
                 histograms += perIndex
             } else if let single = MapReader.slotHistograms(name: variable.name, style: slotStyle(variable.typeID), entries: [(.unsigned(0), decoded)], keyed: false) {
                 histograms += single
