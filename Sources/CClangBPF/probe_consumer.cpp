@@ -182,8 +182,9 @@ private:
 //   its index is computed with a log2 function (`log2l(delta)`, `bpf_log2l`, `__builtin_clz…`)
 //   or is a plain number (runqlen's queue length): "log2" or "linear". An index that is a
 //   variable counts as log2 when any value assigned to that variable in the function (directly
-//   or through other variables) comes from such a call; an index that is a parameter says
-//   nothing (the caller computed it). One log2 index makes the struct log2.
+//   or through other variables) comes from such a call, or from a function of the probe that
+//   makes one; an index that is a parameter, or comes from another function of the probe, says
+//   nothing (the caller or that function computed it). One log2 index makes the struct log2.
 //   `slotUnits`: when that log2 is taken of a bpf_ktime_get_ns() difference, its unit as
 //   libbpf-tools' userspace names it: "nsecs", "usecs" (divided by 1000), "msecs" (by 1000000),
 //   or "FLAG?UNIT:UNIT" when a global chooses the divisor (runqlat's
@@ -321,14 +322,29 @@ private:
         const clang::CallExpr *log2Call = nullptr;
         bool timestamp = false;
         bool parameter = false;
+        bool opaque = false;
+        int depth = 0;
         std::vector<const clang::ParmVarDecl *> parameters;
         const clang::Expr *syscall = nullptr;
-        bool blockDevice = false;
+        // A disk's major number, and a `<< 20` (MKDEV: the kernel's dev_t is major << 20 | minor).
+        bool diskMajor = false;
+        bool minorShift = false;
         std::vector<const clang::VarDecl *> variables;
 
         bool VisitCallExpr(clang::CallExpr *call) {
             std::string name = calleeName(call);
             if ((name.find("log2") != std::string::npos || name.rfind("__builtin_clz", 0) == 0) && !log2Call) log2Call = call;
+            // A function of the probe under another name: log2 if it calls one, else it may
+            // compute anything (BPF helpers and builtins have no body and say nothing).
+            const clang::FunctionDecl *callee = call->getDirectCallee();
+            if (!log2Call && callee && callee->hasBody() && name.find("log2") == std::string::npos) {
+                Contents inside;
+                inside.depth = depth + 1;
+                // Helpers of helpers, a few deep (and never round a recursive call forever).
+                if (depth < 3) inside.TraverseStmt(callee->getBody());
+                if (inside.log2Call) log2Call = call;
+                else opaque = true;
+            }
             if (name.rfind("bpf_ktime_get_", 0) == 0) timestamp = true;
             return true;
         }
@@ -342,9 +358,14 @@ private:
             }
             return true;
         }
+        bool VisitBinaryOperator(clang::BinaryOperator *operation) {
+            auto *shift = llvm::dyn_cast<clang::IntegerLiteral>(operation->getRHS()->IgnoreParenImpCasts());
+            if (operation->getOpcode() == clang::BO_Shl && shift && shift->getValue() == 20) minorShift = true;
+            return true;
+        }
         bool VisitMemberExpr(clang::MemberExpr *member) {
             if (isSyscallNumber(member)) syscall = member;
-            if (isDiskMajor(member)) blockDevice = true;
+            if (isDiskMajor(member)) diskMajor = true;
             return true;
         }
     };
@@ -382,16 +403,18 @@ private:
         std::set<std::string> lookedUp, deleted;
         Uses(MapFacts &facts, const Assignments &assignments) : facts(facts), assignments(assignments) {}
 
-        // The log2 call a value of `variable` comes from, following other variables; null for none.
-        const clang::CallExpr *fromLog2(const clang::VarDecl *variable, std::set<const clang::VarDecl *> &seen) {
+        // The log2 call a value of `variable` comes from, following other variables; null for
+        // none. `opaque`: some value comes from a function of the probe that is not a log2.
+        const clang::CallExpr *fromLog2(const clang::VarDecl *variable, std::set<const clang::VarDecl *> &seen, bool &opaque) {
             if (!seen.insert(variable).second) return nullptr;
             for (const Assignment &entry : assignments.values) {
                 if (entry.variable != variable) continue;
                 Contents contents;
                 contents.TraverseStmt(const_cast<clang::Expr *>(entry.value));
                 if (contents.log2Call) return contents.log2Call;
+                opaque = opaque || contents.opaque;
                 for (const clang::VarDecl *other : contents.variables) {
-                    if (const clang::CallExpr *call = fromLog2(other, seen)) return call;
+                    if (const clang::CallExpr *call = fromLog2(other, seen, opaque)) return call;
                 }
             }
             return nullptr;
@@ -512,16 +535,17 @@ private:
             Contents contents;
             contents.TraverseStmt(subscript->getIdx());
             const clang::CallExpr *log2 = contents.log2Call;
+            bool opaque = contents.opaque;
             std::set<const clang::VarDecl *> seen;
             for (const clang::VarDecl *variable : contents.variables) {
-                if (!log2) log2 = fromLog2(variable, seen);
+                if (!log2) log2 = fromLog2(variable, seen, opaque);
             }
             if (log2) {
                 facts.slots[key] = "log2";
                 std::string unit = log2->getNumArgs() == 1 ? this->unit(log2->getArg(0)) : "";
                 if (!unit.empty()) facts.slotUnits[key] = unit;
             }
-            else if (!array && !contents.parameter && facts.slots.emplace(key, "linear").second) {
+            else if (!array && !contents.parameter && !opaque && facts.slots.emplace(key, "linear").second) {
                 uint64_t step = divisors(subscript->getIdx());
                 for (const clang::VarDecl *variable : contents.variables) {
                     for (const Assignment &entry : assignments.values) {
@@ -559,7 +583,7 @@ private:
                     if (!entry.field.empty() && entry.operation == clang::BO_Assign) {
                         Contents contents;
                         contents.TraverseStmt(const_cast<clang::Expr *>(entry.value));
-                        if (contents.blockDevice) facts.deviceKeys[map] = entry.field;
+                        if (contents.diskMajor && contents.minorShift) facts.deviceKeys[map] = entry.field;
                     }
                     if (entry.field.empty() && entry.operation == clang::BO_Assign) catchAllKey(map, variable, entry.value);
                 }

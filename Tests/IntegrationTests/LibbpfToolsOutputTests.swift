@@ -46,6 +46,11 @@ extension HostKernel.LibbpfToolsRuntimeTests {
         // funclatency's shape: a global integer array indexed by a log2 is a histogram; one
         // indexed by a plain number (softirqs' `counts[vec]`) stays counters.
         __u32 log_sizes[24] = {};
+        // An index from a function of the probe that makes no log2 call says nothing: the
+        // default (log2) stands.
+        struct opaque_hist { u32 slots[4]; };
+        struct opaque_hist by_bucket = {};
+        static __noinline u32 bucket_of(u64 bytes) { return bytes > 2000 ? 2 : 1; }
         __u64 by_fd[4] = {};
         // compat.bpf.h's scratch space: bytes without a type, not data.
         struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __uint(key_size, 4); __uint(value_size, 64); } heap SEC(".maps");
@@ -69,6 +74,8 @@ extension HostKernel.LibbpfToolsRuntimeTests {
             }
             u64 fd = ctx->args[0];
             if (fd < 4) __sync_fetch_and_add(&by_fd[fd], 1);
+            u32 bucket = bucket_of(bytes) & 3;
+            __sync_fetch_and_add(&by_bucket.slots[bucket], 1);
             u64 thousands = bytes / 1000;
             if (thousands >= 16) thousands = 15;
             // runqlen's `hists[cpu]`: index 0 stands for all unless a flag spreads them out.
@@ -113,6 +120,8 @@ extension HostKernel.LibbpfToolsRuntimeTests {
         #expect(lines[(array + 1)...].first { $0.contains("2048 -> 4095") }?.hasSuffix(": 7        |****************************************|") == true,
                 "\(result.stdout)")
         #expect(lines.contains { $0.wholeMatch(of: /\s+by_fd\s+\[0,7,0,0\]/) != nil }, "\(result.stdout)")
+        let opaque = try #require(lines.firstIndex(of: "by_bucket:"), "\(result.stdout)")
+        #expect(lines[opaque + 4].hasPrefix("         4 -> 7          : 7 "), "\(result.stdout)")
         // The catch-all key prints neither itself nor the comm of whoever came first.
         #expect(lines.contains("by_process:") && !lines.contains { $0.hasPrefix("by_process [") }, "\(result.stdout)")
         let perProcess = try Tool.run([source, "--set", "per_process=1", "-c", command, "-d", "20"], environment: environment)
