@@ -72,7 +72,7 @@ import Testing
     /// Linear slots (runqlen's queue lengths) print as libbpf-tools' print_linear_hist: one row
     /// per non-empty slot, labelled by its value.
     @Test func linearSlotsPrintOnlyNonEmptyRows() {
-        let histogram = Histogram(name: "hists", kind: .linear, key: nil, slots: [0, 5, 0, 10])
+        let histogram = Histogram(name: "hists", style: Histogram.SlotStyle(kind: .linear), key: nil, slots: [0, 5, 0, 10])
         #expect(histogram.text == [
             "hists:",
             "     value         : count     distribution",

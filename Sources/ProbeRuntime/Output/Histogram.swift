@@ -43,11 +43,20 @@ struct Histogram: Equatable, Sendable {
         self.buckets = buckets
     }
 
+    /// How a libbpf-style histogram's slots read (ProbeMetadata's `slots`, `slotUnits`, `slotSteps`).
+    struct SlotStyle: Equatable {
+        var kind: Kind = .log2
+        var unit: String?
+        var step: UInt64 = 1
+    }
+
     /// libbpf-tools slots: log2 (slot k = [2^k, 2^(k+1) - 1], slot 0 also holding 0) or linear
-    /// (slot k = the value k).
-    init(name: String, kind: Kind = .log2, key: Value?, labels: Value? = nil, slots: [UInt64]) {
-        self.init(name: name, kind: kind, key: key, labels: labels, buckets: kind == .log2 ? [0] + slots : slots)
+    /// (slot k = the value k × step).
+    init(name: String, style: SlotStyle = SlotStyle(), key: Value?, labels: Value? = nil, slots: [UInt64]) {
+        self.init(name: name, kind: style.kind, key: key, labels: labels, buckets: style.kind == .log2 ? [0] + slots : slots)
         libbpfTools = true
+        unit = style.unit
+        step = style.step
     }
 
     static let starsMax = 40

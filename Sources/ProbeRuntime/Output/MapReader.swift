@@ -167,7 +167,7 @@ struct MapReader {
     /// libbpf-tools histograms: every value is a struct with an integer array `slots`, one
     /// histogram per key (the key is left out for a one-entry array); the value's other fields
     /// that are not zero label it (runqlat -P's `comm`, hardirqs' counts).
-    static func slotHistograms(name: String, style: SlotStyle = SlotStyle(),
+    static func slotHistograms(name: String, style: Histogram.SlotStyle = Histogram.SlotStyle(),
                                entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
         guard !entries.isEmpty else { return nil }
         var result: [Histogram] = []
@@ -181,11 +181,8 @@ struct MapReader {
                 slots.append(UInt64(clamping: count))
             }
             let labels = fields.filter { $0.name != "slots" && !$0.value.isZero }
-            var histogram = Histogram(name: name, kind: style.kind, key: keyed ? entry.key : nil,
-                                      labels: labels.isEmpty ? nil : .structure(labels), slots: slots)
-            histogram.unit = style.unit
-            histogram.step = style.step
-            result.append(histogram)
+            result.append(Histogram(name: name, style: style, key: keyed ? entry.key : nil,
+                                    labels: labels.isEmpty ? nil : .structure(labels), slots: slots))
         }
         return result
     }
@@ -220,31 +217,24 @@ struct MapReader {
         return target.split(separator: "/").last.map(String.init)
     }
 
-    /// How a libbpf-style histogram's slots read (see ProbeMetadata's `slots`, `slotUnits`, `slotSteps`).
-    struct SlotStyle: Equatable {
-        var kind: Histogram.Kind = .log2
-        var unit: String?
-        var step: UInt64 = 1
-    }
-
     /// How the program indexes the `slots` of a value of this type, or of the elements of an
     /// array of them (runqlen's `hists[]`): what the compiler recorded for the struct (log2,
     /// without a unit, when it recorded nothing).
-    func slotStyle(_ typeID: UInt32) -> SlotStyle {
-        guard let btf = formatter.btf, !metadata.slots.isEmpty else { return SlotStyle() }
+    func slotStyle(_ typeID: UInt32) -> Histogram.SlotStyle {
+        guard let btf = formatter.btf, !metadata.slots.isEmpty else { return Histogram.SlotStyle() }
         var resolved = btf__resolve_type(btf.pointer, typeID)
         if resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_array(type), let info = btf_array(type) {
             resolved = btf__resolve_type(btf.pointer, info.pointee.type)
         }
         guard resolved > 0, let spelling = metadata.slots.keys.first(where: { formatter.typeID(spelling: $0) == UInt32(resolved) }) else {
-            return SlotStyle()
+            return Histogram.SlotStyle()
         }
         return slotStyle(key: spelling)
     }
 
     /// The style recorded under a struct's spelling or a global array's name.
-    func slotStyle(key: String) -> SlotStyle {
-        SlotStyle(kind: metadata.slots[key].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2,
+    func slotStyle(key: String) -> Histogram.SlotStyle {
+        Histogram.SlotStyle(kind: metadata.slots[key].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2,
                   unit: metadata.slotUnits[key], step: metadata.slotSteps[key].flatMap { UInt64($0) } ?? 1)
     }
 
@@ -332,10 +322,7 @@ struct MapReader {
         guard metadata.slots[name] != nil, case let .array(items) = value else { return nil }
         let counts = items.compactMap { $0.integer.map { UInt64(clamping: $0) } }
         guard counts.count == items.count else { return nil }
-        let style = slotStyle(key: name)
-        var histogram = Histogram(name: name, kind: style.kind, key: nil, slots: counts)
-        histogram.unit = style.unit
-        return histogram
+        return Histogram(name: name, style: slotStyle(key: name), key: nil, slots: counts)
     }
 
     /// Empties a map for `--clear`: hashes lose their keys, arrays are zeroed.
