@@ -85,44 +85,37 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
              slotSteps, deviceKeys, catchAllKeyConditions
     }
 
+    /// Every table of strings, by its JSON name.
+    private static var stringTables: [(key: CodingKeys, path: WritableKeyPath<ProbeMetadata, [String: String]>)] {
+        [(.events, \.events), (.histograms, \.histograms), (.tables, \.tables), (.programs, \.programs),
+         (.slots, \.slots), (.syscallKeys, \.syscallKeys), (.syscallKeyConditions, \.syscallKeyConditions),
+         (.catchAllKeys, \.catchAllKeys), (.catchAllKeyConditions, \.catchAllKeyConditions),
+         (.slotUnits, \.slotUnits), (.slotSteps, \.slotSteps), (.deviceKeys, \.deviceKeys)]
+    }
+
+    /// Written even when empty; the compiler's facts about maps (added later) only when present,
+    /// so that objects without them keep the bytes they always had.
+    private static let alwaysWritten: Set<CodingKeys> = [.events, .histograms, .tables, .programs, .stackTraces]
+
     /// Sets one entry of a string table by its JSON name, or adds `key` to a list (how the
     /// compiler worker hands its findings over); unknown tables are ignored.
     public mutating func set(table: String, key: String, value: String) {
-        switch CodingKeys(rawValue: table) {
-        case .events: events[key] = value
-        case .histograms: histograms[key] = value
-        case .tables: tables[key] = value
-        case .programs: programs[key] = value
-        case .slots: slots[key] = value
-        case .syscallKeys: syscallKeys[key] = value
-        case .syscallKeyConditions: syscallKeyConditions[key] = value
-        case .catchAllKeys: catchAllKeys[key] = value
-        case .catchAllKeyConditions: catchAllKeyConditions[key] = value
-        case .slotUnits: slotUnits[key] = value
-        case .slotSteps: slotSteps[key] = value
-        case .deviceKeys: deviceKeys[key] = value
-        case .inFlight: if !inFlight.contains(key) { inFlight.append(key) }
-        case .stackTraces, nil: break
+        if let path = Self.stringTables.first(where: { $0.key.rawValue == table })?.path {
+            self[keyPath: path][key] = value
+        } else if table == CodingKeys.inFlight.rawValue, !inFlight.contains(key) {
+            inFlight.append(key)
         }
     }
 
     /// A field a writer left out is empty.
     public init(from decoder: any Decoder) throws {
+        self.init()
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        events = try container.decodeIfPresent([String: String].self, forKey: .events) ?? [:]
-        histograms = try container.decodeIfPresent([String: String].self, forKey: .histograms) ?? [:]
+        for (key, path) in Self.stringTables {
+            self[keyPath: path] = try container.decodeIfPresent([String: String].self, forKey: key) ?? [:]
+        }
         stackTraces = try container.decodeIfPresent([String].self, forKey: .stackTraces) ?? []
-        tables = try container.decodeIfPresent([String: String].self, forKey: .tables) ?? [:]
-        programs = try container.decodeIfPresent([String: String].self, forKey: .programs) ?? [:]
-        slots = try container.decodeIfPresent([String: String].self, forKey: .slots) ?? [:]
-        syscallKeys = try container.decodeIfPresent([String: String].self, forKey: .syscallKeys) ?? [:]
-        syscallKeyConditions = try container.decodeIfPresent([String: String].self, forKey: .syscallKeyConditions) ?? [:]
         inFlight = try container.decodeIfPresent([String].self, forKey: .inFlight) ?? []
-        catchAllKeys = try container.decodeIfPresent([String: String].self, forKey: .catchAllKeys) ?? [:]
-        catchAllKeyConditions = try container.decodeIfPresent([String: String].self, forKey: .catchAllKeyConditions) ?? [:]
-        slotUnits = try container.decodeIfPresent([String: String].self, forKey: .slotUnits) ?? [:]
-        slotSteps = try container.decodeIfPresent([String: String].self, forKey: .slotSteps) ?? [:]
-        deviceKeys = try container.decodeIfPresent([String: String].self, forKey: .deviceKeys) ?? [:]
     }
 
     /// Compact JSON with sorted keys, as JSONEncoder's `.sortedKeys` writes it: the same object
@@ -132,17 +125,13 @@ public struct ProbeMetadata: Codable, Sendable, Equatable {
         func map(_ values: [String: String]) -> String {
             "{" + values.sorted { $0.key < $1.key }.map { string($0.key) + ":" + string($0.value) }.joined(separator: ",") + "}"
         }
-        var fields: [(CodingKeys, String)] = [
-            (.events, map(events)), (.histograms, map(histograms)), (.programs, map(programs)),
-            (.stackTraces, "[" + stackTraces.map(string).joined(separator: ",") + "]"), (.tables, map(tables)),
-        ]
-        // Written only when present: objects without them keep the bytes they always had.
-        let facts: [(CodingKeys, [String: String])] = [(.slots, slots), (.syscallKeys, syscallKeys),
-                                                        (.syscallKeyConditions, syscallKeyConditions), (.catchAllKeys, catchAllKeys),
-                                                        (.slotUnits, slotUnits), (.slotSteps, slotSteps),
-                                                        (.deviceKeys, deviceKeys), (.catchAllKeyConditions, catchAllKeyConditions)]
-        for (key, values) in facts where !values.isEmpty { fields.append((key, map(values))) }
-        if !inFlight.isEmpty { fields.append((.inFlight, "[" + inFlight.map(string).joined(separator: ",") + "]")) }
+        var fields: [(CodingKeys, String)] = Self.stringTables
+            .filter { Self.alwaysWritten.contains($0.key) || !self[keyPath: $0.path].isEmpty }
+            .map { ($0.key, map(self[keyPath: $0.path])) }
+        for (key, list) in [(CodingKeys.stackTraces, stackTraces), (.inFlight, inFlight)]
+        where Self.alwaysWritten.contains(key) || !list.isEmpty {
+            fields.append((key, "[" + list.map(string).joined(separator: ",") + "]"))
+        }
         return "{" + fields.sorted { $0.0.rawValue < $1.0.rawValue }.map { string($0.0.rawValue) + ":" + $0.1 }.joined(separator: ",") + "}"
     }
 }
