@@ -445,7 +445,7 @@ private:
             return false;
         }
 
-        // The product of the constant divisors in `expression` (`delta / 1000` → 1000).
+        // The product of the constant divisors in `expression` (`delta / 1000` → 1000, `len >> 10` → 1024).
         uint64_t divisors(const clang::Expr *expression) {
             struct Divisions : public clang::RecursiveASTVisitor<Divisions> {
                 clang::ASTContext &context;
@@ -453,9 +453,12 @@ private:
                 explicit Divisions(clang::ASTContext &context) : context(context) {}
                 bool VisitBinaryOperator(clang::BinaryOperator *operation) {
                     clang::Expr::EvalResult result;
-                    if ((operation->getOpcode() == clang::BO_Div || operation->getOpcode() == clang::BO_DivAssign) &&
-                        operation->getRHS()->EvaluateAsInt(result, context) && result.Val.getInt().isStrictlyPositive()) {
-                        product *= result.Val.getInt().getLimitedValue();
+                    if (!operation->getRHS()->EvaluateAsInt(result, context) || !result.Val.getInt().isStrictlyPositive()) return true;
+                    uint64_t amount = result.Val.getInt().getLimitedValue();
+                    switch (operation->getOpcode()) {
+                    case clang::BO_Div: case clang::BO_DivAssign: product *= amount; break;
+                    case clang::BO_Shr: case clang::BO_ShrAssign: if (amount < 32) product <<= amount; break;
+                    default: break;
                     }
                     return true;
                 }
