@@ -164,7 +164,9 @@ extension HostKernel.LibbpfToolsRuntimeTests {
         int count_exit(struct trace_event_raw_sys_exit *args) {
             if (!comm_matches()) return 0;
             u32 tid = (u32)bpf_get_current_pid_tgid();
-            if (bpf_map_lookup_elem(&pending, &tid)) bpf_map_delete_elem(&pending, &tid);
+            // Only calls seen entering count.
+            if (!bpf_map_lookup_elem(&pending, &tid)) return 0;
+            bpf_map_delete_elem(&pending, &tid);
             u64 *started = bpf_map_lookup_elem(&start, &tid);
             u32 first = 0;
             struct latency_hist *lat = bpf_map_lookup_elem(&latency, &first);
@@ -217,6 +219,21 @@ extension HostKernel.LibbpfToolsRuntimeTests {
         #expect(processRows.first == ["key", "count"], "\(byProcess.stdout)")
         #expect(processRows.count == 2 && Int(processRows[1][0]) != nil, "one pid: \(byProcess.stdout)")
         #expect(byProcess.stdout.contains("latency:\n     msecs               : count    distribution\n"), "\(byProcess.stdout)")
+    }
+
+    /// `--clear` empties what prints, not the operations in flight: a sleep that spans an
+    /// interval still counts when it returns.
+    @Test func clearKeepsOperationsInFlight() throws {
+        let source = try probe("output-syscalls.bpf.c", Self.syscalls)
+        let sleeper = Self.scratch.path + "/kprsleeper"
+        if !FileManager.default.fileExists(atPath: sleeper) {
+            try FileManager.default.createSymbolicLink(atPath: sleeper, withDestinationPath: "/bin/sleep")
+        }
+        let result = try Tool.run([source, "--set", "targ_comm=kprsleeper", "-c", "\(sleeper) 1.6", "-i", "1", "--clear", "-d", "20"],
+                                  environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        let last = result.stdout.components(separatedBy: "calls:").last ?? ""
+        #expect(last.split(separator: "\n").contains { $0.contains("nanosleep") }, "\(result.stdout)")
     }
 
     /// biolatency -D's shape: a key field computed from a disk's major and minor numbers.

@@ -325,7 +325,14 @@ struct MapReader {
         return Histogram(name: name, style: slotStyle(key: name), key: nil, slots: counts)
     }
 
-    /// Empties a map for `--clear`: hashes lose their keys, arrays are zeroed.
+    /// Empties a printed map for `--clear`; maps of operations in flight keep them (an
+    /// operation that spans two intervals is still measured).
+    func clear(_ map: BPFMap) {
+        guard !metadata.inFlight.contains(map.name) else { return }
+        MapReader.clear(map)
+    }
+
+    /// Empties a map: hashes lose their keys, arrays are zeroed.
     static func clear(_ map: BPFMap) {
         let fd = map.fd
         guard fd >= 0, isData(map) else { return }

@@ -57,7 +57,7 @@ final class RunState {
 
     /// `--clear`: empties the maps and the stack ids they point to.
     func clearMaps() {
-        for map in object.maps { MapReader.clear(map) }
+        for map in object.maps { mapReader.clear(map) }
         stacks.clear()
     }
 }
