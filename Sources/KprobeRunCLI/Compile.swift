@@ -39,15 +39,20 @@ struct Compile: ParsableCommand {
         guard case .source(let path, let text) = input else {
             throw Failure(.usage, "\(source.shownName) is already a compiled object; run it with `kprobe-run \(source.shownName)`")
         }
-        let object = try ProbeBuild(options: compile).compile(path: path, source: text)
-        if verify {
-            let verbose = compile.verbose
-            let programs = try ProgramVerifier.verify(object: object, name: input.name, options: try load.options()) { line in
+        let build = ProbeBuild(options: compile)
+        guard verify else {
+            try write(build.compile(path: path, source: text).elf)
+            return
+        }
+        let verbose = compile.verbose, loadOptions = try load.options()
+        // The object written is the one the verifier accepted (it may be the fallback's).
+        let (object, programs) = try build.loaded(input) { object in
+            try ProgramVerifier.verify(object: object, name: input.name, options: loadOptions) { line in
                 if verbose { Diagnostics.verbose(line) }
             }
-            if compile.verbose {
-                Diagnostics.verbose("verifier accepted \(programs.count) program(s): \(programs.joined(separator: ", "))")
-            }
+        }
+        if verbose {
+            Diagnostics.verbose("verifier accepted \(programs.count) program(s): \(programs.joined(separator: ", "))")
         }
         try write(object)
     }

@@ -65,6 +65,11 @@ import TestSupport
         #expect(compile.compile.defineArguments == ["-DX=1"])
         #expect(compile.compile.includeArguments == ["-I/"])
         #expect(compile.verify)
+        // Joined as cc takes them; after -- they are the -c command's.
+        let joined = try parse(Compile.self, ["compile", "probe.c", "-o", "probe.o", "-DMAX_PID_NR=30", "-DVERBOSE", "-I/usr/include"])
+        #expect(joined.compile.defines == ["MAX_PID_NR=30", "VERBOSE"])
+        #expect(joined.compile.includeDirectories == ["/usr/include"])
+        #expect(CompileOptions.normalize(["probe.c", "-DX", "--", "cc", "-DX"]) == ["probe.c", "-D", "X", "--", "cc", "-DX"])
         _ = try parse(Headers.Status.self, ["headers", "status"])
         _ = try parse(Headers.Extract.self, ["headers", "extract", "kheaders.ko", "-o", "dir"])
     }

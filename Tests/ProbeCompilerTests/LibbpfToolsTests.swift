@@ -125,6 +125,11 @@ import TestSupport
         #expect(BPFCPU.newest(forRelease: "weird") == .v1)
         #expect(BPFCPU.preferred(upTo: .v3) == .v2)
         #expect(BPFCPU.preferred(upTo: .v1) == .v1)
+        // Refused v2 code is compiled again as v3 where the kernel runs it; nothing newer, no retry.
+        #expect(BPFCPU.fallback(after: .v2, upTo: .v3) == .v3)
+        #expect(BPFCPU.fallback(after: .v2, upTo: .v2) == nil)
+        #expect(BPFCPU.fallback(after: .v3, upTo: .v3) == nil)
+        #expect(BPFCPU.fallback(after: .v1, upTo: .v1) == nil)
         let scratch = try ScratchDirectory()
         #expect(BPFCPU.newest(forHeaderTree: scratch.path) == nil)
         _ = try scratch.makeDirectory("include")
