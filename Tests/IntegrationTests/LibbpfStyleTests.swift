@@ -31,6 +31,8 @@ extension HostKernel {
             #expect(fallback.stderr.contains("refused the BPF v2 code; compiling as v3"), "\(fallback.stderr)")
             let run = try Tool.run([output, "-d", "1"], environment: environment)
             #expect(run.status == 0, "\(run.stderr)")
+            let fromSource = try Tool.run([irqcount, "-d", "1"], environment: environment)
+            #expect(fromSource.status == 0, "\(fromSource.stderr)")
 
             let v2 = try Tool.run(["compile", "--verify", "--mcpu", "v2", irqcount, "-o", Self.cache.path + "/irqcount-v2.o"], environment: environment)
             #expect(v2.status == 5 && v2.stderr.contains("verifier rejected"), "\(v2.stderr)")
