@@ -70,6 +70,10 @@ import TestSupport
         #expect(joined.compile.defines == ["MAX_PID_NR=30", "VERBOSE"])
         #expect(joined.compile.includeDirectories == ["/usr/include"])
         #expect(CompileOptions.normalize(["probe.c", "-DX", "--", "cc", "-DX"]) == ["probe.c", "-D", "X", "--", "cc", "-DX"])
+        // --verify alone checks a probe or an existing object without writing one.
+        #expect(try parse(Compile.self, ["compile", "--verify", "tool.bpf.o"]).output == nil)
+        let unwritten = parseFailure(["compile", "probe.c"])
+        #expect(unwritten.status == 2 && unwritten.stderr.contains("-o OUT.o"), "\(unwritten.stderr)")
         _ = try parse(Headers.Status.self, ["headers", "status"])
         _ = try parse(Headers.Extract.self, ["headers", "extract", "kheaders.ko", "-o", "dir"])
     }
