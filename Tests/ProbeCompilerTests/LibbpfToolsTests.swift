@@ -157,4 +157,18 @@ import TestSupport
         let object = try builtWorker().compile(probeRequest(body, arguments: ["-D__TARGET_ARCH_x86"]))
         #expect(ELFObject(bytes: object.elf).sectionNames.contains("uretprobe"))
     }
+
+    /// LLVM 14 aborts on a "type matches" relocation (LLVM 15's): the probe gets a compile error
+    /// that says what to use instead, not a crashed worker.
+    @Test func typeMatchesIsAClearCompileError() throws {
+        let body = """
+            #include <bpf/bpf_core_read.h>
+            struct shape { int a; } __attribute__((preserve_access_index));
+            char LICENSE[] SEC("license") = "GPL";
+            int seen;
+            SEC("tracepoint/syscalls/sys_enter_getppid") int on_getppid(void *ctx) { seen = bpf_core_type_matches(struct shape); return 0; }
+            """
+        let error = #expect(throws: CompileError.self) { try builtWorker().compile(probeRequest(body)) }
+        #expect(error?.message.contains("bpf_core_type_matches_needs_clang_15__use_bpf_core_type_exists") == true, "\(error?.message ?? "")")
+    }
 }
