@@ -12,7 +12,7 @@ extension HostKernel {
         var environment: [String: String] { ["KPROBE_RUN_CACHE_DIR": Self.cache.path + "/cache"] }
 
         @Test(arguments: ["newer_libbpf.bpf.c", "kconfig_header.bpf.c", "spawnsnoop.bpf.c", "opensnoop_lite.bpf.c", "uapi_headers.bpf.c",
-                          "irqcount.bpf.c", "pidbuckets.bpf.c", "diskflavours.bpf.c"])
+                          "irqcount.bpf.c", "pidbuckets.bpf.c", "diskflavours.bpf.c", "taskstorage.bpf.c"])
         func compilesAndVerifies(probe: String) throws {
             let output = Self.cache.path + "/" + probe + ".o"
             let result = try Tool.run(["compile", "--verify", "-I", Self.directory + "/include", Self.directory + "/" + probe, "-o", output],
