@@ -156,7 +156,7 @@ struct ProbeBuild {
             dialect: dialect,
             cpu: cpu
         )
-        if options.verbose { Diagnostics.verbose("generating BPF \(cpu.rawValue) code\(options.mcpu == nil ? " (for the target kernel; --mcpu to choose)" : "")") }
+        if options.verbose { Diagnostics.verbose("generating BPF \(cpu.rawValue) code\(options.mcpu == nil && requested == nil ? " (for the target kernel; --mcpu to choose)" : "")") }
         if dialect == .bcc {
             let target = BCCPreparation.Target(
                 origin: headers.origin, isBTFOnly: headers.kind == .btf,
