@@ -171,4 +171,16 @@ import TestSupport
         let error = #expect(throws: CompileError.self) { try builtWorker().compile(probeRequest(body)) }
         #expect(error?.message.contains("bpf_core_type_matches_needs_clang_15__use_bpf_core_type_exists") == true, "\(error?.message ?? "")")
     }
+
+    /// A call of an undeclared function (bpf_htons without bpf_endian.h) stops the compile: it
+    /// would be an extern that libbpf cannot resolve when the object is opened.
+    @Test func undeclaredFunctionIsACompileError() throws {
+        let body = """
+            char LICENSE[] SEC("license") = "GPL";
+            int seen;
+            SEC("tracepoint/syscalls/sys_enter_getppid") int on_getppid(void *ctx) { seen = bpf_htons(8); return 0; }
+            """
+        let error = #expect(throws: CompileError.self) { try builtWorker().compile(probeRequest(body)) }
+        #expect(error?.message.contains("implicit declaration of function 'bpf_htons'") == true, "\(error?.message ?? "")")
+    }
 }
