@@ -139,12 +139,14 @@ struct ProbeBuild {
     func compile(path: String, source: String, cpu requested: BPFCPU? = nil) throws -> Compiled {
         var headerOptions = options.headerOptions()
         headerOptions.arch = arch
+        let dialect = options.dialect.resolved(for: source)
+        // The running kernel's BTF is no device's types.
+        headerOptions.preferBTF = arch == nil && dialect == .libbpf && Self.includesVmlinuxHeader(source)
         let headers = try HeaderLocator(options: headerOptions).resolve()
         if options.verbose {
             Diagnostics.verbose("headers: \(headers.origin) [\(headers.kind.rawValue), \(headers.arch.rawValue)] at \(headers.root)")
         }
         let libbpf = try LibbpfHeaders.load()
-        let dialect = options.dialect.resolved(for: source)
         let newest = Self.newestCPU(for: headers)
         let cpu = requested ?? options.mcpu ?? BPFCPU.preferred(upTo: newest)
         var request = CompileRequest(
@@ -183,6 +185,15 @@ struct ProbeBuild {
         }
         let fallback = options.mcpu == nil && requested == nil ? BPFCPU.fallback(after: cpu, upTo: newest) : nil
         return Compiled(elf: compiled.elf, cpu: cpu, fallback: fallback)
+    }
+
+    /// Whether the probe includes vmlinux.h itself (libbpf-tools' first line).
+    static func includesVmlinuxHeader(_ source: String) -> Bool {
+        source.split(separator: "\n").contains { line in
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "#" }).map(String.init)
+            return line.trimmingPrefix(while: { $0 == " " || $0 == "\t" }).hasPrefix("#")
+                && words.count >= 2 && words[0] == "include" && (words[1] == "<vmlinux.h>" || words[1] == "\"vmlinux.h\"")
+        }
     }
 
     /// A missing vmlinux.h with headers that have no BTF to generate it from gets the reason.

@@ -40,6 +40,14 @@ extension HostKernel {
             #expect(v3.status == 5 && v3.stderr.contains("verifier rejected"), "\(v3.stderr)")
         }
 
+        /// A probe that includes vmlinux.h takes the kernel's BTF first, before any header tree.
+        @Test func vmlinuxHeaderComesFromBTFFirst() throws {
+            let result = try Tool.run(["compile", "-v", Self.directory + "/opensnoop_lite.bpf.c", "-o", Self.cache.path + "/btf-first.o"],
+                                      environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("the probe includes vmlinux.h, which only kernel BTF gives"), "\(result.stderr)")
+        }
+
         /// Headers without BTF have no vmlinux.h to give: the compile error says why, and what to do.
         @Test(.enabled(if: FileManager.default.fileExists(atPath: TestInputs.testKernelArchive), "needs ../shared/testkernel"))
         func vmlinuxHeaderNeedsBTF() throws {
