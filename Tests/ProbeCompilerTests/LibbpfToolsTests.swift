@@ -135,6 +135,11 @@ import TestSupport
         #expect(BPFCPU.newest(forRelease: "weird") == .v1)
         #expect(BPFCPU.preferred(upTo: .v3) == .v2)
         #expect(BPFCPU.preferred(upTo: .v1) == .v1)
+        // Refused v2 code is compiled again as v3 where the kernel runs it; nothing newer, no retry.
+        #expect(BPFCPU.fallback(after: .v2, upTo: .v3) == .v3)
+        #expect(BPFCPU.fallback(after: .v2, upTo: .v2) == nil)
+        #expect(BPFCPU.fallback(after: .v3, upTo: .v3) == nil)
+        #expect(BPFCPU.fallback(after: .v1, upTo: .v1) == nil)
         let scratch = try ScratchDirectory()
         #expect(BPFCPU.newest(forHeaderTree: scratch.path) == nil)
         _ = try scratch.makeDirectory("include")
@@ -161,5 +166,31 @@ import TestSupport
             """
         let object = try builtWorker().compile(probeRequest(body, arguments: ["-D__TARGET_ARCH_x86"]))
         #expect(ELFObject(bytes: object.elf).sectionNames.contains("uretprobe"))
+    }
+
+    /// LLVM 14 aborts on a "type matches" relocation (LLVM 15's): the probe gets a compile error
+    /// that says what to use instead, not a crashed worker.
+    @Test func typeMatchesIsAClearCompileError() throws {
+        let body = """
+            #include <bpf/bpf_core_read.h>
+            struct shape { int a; } __attribute__((preserve_access_index));
+            char LICENSE[] SEC("license") = "GPL";
+            int seen;
+            SEC("tracepoint/syscalls/sys_enter_getppid") int on_getppid(void *ctx) { seen = bpf_core_type_matches(struct shape); return 0; }
+            """
+        let error = #expect(throws: CompileError.self) { try builtWorker().compile(probeRequest(body)) }
+        #expect(error?.message.contains("bpf_core_type_matches_needs_clang_15__use_bpf_core_type_exists") == true, "\(error?.message ?? "")")
+    }
+
+    /// A call of an undeclared function (bpf_htons without bpf_endian.h) stops the compile: it
+    /// would be an extern that libbpf cannot resolve when the object is opened.
+    @Test func undeclaredFunctionIsACompileError() throws {
+        let body = """
+            char LICENSE[] SEC("license") = "GPL";
+            int seen;
+            SEC("tracepoint/syscalls/sys_enter_getppid") int on_getppid(void *ctx) { seen = bpf_htons(8); return 0; }
+            """
+        let error = #expect(throws: CompileError.self) { try builtWorker().compile(probeRequest(body)) }
+        #expect(error?.message.contains("implicit declaration of function 'bpf_htons'") == true, "\(error?.message ?? "")")
     }
 }
