@@ -1,0 +1,111 @@
+import KprobeSupport
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A cache entry being written on a thread of its own while the run goes on: the first run
+/// compiles from the decompressed archive in memory (`image`, a memfd the compiler worker maps)
+/// instead of waiting for ~6,400 files to be created and flushed.
+///
+/// The writer holds `headers/.lock` until the entry is complete (files, one syncfs, MANIFEST,
+/// rename, directory fsync), exactly as a synchronous unpack does, so every guarantee of the
+/// cache holds: a concurrent run waits for the lock and then finds the entry, an interrupted
+/// write leaves a temporary directory that the next unpack removes, and nothing is used without
+/// its MANIFEST. The process does not exit before the writer has finished (`atexit`).
+///
+/// `@unchecked Sendable`: `failure` and `thread` are guarded by `state`; the rest is immutable.
+public final class PendingHeaders: @unchecked Sendable {
+    /// The memfd holding the tar stream (and the files kprobe-run adds to the tree).
+    public var imageFD: Int32 { plan.image.fd }
+    /// The bytes of the memfd to map.
+    public var imageSize: Int { plan.image.count }
+    /// The entry's final path, where the compiler sees the files.
+    public let root: String
+    /// Every file of the tree, relative to `root`, with its bytes in the image.
+    public let files: [(path: String, offset: Int, size: Int)]
+    /// The lock the writer holds until the entry is complete.
+    public let lockPath: String
+
+    private let plan: ArchivePlan
+    private let state = Mutex<(thread: pthread_t?, failure: HeaderError?)>((nil, nil))
+
+    init(plan: ArchivePlan, root: String, files: [(path: String, offset: Int, size: Int)], lockPath: String) {
+        self.plan = plan
+        self.root = root
+        self.files = files
+        self.lockPath = lockPath
+    }
+
+    /// The text of the tree's file at `path` (absolute, below `root`).
+    public func text(of path: String) -> String? {
+        guard path.hasPrefix(root + "/") else { return nil }
+        return plan.contents(of: String(path.dropFirst(root.count + 1))).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Whether the tree has a directory at `path` (relative to `root`).
+    func isDirectory(_ path: String) -> Bool { plan.isDirectory(path) }
+
+    /// Runs `write` on a new thread; registered so that the process waits for it at exit.
+    func start(_ write: @escaping @Sendable () throws(HeaderError) -> Void) throws(HeaderError) {
+        final class Job {
+            let write: @Sendable () throws(HeaderError) -> Void
+            let owner: PendingHeaders
+            init(_ write: @escaping @Sendable () throws(HeaderError) -> Void, _ owner: PendingHeaders) {
+                self.write = write
+                self.owner = owner
+            }
+        }
+        let context = Unmanaged.passRetained(Job(write, self))
+        var id = pthread_t()
+        let status = pthread_create(&id, nil, { context in
+            let job = Unmanaged<Job>.fromOpaque(context!).takeRetainedValue()
+            do throws(HeaderError) {
+                try job.write()
+            } catch {
+                job.owner.state.withLock { $0.failure = error }
+            }
+            return nil
+        }, context.toOpaque())
+        guard status == 0 else {
+            context.release()
+            throw HeaderError("cannot start a thread to write the header cache: \(Errno(status))", kind: .internal)
+        }
+        state.withLock { $0.thread = id }
+        PendingHeaders.register(self)
+    }
+
+    /// Waits for the entry to be complete; the writer's error if it failed (the entry is then
+    /// not in the cache, and the next run unpacks again).
+    @discardableResult
+    public func wait() -> HeaderError? {
+        let thread = state.withLock { state -> pthread_t? in
+            defer { state.thread = nil }
+            return state.thread
+        }
+        if let thread { pthread_join(thread, nil) }
+        return state.withLock { $0.failure }
+    }
+
+    private static let running = Mutex<[PendingHeaders]>([])
+    private static let exitHook = Mutex(false)
+
+    private static func register(_ pending: PendingHeaders) {
+        running.withLock { $0.append(pending) }
+        exitHook.withLock { installed in
+            guard !installed else { return }
+            installed = true
+            // Every way out of kprobe-run (a finished run, an error's exit code) goes through
+            // exit(3), which runs this: the entry is finished rather than left half-written.
+            atexit {
+                for pending in PendingHeaders.running.withLock({ $0 }) {
+                    if let error = pending.wait() {
+                        let line = "kprobe-run: the kernel headers were not kept in the cache: \(error.message)\n"
+                        try? FileSystem.writeAll(Array(line.utf8), to: 2)
+                    }
+                }
+            }
+        }
+    }
+}
