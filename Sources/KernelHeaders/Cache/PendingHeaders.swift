@@ -29,6 +29,7 @@ public final class PendingHeaders: @unchecked Sendable {
     public let lockPath: String
 
     private let plan: ArchivePlan
+    private let index: [String: (offset: Int, size: Int)]
     private let state = Mutex<(thread: pthread_t?, failure: HeaderError?)>((nil, nil))
 
     init(plan: ArchivePlan, root: String, files: [(path: String, offset: Int, size: Int)], lockPath: String) {
@@ -36,12 +37,13 @@ public final class PendingHeaders: @unchecked Sendable {
         self.root = root
         self.files = files
         self.lockPath = lockPath
+        index = Dictionary(files.map { ($0.path, ($0.offset, $0.size)) }, uniquingKeysWith: { _, last in last })
     }
 
-    /// The text of the tree's file at `path` (absolute, below `root`).
+    /// The text of the tree's file at `path` (absolute, below `root`), as the compiler sees it.
     public func text(of path: String) -> String? {
-        guard path.hasPrefix(root + "/") else { return nil }
-        return plan.contents(of: String(path.dropFirst(root.count + 1))).map { String(decoding: $0, as: UTF8.self) }
+        guard path.hasPrefix(root + "/"), let (offset, size) = index[String(path.dropFirst(root.count + 1))] else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(start: plan.image.base + offset, count: size), as: UTF8.self)
     }
 
     /// Whether the tree has a directory at `path` (relative to `root`).
