@@ -51,7 +51,11 @@ public enum PrecompiledHeaders {
             // the size and time of every file it read, which later compiles check.
             let started = backend.detached {
                 var fromFiles = withPrefix
-                fromFiles.headerImage = nil
+                if let image = fromFiles.headerImage {
+                    // Not kept alive for as long as the builder waits and runs.
+                    close(image.descriptor)
+                    fromFiles.headerImage = nil
+                }
                 guard waitForEntry(of: withPrefix.headerImage) else { return }
                 _ = build(fromFiles, prefix: prefix, at: path, settings: settings, backend: backend)
             }
