@@ -1,3 +1,4 @@
+import CLibELF
 import KprobeSupport
 import Synchronization
 
@@ -30,7 +31,13 @@ public final class PendingHeaders: @unchecked Sendable {
 
     private let plan: ArchivePlan
     private let index: [String: (offset: Int, size: Int)]
-    private let state = Mutex<(thread: pthread_t?, failure: HeaderError?)>((nil, nil))
+    private let finished = Mutex(false)
+    private let state = Mutex<(thread: pthread_t?, tid: pid_t, failure: HeaderError?)>((nil, 0, nil))
+
+    /// The writer's nice value while the run goes on: on a machine with few cores it would
+    /// otherwise take CPU time from the compile, which the first run waits for (the ~6,400
+    /// creations are mostly kernel time, several seconds when the filesystem is slow).
+    static let writerNice: Int32 = 10
 
     init(plan: ArchivePlan, root: String, files: [(path: String, offset: Int, size: Int)], lockPath: String) {
         self.plan = plan
@@ -63,11 +70,15 @@ public final class PendingHeaders: @unchecked Sendable {
         var id = pthread_t()
         let status = pthread_create(&id, nil, { context in
             let job = Unmanaged<Job>.fromOpaque(context!).takeRetainedValue()
+            let tid = pid_t(kprobe_run_gettid())
+            job.owner.state.withLock { $0.tid = tid }
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), PendingHeaders.writerNice)
             do throws(HeaderError) {
                 try job.write()
             } catch {
                 job.owner.state.withLock { $0.failure = error }
             }
+            job.owner.finished.withLock { $0 = true }
             return nil
         }, context.toOpaque())
         guard status == 0 else {
@@ -82,11 +93,15 @@ public final class PendingHeaders: @unchecked Sendable {
     /// not in the cache, and the next run unpacks again).
     @discardableResult
     public func wait() -> HeaderError? {
-        let thread = state.withLock { state -> pthread_t? in
+        let (thread, tid) = state.withLock { state -> (pthread_t?, pid_t) in
             defer { state.thread = nil }
-            return state.thread
+            return (state.thread, state.tid)
         }
-        if let thread { pthread_join(thread, nil) }
+        guard let thread else { return state.withLock { $0.failure } }
+        // Someone waits for it now: back to the process's own priority where that is allowed
+        // (root; others keep the writer's nice value).
+        if tid != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)) }
+        pthread_join(thread, nil)
         return state.withLock { $0.failure }
     }
 
@@ -102,6 +117,11 @@ public final class PendingHeaders: @unchecked Sendable {
             // exit(3), which runs this: the entry is finished rather than left half-written.
             atexit {
                 for pending in PendingHeaders.running.withLock({ $0 }) {
+                    // Someone at a terminal sees why the exit takes a moment.
+                    if isatty(2) == 1, !pending.finished.withLock({ $0 }) {
+                        let line = "kprobe-run: finishing the kernel headers' cache entry \(pending.root) before exiting\n"
+                        try? FileSystem.writeAll(Array(line.utf8), to: 2)
+                    }
                     if let error = pending.wait() {
                         let line = "kprobe-run: the kernel headers were not kept in the cache: \(error.message)\n"
                         try? FileSystem.writeAll(Array(line.utf8), to: 2)
