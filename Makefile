@@ -18,8 +18,9 @@ STATIC_PACKAGES := $(BUILD_PACKAGES) libacl1-dev libzstd-dev binutils apt dpkg d
 # (python3); the arm64 test kernel boots under qemu-system-aarch64 from an initramfs (cpio) and runs
 # the cross-built static arm64 binary, which the test builds. BCC's own tools and Python module: the
 # BCC-dialect tests generate their corpus from the tools and compare with BCC on it (Tests/bcc-corpus).
+# libbpf-tools: its binaries embed Debian-built BPF objects, which the tests take out and verify.
 TEST_PACKAGES := $(STATIC_PACKAGES) qemu-system-x86 qemu-system-arm cpio kmod xz-utils bsdutils bash busybox-static \
-	gcc systemtap-sdt-dev python3 bpfcc-tools python3-bpfcc
+	gcc systemtap-sdt-dev python3 bpfcc-tools python3-bpfcc libbpf-tools
 # Packaging: dpkg-shlibdeps for the .deb's Depends, man-db to read the manual page.
 PACKAGE_PACKAGES := $(BUILD_PACKAGES) dpkg-dev man-db
 # Benchmark only (never needed to build or test): the tools kprobe-run is measured against.

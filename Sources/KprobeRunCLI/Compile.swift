@@ -8,14 +8,15 @@ struct Compile: ParsableCommand {
         abstract: "Compile a probe to a BPF object without attaching it.",
         discussion: """
             The object runs later with `kprobe-run OUT.o`, with no compiler work. With --verify every program \
-            is also loaded into the running kernel (its verifier) and unloaded again, without attaching.
+            is also loaded into the running kernel (its verifier) and unloaded again, without attaching; \
+            --verify alone needs no -o, and it checks an existing BPF object (any libbpf-style .o) as it is.
             """
     )
 
     @OptionGroup var source: ProbeSource
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the BPF object.", valueName: "OUT.o"))
-    var output: String
+    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the BPF object (optional with --verify).", valueName: "OUT.o"))
+    var output: String?
 
     @Flag(name: .long, help: "Load every program into the running kernel's verifier, then unload it.")
     var verify = false
@@ -26,20 +27,33 @@ struct Compile: ParsableCommand {
 
     @OptionGroup var remote: AdbOptions
 
+    func validate() throws {
+        if output == nil && !verify {
+            throw ValidationError("give the object's path with -o OUT.o (or check the probe with --verify alone)")
+        }
+    }
+
     func run() throws {
-        try FileSystem.checkReplaceable(output)
+        if let output { try FileSystem.checkReplaceable(output) }
         if let serial = remote.requestedSerial {
             if verify {
-                throw Failure(.usage, "--verify loads into this machine's kernel, not the device's; run the object on the device instead (kprobe-run --adb \(output))")
+                throw Failure(.usage, "--verify loads into this machine's kernel, not the device's; run the object on the device instead (kprobe-run --adb \(output ?? source.shownName))")
             }
             try write(AdbRun(serial: serial, compile: compile).compileOnly(source.load(), shownAs: source.shownName))
             return
         }
         let input = try source.load()
-        guard case .source(let path, let text) = input else {
-            throw Failure(.usage, "\(source.shownName) is already a compiled object; run it with `kprobe-run \(source.shownName)`")
+        let object: [UInt8]
+        switch input {
+        case .source(let path, let text):
+            object = try ProbeBuild(options: compile).compile(path: path, source: text)
+        case .object(_, let bytes):
+            // Compiling an object again means nothing; verifying one as it is (say a libbpf-tools .o) does.
+            guard verify else {
+                throw Failure(.usage, "\(source.shownName) is already a compiled object; run it with `kprobe-run \(source.shownName)`, or check it with `kprobe-run compile --verify \(source.shownName)`")
+            }
+            object = bytes
         }
-        let object = try ProbeBuild(options: compile).compile(path: path, source: text)
         if verify {
             let verbose = compile.verbose
             let programs = try ProgramVerifier.verify(object: object, name: input.name, options: try load.options()) { line in
@@ -53,6 +67,7 @@ struct Compile: ParsableCommand {
     }
 
     private func write(_ object: [UInt8]) throws {
+        guard let output else { return }
         do {
             try FileSystem.writeAtomically(object, to: output, mode: 0o644)
         } catch {

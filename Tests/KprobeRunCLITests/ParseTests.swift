@@ -65,6 +65,10 @@ import TestSupport
         #expect(compile.compile.defineArguments == ["-DX=1"])
         #expect(compile.compile.includeArguments == ["-I/"])
         #expect(compile.verify)
+        // --verify alone checks a probe or an existing object without writing one.
+        #expect(try parse(Compile.self, ["compile", "--verify", "tool.bpf.o"]).output == nil)
+        let unwritten = parseFailure(["compile", "probe.c"])
+        #expect(unwritten.status == 2 && unwritten.stderr.contains("-o OUT.o"), "\(unwritten.stderr)")
         _ = try parse(Headers.Status.self, ["headers", "status"])
         _ = try parse(Headers.Extract.self, ["headers", "extract", "kheaders.ko", "-o", "dir"])
     }

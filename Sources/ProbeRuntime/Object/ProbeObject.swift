@@ -127,7 +127,7 @@ final class ProbeObject {
             }
             programs[index].points = points
         }
-        if !dropped.isEmpty {
+        if !dropped.isEmpty, programs.contains(where: \.selected) {
             log("loading " + programs.filter(\.selected).map { "'\($0.name)' (SEC(\"\($0.section)\"))" }.joined(separator: ", "))
         }
         if let first = unattachable.first {
