@@ -154,12 +154,7 @@ struct HeaderCache {
             return (entry, pending)
         }
         do throws(HeaderError) {
-            let tempDirectory: FileDescriptor
-            do {
-                tempDirectory = try FileDescriptor.openDirectory(temporary, relativeTo: dirFD)
-            } catch {
-                throw HeaderError("cannot open \(dirPath)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
-            }
+            let tempDirectory = try Self.openTemporary(temporary, in: dirFD, path: dirPath)
             let members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempDirectory.rawValue,
                                                       limits: limits, progress: progress)
             try Self.requireKheadersFiles(Set(members.map(\.path)), archiveName: archive.name)
@@ -209,12 +204,7 @@ struct HeaderCache {
         try pending.start { () throws(HeaderError) in
             let headersFD = headersCopy.descriptor.rawValue
             do throws(HeaderError) {
-                let tempDirectory: FileDescriptor
-                do {
-                    tempDirectory = try FileDescriptor.openDirectory(temporary, relativeTo: headersFD)
-                } catch {
-                    throw HeaderError("cannot open \(headersPath)/\(temporary): \(error)")
-                }
+                let tempDirectory = try Self.openTemporary(temporary, in: headersFD, path: headersPath)
                 let members = try plan.write(into: tempDirectory.rawValue)
                 let written = try self.complete(members: members, temporary: temporary, tempFD: tempDirectory.rawValue,
                                                 headersFD: headersFD, headersPath: headersPath, manifest: manifest, entryName: entryName)
@@ -226,6 +216,14 @@ struct HeaderCache {
             withExtendedLifetime(lock) {}
         }
         return (entry, pending)
+    }
+
+    private static func openTemporary(_ temporary: String, in headersFD: Int32, path: String) throws(HeaderError) -> FileDescriptor {
+        do {
+            return try FileDescriptor.openDirectory(temporary, relativeTo: headersFD)
+        } catch {
+            throw HeaderError("cannot open \(path)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
+        }
     }
 
     /// A directory descriptor that can move to the writer thread.
