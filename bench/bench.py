@@ -327,6 +327,9 @@ class Bench:
             samples.append(elapsed)
         self.record("c.kprobe-run.kheaders", samples, command)
         self.first_run_parts = first_run_breakdown(samples, transcripts)
+        if self.first_run_parts:
+            print("  c.kprobe-run.kheaders medians: " + ", ".join(f"{key} {value:.0f} ms" for key, value in self.first_run_parts.items()),
+                  file=sys.stderr)
 
         hello = os.path.join(REPO, "bpf-examples", "hello.c")
         samples = []
