@@ -532,7 +532,8 @@ def report(bench, output):
         row("(b) kprobe-run compile, new probe, headers cached (compile only)", "b.kprobe-run-compile.kheaders"),
         row("(b) clang-14 CLI + llc-14, same flags (compile only)", "b.clang-14.kheaders"),
         row("(b) kprobe-run, new probe, BTF, start to attached", "b.kprobe-run.btf"),
-        row("(c) kprobe-run, first run, empty cache: unpack + compile + attach", "c.kprobe-run.kheaders"),
+        row("(c) kprobe-run, first run, empty cache: unpack + compile + attach (compiled from the archive in memory "
+            "while the cache entry is written; the process waits for the entry before it exits)", "c.kprobe-run.kheaders"),
         row("(c) kprobe-run, first run, empty cache, BTF: vmlinux.h + compile + attach", "c.kprobe-run.btf"),
         row("(c) BCC, first run: tar -xJf + compile + attach", "c.bcc.kheaders"),
         row("(d) kprobe-run headers fetch, empty cache (the first run's unpack)", "d.kprobe-run.fetch"),
