@@ -146,7 +146,11 @@ struct ProbeBuild {
         }
         let started = MonotonicClock.now
         let cache = CompileCache(root: headerOptions.cache, headerIdentity: headers.identity)
-        let compiled = try WorkerCompiler().compile(request, cache: cache)
+        let compiled: CompiledObject
+        do {
+            defer { headers.pending?.releaseImage() }
+            compiled = try WorkerCompiler().compile(request, cache: cache)
+        }
         // Warnings are kept with cached objects and shown again on a hit.
         if !compiled.diagnostics.isEmpty { Diagnostics.write(compiled.diagnostics) }
         if options.verbose {

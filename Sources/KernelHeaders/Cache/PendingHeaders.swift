@@ -16,12 +16,17 @@ import Glibc
 /// write leaves a temporary directory that the next unpack removes, and nothing is used without
 /// its MANIFEST. The process does not exit before the writer has finished (`atexit`).
 ///
-/// `@unchecked Sendable`: `failure` and `thread` are guarded by `state`; the rest is immutable.
+/// The run lets go of the image once the compile is done (`releaseImage`); the writer keeps it
+/// until the entry is written, so the 30 MiB do not stay for the whole of a long trace.
+///
+/// `@unchecked Sendable`: `failure`, `thread` and the plan are guarded by mutexes; the rest is
+/// immutable.
 public final class PendingHeaders: @unchecked Sendable {
-    /// The memfd holding the tar stream (and the files kprobe-run adds to the tree).
-    public var imageFD: Int32 { plan.image.fd }
+    /// The memfd holding the tar stream (and the files kprobe-run adds to the tree); valid until
+    /// `releaseImage`.
+    public let imageFD: Int32
     /// The bytes of the memfd to map.
-    public var imageSize: Int { plan.image.count }
+    public let imageSize: Int
     /// The entry's final path, where the compiler sees the files.
     public let root: String
     /// Every file of the tree, relative to `root`, with its bytes in the image.
@@ -29,7 +34,7 @@ public final class PendingHeaders: @unchecked Sendable {
     /// The lock the writer holds until the entry is complete.
     public let lockPath: String
 
-    private let plan: ArchivePlan
+    private let plan: Mutex<ArchivePlan?>
     private let index: [String: (offset: Int, size: Int)]
     private let finished = Mutex(false)
     private let state = Mutex<(thread: pthread_t?, tid: pid_t, failure: HeaderError?)>((nil, 0, nil))
@@ -40,7 +45,9 @@ public final class PendingHeaders: @unchecked Sendable {
     static let writerNice: Int32 = 10
 
     init(plan: ArchivePlan, root: String, files: [(path: String, offset: Int, size: Int)], lockPath: String) {
-        self.plan = plan
+        self.plan = Mutex(plan)
+        imageFD = plan.image.fd
+        imageSize = plan.image.count
         self.root = root
         self.files = files
         self.lockPath = lockPath
@@ -50,11 +57,17 @@ public final class PendingHeaders: @unchecked Sendable {
     /// The text of the tree's file at `path` (absolute, below `root`), as the compiler sees it.
     public func text(of path: String) -> String? {
         guard path.hasPrefix(root + "/"), let (offset, size) = index[String(path.dropFirst(root.count + 1))] else { return nil }
-        return String(decoding: UnsafeRawBufferPointer(start: plan.image.base + offset, count: size), as: UTF8.self)
+        return plan.withLock { plan in
+            plan.map { String(decoding: UnsafeRawBufferPointer(start: $0.image.base + offset, count: size), as: UTF8.self) }
+        }
     }
 
     /// Whether the tree has a directory at `path` (relative to `root`).
-    func isDirectory(_ path: String) -> Bool { plan.isDirectory(path) }
+    func isDirectory(_ path: String) -> Bool { plan.withLock { $0?.isDirectory(path) ?? false } }
+
+    /// The compile is done with the image: this run's reference to it goes (the writer's stays
+    /// until the entry is written).
+    public func releaseImage() { plan.withLock { $0 = nil } }
 
     /// Runs `write` on a new thread; registered so that the process waits for it at exit.
     func start(_ write: @escaping @Sendable () throws(HeaderError) -> Void) throws(HeaderError) {
