@@ -372,6 +372,8 @@ int prepare(const clang_bpf_input *input, llvm::raw_string_ostream &diagnostics,
         "-Wno-address-of-packed-member",
         "-Wno-tautological-compare",
         "-Wno-unknown-warning-option",
+        // An undeclared function would become an extern that libbpf cannot resolve at load (clang 16's default).
+        "-Werror=implicit-function-declaration",
     };
     for (size_t i = 0; i < input->argument_count; i++) ownedArguments.push_back(input->arguments[i]);
     if (setup.direct) {

@@ -109,6 +109,9 @@ public struct HeaderOptions: Sendable {
     public var keepModule: Bool
     /// Whether vmlinux.h from BTF may stand in when no header tree is found.
     public var allowBTF: Bool
+    /// The probe includes vmlinux.h, which no header tree has: the running kernel's BTF comes
+    /// first (before a cached or loaded kheaders, or a build tree, that would fail it).
+    public var preferBTF = false
     /// Show unpacking progress on stderr (only when stderr is a terminal).
     public var showProgress: Bool
     /// -v lines.

@@ -29,6 +29,15 @@ struct Resolver {
         let release = key.release
 
         cache.unloadModuleLeftBehind()
+        if options.preferBTF, options.allowBTF, FileSystem.exists(VmlinuxHeader.systemBTF) {
+            log("the probe includes vmlinux.h, which only kernel BTF gives: using vmlinux.h generated from \(VmlinuxHeader.systemBTF) before any header tree")
+            do throws(HeaderError) {
+                return try btfSet(from: VmlinuxHeader.systemBTF, entry: key.entryName, kind: .btf,
+                                  origin: "vmlinux.h generated from \(VmlinuxHeader.systemBTF) (\(key.description))")
+            } catch {
+                tried.append("BTF: \(error.message)")
+            }
+        }
         if let entry = try cache.verifiedEntry(key.entryName) {
             log("using the cached kheaders of the running kernel (\(key.description)): \(entry.path)")
             return try headerSet(entry, kind: .kheaders,

@@ -27,7 +27,7 @@ struct AdbRun {
             if options.headers == nil {
                 options.headers = try device.headerArchive(cache: CacheRoot.resolve(), keepModule: compile.keepModule)
             }
-            return try ProbeBuild(options: options, arch: device.arch).compile(path: path, source: text)
+            return try ProbeBuild(options: options, arch: device.arch).compile(path: path, source: text).elf
         }
     }
 

@@ -43,25 +43,24 @@ struct Compile: ParsableCommand {
             return
         }
         let input = try source.load()
-        let object: [UInt8]
-        switch input {
-        case .source(let path, let text):
-            object = try ProbeBuild(options: compile).compile(path: path, source: text)
-        case .object(_, let bytes):
-            // Compiling an object again means nothing; verifying one as it is (say a libbpf-tools .o) does.
-            guard verify else {
+        let build = ProbeBuild(options: compile)
+        guard verify else {
+            guard case .source(let path, let text) = input else {
+                // Compiling an object again means nothing; verifying one as it is (say a libbpf-tools .o) does.
                 throw Failure(.usage, "\(source.shownName) is already a compiled object; run it with `kprobe-run \(source.shownName)`, or check it with `kprobe-run compile --verify \(source.shownName)`")
             }
-            object = bytes
+            try write(build.compile(path: path, source: text).elf)
+            return
         }
-        if verify {
-            let verbose = compile.verbose
-            let programs = try ProgramVerifier.verify(object: object, name: input.name, options: try load.options()) { line in
+        let verbose = compile.verbose, loadOptions = try load.options()
+        // An object is checked as it is; a probe's is the one the verifier accepted (maybe the fallback's).
+        let (object, programs) = try build.loaded(input) { object in
+            try ProgramVerifier.verify(object: object, name: input.name, options: loadOptions) { line in
                 if verbose { Diagnostics.verbose(line) }
             }
-            if compile.verbose {
-                Diagnostics.verbose("verifier accepted \(programs.count) program(s): \(programs.joined(separator: ", "))")
-            }
+        }
+        if verbose {
+            Diagnostics.verbose("verifier accepted \(programs.count) program(s): \(programs.joined(separator: ", "))")
         }
         try write(object)
     }

@@ -9,10 +9,10 @@ import ProbeCompiler
 
 /// Options for turning a probe source into a BPF object, shared by `run` and `compile`.
 struct CompileOptions: ParsableArguments {
-    @Option(name: [.customShort("D")], help: ArgumentHelp("Define a macro for the probe (NAME or NAME=VALUE).", valueName: "NAME[=VALUE]"))
+    @Option(name: [.customShort("D")], help: ArgumentHelp("Define a macro for the probe (NAME or NAME=VALUE; -DNAME=VALUE as with cc).", valueName: "NAME[=VALUE]"))
     var defines: [String] = []
 
-    @Option(name: [.customShort("I")], help: ArgumentHelp("Add a directory to the probe's include path.", valueName: "DIR"))
+    @Option(name: [.customShort("I")], help: ArgumentHelp("Add a directory to the probe's include path (-IDIR as with cc).", valueName: "DIR"))
     var includeDirectories: [String] = []
 
     @Option(name: .long, help: ArgumentHelp(
@@ -27,12 +27,22 @@ struct CompileOptions: ParsableArguments {
     var dialect: DialectChoice = .auto
 
     @Option(name: .long, help: ArgumentHelp(
-        "The BPF instruction set to generate: v1, v2 or v3 (default: v2 for kernels from Linux 4.14, else v1; v3 needs 5.1).",
+        "The BPF instruction set to generate: v1, v2 or v3 (default: v2 for kernels from Linux 4.14, else v1; when the verifier refuses v2 code on Linux 5.1 or later, v3 is compiled and tried too).",
         valueName: "VERSION"))
     var mcpu: BPFCPU?
 
     @Flag(name: .shortAndLong, help: "Say on stderr where headers come from, how long the compile took and where probes attach.")
     var verbose = false
+
+    /// `-DNAME=VALUE` and `-IDIR` joined as cc takes them (before `--`) become `-D NAME=VALUE` and
+    /// `-I DIR`: the parser's own joined form reads `-DNAME=VALUE` as an option named DNAME.
+    static func normalize(_ arguments: [String]) -> [String] {
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        return arguments[..<end].flatMap { argument -> [String] in
+            guard argument.count > 2, argument.hasPrefix("-D") || argument.hasPrefix("-I") else { return [argument] }
+            return [String(argument.prefix(2)), String(argument.dropFirst(2))]
+        } + arguments[end...]
+    }
 
     func validate() throws {
         for define in defines where define.isEmpty || define.hasPrefix("=") {

@@ -61,9 +61,10 @@ public struct KprobeRunCommand: ParsableCommand {
         }
     }
 
-    /// The command line as the parser sees it: `--adb` and `-l` given their optional values first.
+    /// The command line as the parser sees it: `--adb` and `-l` given their optional values first,
+    /// cc's joined `-DNAME`/`-IDIR` split.
     static func parse(_ arguments: [String]) throws -> ParsableCommand {
-        try parseAsRoot(ListCommand.normalize(AdbOptions.normalize(arguments)))
+        try parseAsRoot(CompileOptions.normalize(ListCommand.normalize(AdbOptions.normalize(arguments))))
     }
 
     /// The names of the subcommands, for telling a subcommand from a probe or a serial.

@@ -100,20 +100,56 @@ struct ProbeBuild {
             if options.verbose { Diagnostics.verbose("\(path) is a compiled object: no compile") }
             return bytes
         case .source(let path, let text):
-            return try compile(path: path, source: text)
+            return try compile(path: path, source: text).elf
         }
     }
 
-    func compile(path: String, source: String) throws -> [UInt8] {
+    /// The probe's object and what `load` (which loads it into the kernel) made of it. When the
+    /// verifier refuses the code of the default instruction set and the kernel runs a newer one,
+    /// the probe is compiled for that and loaded again (`BPFCPU.preferred` says why); when both
+    /// are refused, the first refusal is the one reported. --mcpu and compiled objects get one try.
+    func loaded<Loaded>(_ input: ProbeInput, _ load: ([UInt8]) throws -> Loaded) throws -> (object: [UInt8], loaded: Loaded) {
+        guard case .source(let path, let text) = input else {
+            let object = try object(for: input)
+            return (object, try load(object))
+        }
+        let first = try compile(path: path, source: text)
+        do {
+            return (first.elf, try load(first.elf))
+        } catch let refusal as KprobeRunError where refusal.kind == .rejected {
+            guard let retry = first.fallback else { throw refusal }
+            if options.verbose { Diagnostics.verbose("the kernel refused the BPF \(first.cpu.rawValue) code; compiling as \(retry.rawValue) and loading again") }
+            let second = try compile(path: path, source: text, cpu: retry)
+            do {
+                return (second.elf, try load(second.elf))
+            } catch let again as KprobeRunError where again.kind == .rejected {
+                throw Failure(.rejected, refusal.message + "\n(compiled as BPF \(retry.rawValue) instead, the probe was refused too; --mcpu chooses the instruction set)")
+            }
+        }
+    }
+
+    /// A compiled probe, the instruction set it was generated for, and the one to try when the
+    /// kernel refuses it (nil with --mcpu, or when the kernel runs nothing newer).
+    struct Compiled {
+        var elf: [UInt8]
+        var cpu: BPFCPU
+        var fallback: BPFCPU?
+    }
+
+    func compile(path: String, source: String, cpu requested: BPFCPU? = nil) throws -> Compiled {
         var headerOptions = options.headerOptions()
         headerOptions.arch = arch
         headerOptions.unpackInBackground = true
+        let dialect = options.dialect.resolved(for: source)
+        // The running kernel's BTF is no device's types.
+        headerOptions.preferBTF = arch == nil && dialect == .libbpf && Self.includesVmlinuxHeader(source)
         let headers = try HeaderLocator(options: headerOptions).resolve()
         if options.verbose {
             Diagnostics.verbose("headers: \(headers.origin) [\(headers.kind.rawValue), \(headers.arch.rawValue)] at \(headers.root)")
         }
         let libbpf = try LibbpfHeaders.load()
-        let dialect = options.dialect.resolved(for: source)
+        let newest = Self.newestCPU(for: headers)
+        let cpu = requested ?? options.mcpu ?? BPFCPU.preferred(upTo: newest)
         var request = CompileRequest(
             sourcePath: path,
             source: source,
@@ -121,9 +157,9 @@ struct ProbeBuild {
             arguments: options.includeArguments + headers.compileArguments + [libbpf.includeArgument] + options.defineArguments,
             virtualFiles: libbpf.virtualFiles,
             dialect: dialect,
-            cpu: options.mcpu ?? BPFCPU.preferred(upTo: Self.newestCPU(for: headers))
+            cpu: cpu
         )
-        if options.verbose { Diagnostics.verbose("generating BPF \(request.cpu?.rawValue ?? "v1") code\(options.mcpu == nil ? " (for the target kernel; --mcpu to choose)" : "")") }
+        if options.verbose { Diagnostics.verbose("generating BPF \(cpu.rawValue) code\(options.mcpu == nil && requested == nil ? " (for the target kernel; --mcpu to choose)" : "")") }
         if dialect == .bcc {
             let target = BCCPreparation.Target(
                 origin: headers.origin, isBTFOnly: headers.kind == .btf,
@@ -150,6 +186,8 @@ struct ProbeBuild {
         do {
             defer { headers.pending?.releaseImage() }
             compiled = try WorkerCompiler().compile(request, cache: cache)
+        } catch {
+            throw Self.explained(error, headers: headers)
         }
         // Warnings are kept with cached objects and shown again on a hit.
         if !compiled.diagnostics.isEmpty { Diagnostics.write(compiled.diagnostics) }
@@ -158,7 +196,23 @@ struct ProbeBuild {
             let how = compiled.fromCache ? "took \(path) from the compile cache" : "compiled \(path) as \(dialect.rawValue) C"
             Diagnostics.verbose("\(how) in \(MonotonicClock.milliseconds(since: started)) ms (\(compiled.elf.count) bytes of BPF object)")
         }
-        return compiled.elf
+        let fallback = options.mcpu == nil && requested == nil ? BPFCPU.fallback(after: cpu, upTo: newest) : nil
+        return Compiled(elf: compiled.elf, cpu: cpu, fallback: fallback)
+    }
+
+    /// Whether the probe includes vmlinux.h itself (libbpf-tools' first line).
+    static func includesVmlinuxHeader(_ source: String) -> Bool {
+        source.split(separator: "\n").contains { line in
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "#" }).map(String.init)
+            return line.trimmingPrefix(while: { $0 == " " || $0 == "\t" }).hasPrefix("#")
+                && words.count >= 2 && words[0] == "include" && (words[1] == "<vmlinux.h>" || words[1] == "\"vmlinux.h\"")
+        }
+    }
+
+    /// A missing vmlinux.h with headers that have no BTF to generate it from gets the reason.
+    static func explained(_ error: CompileError, headers: HeaderSet) -> CompileError {
+        guard headers.kind != .btf, error.message.contains("'vmlinux.h' file not found") else { return error }
+        return CompileError(error.message + "\nvmlinux.h is generated from a kernel's BTF, and \(headers.origin) has none: compile libbpf-style probes for a kernel with BTF (/sys/kernel/btf/vmlinux), or give that kernel's vmlinux.h with -I DIR.")
     }
 
     /// The newest instruction set the headers' kernel runs. A kernel with BTF is 5.2 or later

@@ -64,8 +64,9 @@ struct Run: ParsableCommand {
             sessionOptions.load = loadOptions
             var build = compile
             build.defines += RunOptions.compileDefines(pid: sessionOptions.targetPID)
-            let object = try ProbeBuild(options: build).object(for: input)
-            session = try ProbeSession(object: object, name: input.name, options: sessionOptions)
+            session = try ProbeBuild(options: build).loaded(input) { object in
+                try ProbeSession(object: object, name: input.name, options: sessionOptions)
+            }.loaded
         } catch {
             command?.abandon()
             throw error

@@ -97,6 +97,13 @@ enum LibbpfHeaderAdditions {
     #define bpf_core_cast(ptr, type) \\
         ((typeof(type) *)bpf_rdonly_cast((ptr), bpf_core_type_id_kernel(type)))
     #endif
+    #if defined(bpf_core_type_matches) && __clang_major__ < 15
+    /* A "type matches" relocation is LLVM 15's; kprobe-run's clang 14 aborts on it, so a probe that
+       asks for one gets this error instead (bpf_core_type_exists and bpf_core_field_exists work). */
+    #undef bpf_core_type_matches
+    #define bpf_core_type_matches(type) \
+        bpf_core_type_matches_needs_clang_15__use_bpf_core_type_exists_or_bpf_core_field_exists
+    #endif
 
     """
 }

@@ -194,17 +194,17 @@ struct ShimBackend: ClangBackend {
     }
 }
 
-/// The shim found which struct each perf or ring buffer map carries: that table, as the
-/// `.kprobe_run.meta` JSON the runtime reads.
-private func writeEventMetadata(_ maps: UnsafePointer<UnsafePointer<CChar>?>?, _ types: UnsafePointer<UnsafePointer<CChar>?>?,
-                                _ count: Int) -> UnsafeMutablePointer<CChar>? {
-    guard let maps, let types else { return nil }
-    var events: [String: String] = [:]
+/// The shim found which struct each perf or ring buffer map carries and how the probe fills
+/// its maps: those tables, as the `.kprobe_run.meta` JSON the runtime reads.
+private func writeEventMetadata(_ tables: UnsafePointer<UnsafePointer<CChar>?>?, _ keys: UnsafePointer<UnsafePointer<CChar>?>?,
+                                _ values: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int) -> UnsafeMutablePointer<CChar>? {
+    guard let tables, let keys, let values else { return nil }
+    var metadata = ProbeMetadata()
     for index in 0..<count {
-        guard let map = maps[index], let type = types[index] else { continue }
-        events[String(cString: map)] = String(cString: type)
+        guard let table = tables[index], let key = keys[index], let value = values[index] else { continue }
+        metadata.set(table: String(cString: table), key: String(cString: key), value: String(cString: value))
     }
-    return strdup(ProbeMetadata(events: events).json())
+    return strdup(metadata.json())
 }
 
 // `kprobe-run --version` asks the worker which clang/LLVM it carries.

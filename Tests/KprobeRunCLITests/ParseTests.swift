@@ -65,6 +65,11 @@ import TestSupport
         #expect(compile.compile.defineArguments == ["-DX=1"])
         #expect(compile.compile.includeArguments == ["-I/"])
         #expect(compile.verify)
+        // Joined as cc takes them; after -- they are the -c command's.
+        let joined = try parse(Compile.self, ["compile", "probe.c", "-o", "probe.o", "-DMAX_PID_NR=30", "-DVERBOSE", "-I/usr/include"])
+        #expect(joined.compile.defines == ["MAX_PID_NR=30", "VERBOSE"])
+        #expect(joined.compile.includeDirectories == ["/usr/include"])
+        #expect(CompileOptions.normalize(["probe.c", "-DX", "--", "cc", "-DX"]) == ["probe.c", "-D", "X", "--", "cc", "-DX"])
         // --verify alone checks a probe or an existing object without writing one.
         #expect(try parse(Compile.self, ["compile", "--verify", "tool.bpf.o"]).output == nil)
         let unwritten = parseFailure(["compile", "probe.c"])

@@ -61,6 +61,16 @@ import TestSupport
                                      stackTraces: ["stacks"], tables: ["dist": "histogram"], programs: ["f": "kprobe/f"])
         let decoded = try JSONDecoder().decode(ProbeMetadata.self, from: Data(metadata.json().utf8))
         #expect(decoded == metadata)
+        // The compiler's facts about maps; absent ones are not written (older objects' bytes stay).
+        #expect(!metadata.json().contains("slots"))
+        var facts = ProbeMetadata()
+        for (table, key, value) in [("slots", "struct hist", "linear"), ("syscallKeys", "data", ""),
+                                    ("syscallKeyConditions", "data", "!by_pid"), ("events", "events", "struct event")] {
+            facts.set(table: table, key: key, value: value)
+        }
+        #expect(facts == ProbeMetadata(events: ["events": "struct event"], slots: ["struct hist": "linear"],
+                                       syscallKeys: ["data": ""], syscallKeyConditions: ["data": "!by_pid"]))
+        #expect(try JSONDecoder().decode(ProbeMetadata.self, from: Data(facts.json().utf8)) == facts)
         // A writer that leaves fields out (the worker writes only events) still decodes.
         #expect(try JSONDecoder().decode(ProbeMetadata.self, from: Data(#"{"events":{"e":"struct x"}}"#.utf8))
                 == ProbeMetadata(events: ["e": "struct x"]))
@@ -125,6 +135,11 @@ import TestSupport
         #expect(BPFCPU.newest(forRelease: "weird") == .v1)
         #expect(BPFCPU.preferred(upTo: .v3) == .v2)
         #expect(BPFCPU.preferred(upTo: .v1) == .v1)
+        // Refused v2 code is compiled again as v3 where the kernel runs it; nothing newer, no retry.
+        #expect(BPFCPU.fallback(after: .v2, upTo: .v3) == .v3)
+        #expect(BPFCPU.fallback(after: .v2, upTo: .v2) == nil)
+        #expect(BPFCPU.fallback(after: .v3, upTo: .v3) == nil)
+        #expect(BPFCPU.fallback(after: .v1, upTo: .v1) == nil)
         let scratch = try ScratchDirectory()
         #expect(BPFCPU.newest(forHeaderTree: scratch.path) == nil)
         _ = try scratch.makeDirectory("include")
@@ -151,5 +166,31 @@ import TestSupport
             """
         let object = try builtWorker().compile(probeRequest(body, arguments: ["-D__TARGET_ARCH_x86"]))
         #expect(ELFObject(bytes: object.elf).sectionNames.contains("uretprobe"))
+    }
+
+    /// LLVM 14 aborts on a "type matches" relocation (LLVM 15's): the probe gets a compile error
+    /// that says what to use instead, not a crashed worker.
+    @Test func typeMatchesIsAClearCompileError() throws {
+        let body = """
+            #include <bpf/bpf_core_read.h>
+            struct shape { int a; } __attribute__((preserve_access_index));
+            char LICENSE[] SEC("license") = "GPL";
+            int seen;
+            SEC("tracepoint/syscalls/sys_enter_getppid") int on_getppid(void *ctx) { seen = bpf_core_type_matches(struct shape); return 0; }
+            """
+        let error = #expect(throws: CompileError.self) { try builtWorker().compile(probeRequest(body)) }
+        #expect(error?.message.contains("bpf_core_type_matches_needs_clang_15__use_bpf_core_type_exists") == true, "\(error?.message ?? "")")
+    }
+
+    /// A call of an undeclared function (bpf_htons without bpf_endian.h) stops the compile: it
+    /// would be an extern that libbpf cannot resolve when the object is opened.
+    @Test func undeclaredFunctionIsACompileError() throws {
+        let body = """
+            char LICENSE[] SEC("license") = "GPL";
+            int seen;
+            SEC("tracepoint/syscalls/sys_enter_getppid") int on_getppid(void *ctx) { seen = bpf_htons(8); return 0; }
+            """
+        let error = #expect(throws: CompileError.self) { try builtWorker().compile(probeRequest(body)) }
+        #expect(error?.message.contains("implicit declaration of function 'bpf_htons'") == true, "\(error?.message ?? "")")
     }
 }

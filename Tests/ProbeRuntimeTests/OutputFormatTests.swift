@@ -53,8 +53,36 @@ import Testing
             (.unsigned(1), .structure([("slots", .array([.unsigned(0), .unsigned(3)]))])),
         ]
         let found = MapReader.slotHistograms(name: "lat", entries: entries, keyed: false)
-        #expect(found == [Histogram(name: "lat", kind: .log2, buckets: [0, 0, 3])])
+        #expect(found == [Histogram(name: "lat", key: nil, slots: [0, 3])])
+        #expect(found?.first?.buckets == [0, 0, 3])
+        // libbpf-tools' print_log2_hist header.
+        #expect(found?.first?.text[1] == "     value               : count    distribution")
         #expect(MapReader.slotHistograms(name: "x", entries: [(.unsigned(1), .unsigned(2))], keyed: true) == nil)
+    }
+
+    /// hardirqs without -d fills count fields, not slots: a table, not empty histograms.
+    @Test func emptySlotsWithLabelsAreNotHistograms() {
+        let counted: Value = .structure([("count", .unsigned(3)), ("slots", .array([.unsigned(0), .unsigned(0)]))])
+        let histograms = MapReader.slotHistograms(name: "infos", entries: [(.unsigned(1), counted)], keyed: true) ?? []
+        #expect(MapReader.onlyLabels(histograms))
+        let filled: Value = .structure([("count", .unsigned(3)), ("slots", .array([.unsigned(0), .unsigned(2)]))])
+        #expect(!MapReader.onlyLabels(MapReader.slotHistograms(name: "infos", entries: [(.unsigned(1), filled)], keyed: true) ?? []))
+    }
+
+    /// Linear slots (runqlen's queue lengths) print as libbpf-tools' print_linear_hist: one row
+    /// per non-empty slot, labelled by its value.
+    @Test func linearSlotsPrintOnlyNonEmptyRows() {
+        let histogram = Histogram(name: "hists", style: Histogram.SlotStyle(kind: .linear), key: nil, slots: [0, 5, 0, 10])
+        #expect(histogram.text == [
+            "hists:",
+            "     value         : count     distribution",
+            "        1          : 5        |********************                    |",
+            "        3          : 10       |****************************************|",
+        ])
+        // cpufreq's `freq / 200`: slot k is the value k × 200.
+        var stepped = histogram
+        stepped.step = 200
+        #expect(stepped.rows.map(\.low) == [200, 600])
     }
 
     @Test func bccHistogramSectionsBySlotField() {

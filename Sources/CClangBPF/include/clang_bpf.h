@@ -37,11 +37,12 @@ typedef struct clang_bpf_input {
     const char *pch_path;
     /* The BPF instruction set to generate ("v1", "v2", "v3"), or NULL for LLVM's default (v1). */
     const char *cpu;
-    /* Called once when the probe's functions write records of a struct type to perf or ring
-       buffer maps: maps[i] carries types[i] ("struct event"). Returns the JSON for the
-       `.kprobe_run.meta` section as a malloc'd string (the compiler frees it), or NULL for none.
-       NULL: no metadata is added. */
-    char *(*write_metadata)(const char *const *maps, const char *const *types, size_t count);
+    /* Called once when the compiler found facts about the probe's maps: entry i says that in
+       the metadata table tables[i] ("events": a perf or ring buffer map carries records of a
+       struct type; "slots", "syscallKeys", "syscallKeyConditions": see ProbeMetadata) keys[i]
+       maps to values[i]. Returns the JSON for the `.kprobe_run.meta` section as a malloc'd
+       string (the compiler frees it), or NULL for none. NULL: no metadata is added. */
+    char *(*write_metadata)(const char *const *tables, const char *const *keys, const char *const *values, size_t count);
     /* A header tree served from memory below tree_root (no slash at its end), in front of the
        real filesystem and behind `files`: each file's path is relative to tree_root and its
        contents must be followed by a NUL byte (not counted in length). tree_root NULL: none. */

@@ -29,6 +29,43 @@ extension ProbeMetadata {
     }
 }
 
+extension ProbeObject {
+    /// The metadata as this run's output reads it, with the facts that depend on a global's
+    /// value (as `--set` left it) decided: a map whose key is a syscall number only under a flag
+    /// (syscount's `count_by_process ? pid : args->id`), and a catch-all key that is one only
+    /// while a flag is unset (runqlen's `cpu = 0` unless `targ_per_cpu`), keep that fact only
+    /// when the flag says so; a histogram unit chosen by a flag (runqlat's `targ_ms`) becomes
+    /// that unit.
+    var outputMetadata: ObjectMetadata {
+        guard !metadata.syscallKeyConditions.isEmpty || !metadata.catchAllKeyConditions.isEmpty
+                || metadata.slotUnits.values.contains(where: { $0.contains("?") }) else {
+            return metadata
+        }
+        let formatter = BTFFormatter(btf: btf)
+        let parameters = parameters
+        /// Whether global NAME is non-zero ("NAME") or zero ("!NAME"; also when there is none).
+        func holds(_ condition: String) -> Bool {
+            let negated = condition.hasPrefix("!")
+            let name = negated ? String(condition.dropFirst()) : condition
+            let value = parameters.first { $0.name == name }.flatMap { initialValue(of: $0, formatter: formatter) }
+            return (value?.isZero ?? true) == negated
+        }
+        var result = metadata
+        for (map, condition) in metadata.syscallKeyConditions where !holds(condition) {
+            result.syscallKeys[map] = nil
+        }
+        for (map, condition) in metadata.catchAllKeyConditions where !holds(condition) {
+            result.catchAllKeys[map] = nil
+        }
+        for (type, unit) in metadata.slotUnits {
+            guard let question = unit.firstIndex(of: "?"), let colon = unit.firstIndex(of: ":") else { continue }
+            let flag = String(unit[..<question])
+            result.slotUnits[type] = holds(flag) ? String(unit[unit.index(after: question)..<colon]) : String(unit[unit.index(after: colon)...])
+        }
+        return result
+    }
+}
+
 /// Just enough JSON to read the metadata section (and, in tests, kprobe-run's own lines).
 indirect enum JSONValue: Equatable, Sendable {
     case null

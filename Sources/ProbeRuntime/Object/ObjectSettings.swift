@@ -50,6 +50,14 @@ enum MapDefaults {
     static let stackEntries: UInt32 = 16384
     /// Stack trace maps: PERF_MAX_STACK_DEPTH (127) frames of 8 bytes.
     static let stackValueSize: UInt32 = 127 * 8
+
+    /// Maps the kernel creates only with max_entries 0, since their entries live with the socket,
+    /// inode, task or cgroup: sk/inode/task/cgroup local storage (cgroup storage is 32 since
+    /// Linux 6.2, newer than the installed UAPI header) and the older cgroup storage maps.
+    static func keepsNoEntries(_ type: bpf_map_type) -> Bool {
+        [BPF_MAP_TYPE_SK_STORAGE, BPF_MAP_TYPE_INODE_STORAGE, BPF_MAP_TYPE_TASK_STORAGE,
+         BPF_MAP_TYPE_CGROUP_STORAGE, BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE].contains(type) || type.rawValue == 32
+    }
 }
 
 extension ProbeObject {
@@ -69,7 +77,7 @@ extension ProbeObject {
                 log("map '\(map.name)': value size \(MapDefaults.stackValueSize) (127 frames)")
             }
             var size = sizes[map.name]
-            if size == nil, map.maxEntries == 0, type != BPF_MAP_TYPE_PERF_EVENT_ARRAY {
+            if size == nil, map.maxEntries == 0, type != BPF_MAP_TYPE_PERF_EVENT_ARRAY, !MapDefaults.keepsNoEntries(type) {
                 size = type == BPF_MAP_TYPE_RINGBUF ? MapDefaults.ringBufferBytes
                     : type == BPF_MAP_TYPE_STACK_TRACE ? MapDefaults.stackEntries : MapDefaults.entries
                 log("map '\(map.name)': \(size!) entries (the source leaves the size to userspace; --map-size \(map.name)=N sets it)")

@@ -70,7 +70,7 @@ struct ProgramSelection {
                 if !options.only.contains(program.name) { dropped[program.name] = "not named by --only" }
             } else if let target = placeholder(section: program.section, features: features),
                       !(verifying && program.section.hasPrefix("k")) {
-                dropped[program.name] = "SEC(\"\(program.section)\") is a placeholder ('\(target)' is not a kernel function): give it a target with -a"
+                dropped[program.name] = "SEC(\"\(program.section)\") names '\(target)', which is no function of this kernel (a placeholder, or renamed or inlined here): give it a target with -a"
             } else if let twin = twin(section: program.section) {
                 groups[twin.group, default: []].append((program.name, twin))
             }

@@ -6,6 +6,10 @@
 /// "0 -> 1", and never prints bucket 0. libbpf-tools' `struct hist { __u32 slots[N]; }` puts
 /// values 0 and 1 in slot 0 and [2^k, 2^(k+1) - 1] in slot k, i.e. slot k is BCC's bucket
 /// k + 1 (`init(slots:)` shifts them), which makes both print alike. Linear buckets are values.
+///
+/// libbpf-style histograms (`init(slots:)`) print as libbpf-tools' trace_helpers do: its log2
+/// header has one space less before `distribution`, and its `print_linear_hist` shows only the
+/// non-empty rows (BCC's shows every row from 0).
 struct Histogram: Equatable, Sendable {
     enum Kind: String, Sendable {
         case log2, linear
@@ -24,6 +28,12 @@ struct Histogram: Equatable, Sendable {
     /// The value's other fields beside its buckets (runqlat's `comm`), a struct; nil for none.
     var labels: Value?
     var buckets: [UInt64]
+    /// Drawn as libbpf-tools' trace_helpers draw it rather than as BCC's Python does.
+    var libbpfTools = false
+    /// What the values are ("usecs"), the header's label; nil: "value".
+    var unit: String?
+    /// Linear: how much each bucket stands for (bucket k is the value k × step).
+    var step: UInt64 = 1
 
     init(name: String, kind: Kind, key: Value? = nil, labels: Value? = nil, buckets: [UInt64]) {
         self.name = name
@@ -33,9 +43,20 @@ struct Histogram: Equatable, Sendable {
         self.buckets = buckets
     }
 
-    /// libbpf-tools slots (slot k = [2^k, 2^(k+1) - 1], slot 0 also holding 0).
-    init(name: String, key: Value?, labels: Value? = nil, slots: [UInt64]) {
-        self.init(name: name, kind: .log2, key: key, labels: labels, buckets: [0] + slots)
+    /// How a libbpf-style histogram's slots read (ProbeMetadata's `slots`, `slotUnits`, `slotSteps`).
+    struct SlotStyle: Equatable {
+        var kind: Kind = .log2
+        var unit: String?
+        var step: UInt64 = 1
+    }
+
+    /// libbpf-tools slots: log2 (slot k = [2^k, 2^(k+1) - 1], slot 0 also holding 0) or linear
+    /// (slot k = the value k × step).
+    init(name: String, style: SlotStyle = SlotStyle(), key: Value?, labels: Value? = nil, slots: [UInt64]) {
+        self.init(name: name, kind: style.kind, key: key, labels: labels, buckets: style.kind == .log2 ? [0] + slots : slots)
+        libbpfTools = true
+        unit = style.unit
+        step = style.step
     }
 
     static let starsMax = 40
@@ -45,7 +66,8 @@ struct Histogram: Equatable, Sendable {
         guard let last = buckets.lastIndex(where: { $0 > 0 }) else { return [] }
         switch kind {
         case .linear:
-            return (0...last).map { Row(low: UInt64($0), high: UInt64($0), count: buckets[$0]) }
+            return (0...last).filter { !libbpfTools || buckets[$0] > 0 }
+                .map { Row(low: UInt64($0) &* step, high: UInt64($0) &* step, count: buckets[$0]) }
         case .log2:
             guard last >= 1 else { return [] }
             return (1...last).map { index in
@@ -72,7 +94,7 @@ struct Histogram: Equatable, Sendable {
         var lines = [title]
         switch kind {
         case .linear:
-            lines.append("     " + Self.left("value", 13) + " : count     distribution")
+            lines.append("     " + Self.left(unit ?? "value", 13) + " : count     distribution")
             for row in rows {
                 lines.append("        " + Self.left(String(row.low), 10) + " : " + Self.left(String(row.count), 8)
                              + " |" + Self.left(Self.stars(row.count, largest, Self.starsMax), Self.starsMax) + "|")
@@ -81,7 +103,8 @@ struct Histogram: Equatable, Sendable {
             // BCC widens the columns (and halves the bar) once buckets pass 2^32.
             let wide = buckets.lastIndex(where: { $0 > 0 })! > 32
             let width = wide ? 20 : 10, stars = wide ? Self.starsMax / 2 : Self.starsMax
-            lines.append(String(repeating: " ", count: wide ? 15 : 5) + Self.left("value", wide ? 29 : 19) + " : count     distribution")
+            lines.append(String(repeating: " ", count: wide ? 15 : 5) + Self.left(unit ?? "value", wide ? 29 : 19)
+                         + (libbpfTools ? " : count    distribution" : " : count     distribution"))
             for row in rows {
                 lines.append(Self.right(String(row.low), width) + " -> " + Self.left(String(row.high), width) + " : "
                              + Self.left(String(row.count), 8) + " |" + Self.left(Self.stars(row.count, largest, stars), stars) + "|")

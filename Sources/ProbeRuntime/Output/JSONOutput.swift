@@ -82,6 +82,7 @@ struct JSONOutput: OutputWriter {
         line.field("kind", histogram.kind.rawValue)
         if let key = histogram.key { line.field("key", key) }
         if let labels = histogram.labels { line.field("labels", labels) }
+        if let unit = histogram.unit { line.field("unit", unit) }
         line.field("buckets", raw: "[" + histogram.rows.map { row in
             var bucket = JSONLine()
             bucket.field("low", raw: String(row.low))

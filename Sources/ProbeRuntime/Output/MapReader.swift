@@ -6,7 +6,9 @@ import Glibc
 /// Printed: hash, LRU hash, array, LPM trie and their per-CPU variants (integers summed over
 /// CPUs, other per-CPU values listed per CPU), plus .data/.bss globals that are not zero.
 /// Skipped: .rodata/.kconfig, ring and perf buffers, program arrays, stack traces (their ids
-/// are resolved where other maps refer to them), maps of maps and other non-data maps.
+/// are resolved where other maps refer to them), maps of maps and other non-data maps, and maps
+/// the compiler found to hold operations in flight (metadata `inFlight`: runqlat's `start`)
+/// unless their entries carry stack ids.
 ///
 /// Histograms: a map the BCC front end recorded as a BPF_HISTOGRAM (its metadata), or a map
 /// whose value is a struct with an array member named `slots` (libbpf-tools' `struct hist`),
@@ -49,23 +51,48 @@ struct MapReader {
     private func table(_ map: BPFMap) -> MapContent? {
         let name = map.name
         guard MapReader.isData(map) else { return nil }
-        if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1, recordTypes.contains(map.valueTypeID) { return nil }
+        // Scratch space for building records: of a record type, or of bytes without a type
+        // (compat.bpf.h's `heap`, sized with value_size only).
+        if map.type == BPF_MAP_TYPE_PERCPU_ARRAY, map.maxEntries == 1,
+           recordTypes.contains(map.valueTypeID) || map.valueTypeID == 0 { return nil }
         let isArray = map.isArray
-        guard let entries = read(map, skipZero: isArray) else { return nil }
+        guard var entries = read(map, skipZero: isArray) else { return nil }
+        // Operations in flight are not results, unless they carry stacks (memleak's outstanding
+        // allocations, freed as they go, are its report).
+        if metadata.inFlight.contains(name),
+           !entries.contains(where: { !MapReader.stackFields($0.key).isEmpty || !MapReader.stackFields($0.value).isEmpty }) {
+            return nil
+        }
+        if let field = metadata.syscallKeys[name] {
+            entries = entries.map { (MapReader.namingSyscall($0.key, field: field), $0.value) }
+        }
+        if let field = metadata.deviceKeys[name] {
+            entries = entries.map { (MapReader.namingDevice($0.key, field: field), $0.value) }
+        }
 
         if let kind = metadata.histograms[name].flatMap(Histogram.Kind.init(rawValue:)),
            let histograms = MapReader.bucketHistograms(name: name, kind: kind, entries: entries) {
             return .histograms(histograms)
         }
         let single = isArray && map.maxEntries == 1
-        if let histograms = MapReader.slotHistograms(name: name, entries: entries, keyed: !single) {
+        if var histograms = MapReader.slotHistograms(name: name, style: slotStyle(map.valueTypeID), entries: entries, keyed: !single),
+           !MapReader.onlyLabels(histograms) {
+            dropCatchAllKey(name, &histograms)
             return .histograms(histograms)
+        }
+        // Values with slots that are all empty and other fields that are not (hardirqs counting
+        // without -d): a table of those fields.
+        entries = entries.map { entry in
+            guard case let .structure(fields) = entry.value, fields.contains(where: { $0.name == "slots" && $0.value.isZero }),
+                  fields.count > 1 else { return entry }
+            return (entry.key, .structure(fields.filter { $0.name != "slots" }))
         }
         if let stacks, !stacks.traceMaps.isEmpty, let first = entries.first,
            !MapReader.stackFields(first.key).isEmpty || !MapReader.stackFields(first.value).isEmpty {
             return .stacks(StackReport(name: name, entries: MapReport.ordered(entries, byValue: true), resolver: stacks))
         }
-        return .table(MapReport(name: name, entries: MapReport.ordered(entries, byValue: !isArray)))
+        return .table(MapReport(name: name, entries: MapReport.ordered(entries, byValue: !isArray),
+                                keyTitle: metadata.syscallKeys[name] == "" ? "syscall" : "key"))
     }
 
     /// Every entry, decoded; nil when the map cannot be read.
@@ -140,7 +167,8 @@ struct MapReader {
     /// libbpf-tools histograms: every value is a struct with an integer array `slots`, one
     /// histogram per key (the key is left out for a one-entry array); the value's other fields
     /// that are not zero label it (runqlat -P's `comm`, hardirqs' counts).
-    static func slotHistograms(name: String, entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
+    static func slotHistograms(name: String, style: Histogram.SlotStyle = Histogram.SlotStyle(),
+                               entries: [(key: Value, value: Value)], keyed: Bool) -> [Histogram]? {
         guard !entries.isEmpty else { return nil }
         var result: [Histogram] = []
         for entry in entries.sorted(by: { MapReport.keyOrder($0.key, $1.key) }) {
@@ -153,10 +181,78 @@ struct MapReader {
                 slots.append(UInt64(clamping: count))
             }
             let labels = fields.filter { $0.name != "slots" && !$0.value.isZero }
-            result.append(Histogram(name: name, key: keyed ? entry.key : nil,
+            result.append(Histogram(name: name, style: style, key: keyed ? entry.key : nil,
                                     labels: labels.isEmpty ? nil : .structure(labels), slots: slots))
         }
         return result
+    }
+
+    /// A key holding a syscall number (in `field`, or the key itself for ""), with the number
+    /// replaced by the syscall's name where this machine's table knows it.
+    static func namingSyscall(_ key: Value, field: String) -> Value {
+        if field.isEmpty {
+            return key.integer.flatMap(SyscallNames.name).map(Value.string) ?? key
+        }
+        guard case let .structure(fields) = key else { return key }
+        return .structure(fields.map { $0.name == field ? ($0.name, namingSyscall($0.value, field: "")) : $0 })
+    }
+
+    /// A struct key whose `field` holds a kernel dev_t (major << 20 | minor), with the number
+    /// replaced by the block device's name (/sys/dev/block/MAJOR:MINOR), as libbpf-tools'
+    /// userspace names disks. 0 (no disk) and unknown devices keep their number.
+    static func namingDevice(_ key: Value, field: String) -> Value {
+        guard case let .structure(fields) = key else { return key }
+        return .structure(fields.map { item in
+            guard item.name == field, let number = item.value.integer, number > 0,
+                  let name = blockDeviceName(major: number >> 20, minor: number & 0xfffff) else { return item }
+            return (item.name, .string(name))
+        })
+    }
+
+    private static func blockDeviceName(major: Int128, minor: Int128) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/sys/dev/block/\(major):\(minor)", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        let target = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return target.split(separator: "/").last.map(String.init)
+    }
+
+    /// How the program indexes the `slots` of a value of this type, or of the elements of an
+    /// array of them (runqlen's `hists[]`): what the compiler recorded for the struct (log2,
+    /// without a unit, when it recorded nothing).
+    func slotStyle(_ typeID: UInt32) -> Histogram.SlotStyle {
+        guard let btf = formatter.btf, !metadata.slots.isEmpty else { return Histogram.SlotStyle() }
+        var resolved = btf__resolve_type(btf.pointer, typeID)
+        if resolved > 0, let type = btf__type_by_id(btf.pointer, UInt32(resolved)), btf_is_array(type), let info = btf_array(type) {
+            resolved = btf__resolve_type(btf.pointer, info.pointee.type)
+        }
+        guard resolved > 0, let spelling = metadata.slots.keys.first(where: { formatter.typeID(spelling: $0) == UInt32(resolved) }) else {
+            return Histogram.SlotStyle()
+        }
+        return slotStyle(key: spelling)
+    }
+
+    /// The style recorded under a struct's spelling or a global array's name.
+    func slotStyle(key: String) -> Histogram.SlotStyle {
+        Histogram.SlotStyle(kind: metadata.slots[key].flatMap(Histogram.Kind.init(rawValue:)) ?? .log2,
+                  unit: metadata.slotUnits[key], step: metadata.slotSteps[key].flatMap { UInt64($0) } ?? 1)
+    }
+
+    /// The histogram under a catch-all key (metadata `catchAllKeys`: a constant integer key, or
+    /// "{}" for the all-zero struct key) stands for everything: no key, no labels.
+    private func dropCatchAllKey(_ name: String, _ histograms: inout [Histogram]) {
+        guard let catchAll = metadata.catchAllKeys[name] else { return }
+        for index in histograms.indices where catchAll == "{}" ? histograms[index].key?.isZero == true
+            : histograms[index].key?.integer == Int128(catchAll) {
+            histograms[index].key = nil
+            histograms[index].labels = nil
+        }
+    }
+
+    /// Histograms whose buckets are all empty, each labelled by other fields: the program
+    /// filled those fields instead (a tool's counting mode), so they print as a table.
+    static func onlyLabels(_ histograms: [Histogram]) -> Bool {
+        histograms.allSatisfy { $0.rows.isEmpty && $0.labels != nil }
     }
 
     static func stackFields(_ value: Value) -> [(name: String, id: Int64)] {
@@ -203,11 +299,14 @@ struct MapReader {
             if variable.name.hasPrefix("__kprobe_run_") { continue }
             let decoded = formatter.decode(typeID: variable.typeID, bytes: Array(value[variable.offset..<end]))
             if decoded.isZero { continue }
-            if case let .array(items) = decoded,
-               let perIndex = MapReader.slotHistograms(name: variable.name, entries: items.enumerated().filter { !$0.element.isZero }
+            if let histogram = arrayHistogram(name: variable.name, decoded) {
+                histograms.append(histogram)
+            } else if case let .array(items) = decoded,
+               var perIndex = MapReader.slotHistograms(name: variable.name, style: slotStyle(variable.typeID), entries: items.enumerated().filter { !$0.element.isZero }
                    .map { (Value.unsigned(UInt64($0.offset)), $0.element) }, keyed: true) {
+                dropCatchAllKey(variable.name, &perIndex)
                 histograms += perIndex
-            } else if let single = MapReader.slotHistograms(name: variable.name, entries: [(.unsigned(0), decoded)], keyed: false) {
+            } else if let single = MapReader.slotHistograms(name: variable.name, style: slotStyle(variable.typeID), entries: [(.unsigned(0), decoded)], keyed: false) {
                 histograms += single
             } else {
                 entries.append((.string(variable.name.isEmpty ? "?" : variable.name), decoded))
@@ -218,7 +317,22 @@ struct MapReader {
         return contents
     }
 
-    /// Empties a map for `--clear`: hashes lose their keys, arrays are zeroed.
+    /// A global integer array the compiler found indexed by a log2 (funclatency's `__u32 hist[]`).
+    private func arrayHistogram(name: String, _ value: Value) -> Histogram? {
+        guard metadata.slots[name] != nil, case let .array(items) = value else { return nil }
+        let counts = items.compactMap { $0.integer.map { UInt64(clamping: $0) } }
+        guard counts.count == items.count else { return nil }
+        return Histogram(name: name, style: slotStyle(key: name), key: nil, slots: counts)
+    }
+
+    /// Empties a printed map for `--clear`; maps of operations in flight keep them (an
+    /// operation that spans two intervals is still measured).
+    func clear(_ map: BPFMap) {
+        guard !metadata.inFlight.contains(map.name) else { return }
+        MapReader.clear(map)
+    }
+
+    /// Empties a map: hashes lose their keys, arrays are zeroed.
     static func clear(_ map: BPFMap) {
         let fd = map.fd
         guard fd >= 0, isData(map) else { return }

@@ -34,7 +34,7 @@ final class RunState {
         tracefs = Tracefs(log: log)
         attacher = Attacher(tracefs: tracefs, uprobePID: options.targetPID, log: log)
         stacks = StackResolver(maps: object.maps, defaultPID: options.targetPID)
-        mapReader = MapReader(formatter: BTFFormatter(btf: object.btf), metadata: object.metadata, stacks: stacks)
+        mapReader = MapReader(formatter: BTFFormatter(btf: object.btf), metadata: object.outputMetadata, stacks: stacks)
     }
 
     func close() {
@@ -57,7 +57,7 @@ final class RunState {
 
     /// `--clear`: empties the maps and the stack ids they point to.
     func clearMaps() {
-        for map in object.maps { MapReader.clear(map) }
+        for map in object.maps { mapReader.clear(map) }
         stacks.clear()
     }
 }
