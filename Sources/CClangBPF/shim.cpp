@@ -340,6 +340,17 @@ int prepare(const clang_bpf_input *input, llvm::raw_string_ostream &diagnostics,
     // Virtual files (and the probe itself, so that its name is the user's) over the real
     // filesystem; the overlay gives the in-memory layer the process's working directory.
     setup.overlay = new llvm::vfs::OverlayFileSystem(llvm::vfs::getRealFileSystem());
+    if (input->tree_root) {
+        // The header tree in memory, without a copy: the buffers point into the caller's mapping.
+        llvm::IntrusiveRefCntPtr<llvm::vfs::InMemoryFileSystem> tree(new llvm::vfs::InMemoryFileSystem());
+        const std::string root = input->tree_root;
+        for (size_t i = 0; i < input->tree_file_count; i++) {
+            const clang_bpf_file &file = input->tree_files[i];
+            std::string path = root + "/" + file.path;
+            tree->addFile(path, 0, llvm::MemoryBuffer::getMemBuffer(llvm::StringRef(file.contents, file.length), path, true));
+        }
+        setup.overlay->pushOverlay(tree);
+    }
     llvm::IntrusiveRefCntPtr<llvm::vfs::InMemoryFileSystem> memory(new llvm::vfs::InMemoryFileSystem());
     setup.overlay->pushOverlay(memory);
     for (size_t i = 0; i < input->file_count; i++) {

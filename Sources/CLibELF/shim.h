@@ -19,6 +19,16 @@ static inline int kprobe_run_delete_module(const char *name, int flags) {
     return (int)syscall(SYS_delete_module, name, flags);
 }
 
+/* A file in memory: the decompressed kheaders archive, which the compiler worker maps too. */
+static inline int kprobe_run_memfd_create(const char *name) {
+    return (int)syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */);
+}
+
+/* The calling thread's id, for setpriority on one thread (the header cache's writer). */
+static inline int kprobe_run_gettid(void) {
+    return (int)syscall(SYS_gettid);
+}
+
 /* One flush for a whole freshly unpacked tree instead of an fsync per file. */
 static inline int kprobe_run_syncfs(int fd) {
     return (int)syscall(SYS_syncfs, fd);

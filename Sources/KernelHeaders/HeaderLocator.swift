@@ -86,6 +86,9 @@ public struct HeaderSet: Sendable {
     /// Include paths, forced includes, defines and warning switches, with absolute paths.
     /// The compiler adds `-isystem <clang resource dir>/include` itself.
     public var compileArguments: [String]
+    /// Set when the entry at `root` is still being written (a first run that asked for
+    /// `HeaderOptions.unpackInBackground`): its files are in memory meanwhile.
+    public var pending: PendingHeaders?
 
     public init(kind: HeaderSourceKind, root: String, arch: KernelArch, identity: String, origin: String,
                 frontendTriple: String, compileArguments: [String]) {
@@ -116,6 +119,10 @@ public struct HeaderOptions: Sendable {
     public var cache: CacheRoot
     /// The target architecture when it is not the tree's or the machine's (a device's headers).
     public var arch: KernelArch?
+    /// A compile's resolve: headers that must be unpacked are written on a thread of their own
+    /// while the compiler reads them from memory (`HeaderSet.pending`); the process waits for the
+    /// writer before it exits.
+    public var unpackInBackground = false
 
     public init(explicitSource: String? = nil, keepModule: Bool = false, allowBTF: Bool = true,
                 showProgress: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in },

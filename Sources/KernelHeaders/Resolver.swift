@@ -54,7 +54,8 @@ struct Resolver {
             do throws(HeaderError) {
                 let keep = options.keepModule
                 defer { if options.showProgress { Progress.clear() } }
-                let entry = try cache.kernelEntry(key, limits: limits, progress: progress) { () throws(HeaderError) -> ArchiveBytes in
+                let (entry, pending) = try cache.kernelEntry(key, limits: limits, progress: progress,
+                                                             inBackground: options.unpackInBackground) { () throws(HeaderError) -> ArchiveBytes in
                     if let path = KheadersModule.archivePath {
                         origin = path
                         do throws(Errno) {
@@ -70,7 +71,8 @@ struct Resolver {
                     origin = fetched.origin
                     return fetched.archive
                 }
-                return try headerSet(entry, kind: .kheaders, origin: origin ?? "kheaders of the running kernel, cached in \(entry.path)")
+                return try headerSet(entry, kind: .kheaders, origin: origin ?? "kheaders of the running kernel, cached in \(entry.path)",
+                                     pending: pending)
             } catch {
                 tried += notes.map { "kheaders module: \($0)" }
                 if error.kind == .notPermitted { permissionProblem = error }
@@ -149,9 +151,10 @@ struct Resolver {
         switch try ArchiveInput.load(absolute) {
         case .archive(let archive, let kind):
             defer { if options.showProgress { Progress.clear() } }
-            let entry = try cache.archiveEntry(archive, limits: limits, progress: progress)
+            let (entry, pending) = try cache.archiveEntry(archive, limits: limits, progress: progress,
+                                                          inBackground: options.unpackInBackground)
             cache.remember(digest: entry.manifest.archiveDigest, kind: kind, of: absolute)
-            return try headerSet(entry, kind: kind, origin: path)
+            return try headerSet(entry, kind: kind, origin: path, pending: pending)
         case .btf(let btfPath, let kind):
             var st = stat()
             stat(btfPath, &st)
@@ -171,12 +174,22 @@ struct Resolver {
         return arch
     }
 
-    private func headerSet(_ entry: CacheEntry, kind: HeaderSourceKind, origin: String) throws(HeaderError) -> HeaderSet {
-        let arch = try KernelFlags.architecture(ofTree: entry.path, override: options.arch, description: origin)
+    private func headerSet(_ entry: CacheEntry, kind: HeaderSourceKind, origin: String,
+                           pending: PendingHeaders? = nil) throws(HeaderError) -> HeaderSet {
+        let arch: KernelArch
+        do {
+            arch = try KernelFlags.architecture(ofTree: entry.path, override: options.arch, description: origin,
+                                                isDirectory: pending.map { pending in { pending.isDirectory($0) } })
+        } catch {
+            pending?.wait()
+            throw error
+        }
         let arguments = KernelFlags.arguments(source: entry.path, build: entry.path, arch: arch,
                                               asmWorkarounds: entry.path + "/" + KernelFlags.asmWorkaroundsPath)
-        return HeaderSet(kind: kind, root: entry.path, arch: arch, identity: entry.name, origin: origin,
-                         frontendTriple: arch.frontendTriple, compileArguments: arguments)
+        var set = HeaderSet(kind: kind, root: entry.path, arch: arch, identity: entry.name, origin: origin,
+                            frontendTriple: arch.frontendTriple, compileArguments: arguments)
+        set.pending = pending
+        return set
     }
 
     private func inPlace(_ tree: KernelTree, kind: HeaderSourceKind, origin: String) throws(HeaderError) -> HeaderSet {

@@ -139,6 +139,7 @@ struct ProbeBuild {
     func compile(path: String, source: String, cpu requested: BPFCPU? = nil) throws -> Compiled {
         var headerOptions = options.headerOptions()
         headerOptions.arch = arch
+        headerOptions.unpackInBackground = true
         let dialect = options.dialect.resolved(for: source)
         // The running kernel's BTF is no device's types.
         headerOptions.preferBTF = arch == nil && dialect == .libbpf && Self.includesVmlinuxHeader(source)
@@ -168,10 +169,22 @@ struct ProbeBuild {
                 try TracefsMount.path { line in if verbose { Diagnostics.verbose(line) } }
             }
         }
+        if let pending = headers.pending {
+            if dialect == .bcc {
+                // The BCC rewriter parses with libclang, which reads the files themselves.
+                if let error = pending.wait() { throw error }
+            } else {
+                request.headerImage = HeaderImage(
+                    root: pending.root, descriptor: pending.imageFD, size: pending.imageSize,
+                    files: pending.files.map { HeaderImage.File(path: $0.path, offset: $0.offset, size: $0.size) },
+                    lockPath: pending.lockPath)
+            }
+        }
         let started = MonotonicClock.now
         let cache = CompileCache(root: headerOptions.cache, headerIdentity: headers.identity)
         let compiled: CompiledObject
         do {
+            defer { headers.pending?.releaseImage() }
             compiled = try WorkerCompiler().compile(request, cache: cache)
         } catch {
             throw Self.explained(error, headers: headers)
@@ -206,6 +219,6 @@ struct ProbeBuild {
     /// (v3); a header tree says its version; one that does not gets v1, which every kernel runs.
     static func newestCPU(for headers: HeaderSet) -> BPFCPU {
         if headers.frontendTriple == "bpf" { return .v3 }
-        return BPFCPU.newest(forHeaderTree: headers.root) ?? .v1
+        return BPFCPU.newest(forHeaderTree: headers.root, read: headers.pending?.text(of:)) ?? .v1
     }
 }

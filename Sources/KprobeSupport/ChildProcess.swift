@@ -111,14 +111,15 @@ public enum ChildProcess {
     /// other. Socket pairs, not pipes: created close-on-exec atomically, and a child that stops
     /// reading makes send fail with EPIPE instead of raising SIGPIPE here.
     public static func run(_ argv: [String], path: String? = nil, input: [UInt8]? = nil,
-                           stdout keepOut: Keep = .all, stderr keepErr: Keep = .none) throws(Errno) -> Outcome {
+                           stdout keepOut: Keep = .all, stderr keepErr: Keep = .none,
+                           extra: [(source: Int32, target: Int32)] = []) throws(Errno) -> Outcome {
         let stdinPair = try DescriptorPair.socketPair()
         let stdoutPair = try DescriptorPair.socketPair()
         let stderrPair = try DescriptorPair.socketPair()
         let pid = try spawn(argv, path: path,
                             stdin: input == nil ? .null : .descriptor(stdinPair.write.rawValue),
                             stdout: keepOut.isNone ? .null : .descriptor(stdoutPair.write.rawValue),
-                            stderr: keepErr.isNone ? .null : .descriptor(stderrPair.write.rawValue))
+                            stderr: keepErr.isNone ? .null : .descriptor(stderrPair.write.rawValue), extra: extra)
         // The child holds the only other copies now, so its exit ends the loop below.
         let toChild = stdinPair.keepingOurEnd()
         let fromStdout = stdoutPair.keepingOurEnd()

@@ -48,10 +48,11 @@ public enum BPFCPU: String, Sendable, CaseIterable, Comparable {
     /// The newest set for the kernel a header tree belongs to, from its
     /// include/generated/uapi/linux/version.h (kheaders archives and build trees have it); nil
     /// when the tree does not say.
-    public static func newest(forHeaderTree root: String) -> BPFCPU? {
+    /// `read` reads a file of the tree still in memory; the file system answers what it does not.
+    public static func newest(forHeaderTree root: String, read: ((String) -> String?)? = nil) -> BPFCPU? {
         let candidates = [root + "/include/generated/uapi/linux/version.h", root + "/usr/include/linux/version.h"]
         for path in candidates {
-            guard let text = try? FileSystem.readString(path) else { continue }
+            guard let text = read?(path) ?? (try? FileSystem.readString(path)) else { continue }
             for line in text.split(separator: "\n") where line.hasPrefix("#define LINUX_VERSION_CODE") {
                 guard let code = Int(line.split(separator: " ").last ?? "") else { continue }
                 return newest(major: code >> 16, minor: (code >> 8) & 0xff)

@@ -36,6 +36,8 @@ public struct CompileCache: Sendable {
         var keyed = request
         // Where precompiled headers live changes nothing in the object.
         keyed.precompiledHeaders = nil
+        // Nor whether the headers were read from memory while their entry was written.
+        keyed.headerImage = nil
         var hasher = SHA256()
         for part in [Self.manifestMagic, toolVersion, workerIdentity, headerIdentity, workingDirectory] {
             hasher.update("\(part.utf8.count):")

@@ -32,6 +32,8 @@ public struct CompileRequest: Sendable, Equatable {
     /// Where the worker keeps precompiled headers for this header entry; nil compiles plainly.
     /// `WorkerCompiler.compile(_:cache:)` fills it in.
     public var precompiledHeaders: PrecompiledHeaderSettings?
+    /// The kernel headers, in memory while their cache entry is being written (a first run).
+    public var headerImage: HeaderImage?
 
     public init(sourcePath: String, source: String, frontendTriple: String, arguments: [String], virtualFiles: [VirtualFile] = [],
                 dialect: Dialect = .libbpf, syscallPrefix: String = "", cpu: BPFCPU? = nil, precompiledHeaders: PrecompiledHeaderSettings? = nil) {
@@ -44,6 +46,46 @@ public struct CompileRequest: Sendable, Equatable {
         self.syscallPrefix = syscallPrefix
         self.cpu = cpu
         self.precompiledHeaders = precompiledHeaders
+    }
+}
+
+/// A header tree the worker reads from memory: the decompressed kheaders archive in a memfd
+/// (the worker's descriptor `HeaderImage.workerDescriptor`), with each file's place in it, served
+/// at the paths the cache entry being written will have. The compile is the same as from the
+/// files: same paths, same bytes.
+public struct HeaderImage: Sendable, Equatable {
+    public struct File: Sendable, Equatable {
+        /// Relative to `root`.
+        public var path: String
+        public var offset: Int
+        public var size: Int
+
+        public init(path: String, offset: Int, size: Int) {
+            self.path = path
+            self.offset = offset
+            self.size = size
+        }
+    }
+
+    /// The descriptor the worker finds the memfd at.
+    public static let workerDescriptor: Int32 = 3
+
+    /// The cache entry's path.
+    public var root: String
+    /// The parent's descriptor of the memfd (not sent: the worker has it as `workerDescriptor`).
+    public var descriptor: Int32
+    public var size: Int
+    public var files: [File]
+    /// Held by the entry's writer until the entry is complete: the precompiled-header builder,
+    /// which must read the files themselves, waits for it.
+    public var lockPath: String
+
+    public init(root: String, descriptor: Int32, size: Int, files: [File], lockPath: String) {
+        self.root = root
+        self.descriptor = descriptor
+        self.size = size
+        self.files = files
+        self.lockPath = lockPath
     }
 }
 

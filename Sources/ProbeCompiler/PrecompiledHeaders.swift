@@ -46,8 +46,19 @@ public enum PrecompiledHeaders {
         withPrefix.virtualFiles.append(VirtualFile(path: PrecompiledPrefix.virtualPath, contents: prefix.text))
         guard FileSystem.isRegularFile(path) else {
             // Started before the compile, so that an idle core builds it meanwhile; a builder
-            // that finds the lock taken waits and then finds the header built.
-            let started = backend.detached { _ = build(withPrefix, prefix: prefix, at: path, settings: settings, backend: backend) }
+            // that finds the lock taken waits and then finds the header built. Headers still in
+            // memory are built from once their entry is complete: a precompiled header records
+            // the size and time of every file it read, which later compiles check.
+            let started = backend.detached {
+                var fromFiles = withPrefix
+                if let image = fromFiles.headerImage {
+                    // Not kept alive for as long as the builder waits and runs.
+                    close(image.descriptor)
+                    fromFiles.headerImage = nil
+                }
+                guard waitForEntry(of: withPrefix.headerImage) else { return }
+                _ = build(fromFiles, prefix: prefix, at: path, settings: settings, backend: backend)
+            }
             var response = backend.compile(request, precompiledHeader: nil)
             response.notes.insert(started ? "building precompiled header \(path) in the background, for the next runs"
                                           : "no precompiled header: cannot start a process to build one", at: 0)
@@ -70,6 +81,19 @@ public enum PrecompiledHeaders {
         if plain.status == 0 { unlink(path) }
         plain.notes = ["precompiled header \(path) was unusable, compiled without it\(plain.status == 0 ? " and removed it" : "")"] + plain.notes
         return plain
+    }
+
+    /// Waits until the writer of the cache entry `image` is served from has finished (it holds
+    /// the header lock until then); whether the entry is complete.
+    static func waitForEntry(of image: HeaderImage?) -> Bool {
+        guard let image else { return true }
+        do {
+            let lock = try FileLock(image.lockPath, relativeTo: AT_FDCWD)
+            lock.held()
+        } catch {
+            return false
+        }
+        return FileSystem.isRegularFile(image.root + "/MANIFEST")
     }
 
     /// `<header identity>-<digest>.pch`; the digest covers everything the header's contents

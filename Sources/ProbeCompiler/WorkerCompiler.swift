@@ -103,7 +103,7 @@ public struct WorkerCompiler: Sendable {
     /// does not decode becomes a CompileError naming the program, with the end of its stderr.
     private func exchange<Answer>(_ path: String, _ request: CompileRequest,
                                   _ decode: ([UInt8]) throws(WorkerProtocol.MalformedMessage) -> Answer) throws(CompileError) -> Answer {
-        let outcome = try WorkerProcess.run(path: path, input: WorkerProtocol.encode(request))
+        let outcome = try WorkerProcess.run(path: path, input: WorkerProtocol.encode(request), image: request.headerImage)
         guard outcome.status.succeeded else {
             throw workerFailure(path, outcome.status.description, stderr: outcome.stderr)
         }

@@ -6,9 +6,11 @@ enum WorkerProcess {
     /// Only the end of stderr is kept: it is for a message, and a crashing LLVM can print a lot.
     static let stderrLimit = 16 * 1024
 
-    static func run(path: String, input: [UInt8]) throws(CompileError) -> ChildProcess.Outcome {
+    /// `image`: the header image's memfd, given to the worker as `HeaderImage.workerDescriptor`.
+    static func run(path: String, input: [UInt8], image: HeaderImage? = nil) throws(CompileError) -> ChildProcess.Outcome {
         do {
-            return try ChildProcess.run([path], input: input, stdout: .all, stderr: .tail(stderrLimit))
+            return try ChildProcess.run([path], input: input, stdout: .all, stderr: .tail(stderrLimit),
+                                        extra: image.map { [($0.descriptor, HeaderImage.workerDescriptor)] } ?? [])
         } catch {
             throw CompileError("cannot run the compiler worker \(path): \(error)")
         }

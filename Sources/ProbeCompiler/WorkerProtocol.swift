@@ -6,7 +6,7 @@
 public enum WorkerProtocol {
     static let requestMagic: [UInt8] = Array("KRCQ".utf8)
     static let responseMagic: [UInt8] = Array("KRCR".utf8)
-    static let version: UInt32 = 4
+    static let version: UInt32 = 5
 
     public struct MalformedMessage: Error, Equatable, CustomStringConvertible {
         public var description: String
@@ -47,6 +47,15 @@ public enum WorkerProtocol {
         writer.string(request.syscallPrefix)
         writer.string(request.cpu?.rawValue ?? "")
         writer.strings(request.precompiledHeaders.map { [$0.directory, $0.headerIdentity] } ?? [])
+        writer.strings(request.headerImage.map { [$0.root, $0.lockPath, String($0.size)] } ?? [])
+        if let image = request.headerImage {
+            writer.count(image.files.count)
+            for file in image.files {
+                writer.string(file.path)
+                writer.uint64(UInt64(file.offset))
+                writer.uint64(UInt64(file.size))
+            }
+        }
         return writer.bytes
     }
 
@@ -75,9 +84,32 @@ public enum WorkerProtocol {
         guard settings.isEmpty || settings.count == 2 else {
             throw MalformedMessage(description: "precompiled-header settings with \(settings.count) fields")
         }
+        let imageFields = try reader.strings()
+        var image: HeaderImage?
+        if !imageFields.isEmpty {
+            guard imageFields.count == 3, let size = Int(imageFields[2]) else {
+                throw MalformedMessage(description: "header image with \(imageFields.count) fields")
+            }
+            var files: [HeaderImage.File] = []
+            let count = try reader.count()
+            // Each file takes at least 20 bytes: a damaged count cannot make this loop long.
+            guard count <= reader.remaining / 20 else { throw MalformedMessage(description: "truncated header image") }
+            for _ in 0..<count {
+                let path = try reader.string()
+                let offset = try reader.uint64(), length = try reader.uint64()
+                guard offset <= UInt64(size), length <= UInt64(size) - offset else {
+                    throw MalformedMessage(description: "header image file \(path) outside the image")
+                }
+                files.append(HeaderImage.File(path: path, offset: Int(offset), size: Int(length)))
+            }
+            image = HeaderImage(root: imageFields[0], descriptor: HeaderImage.workerDescriptor, size: size, files: files,
+                                lockPath: imageFields[1])
+        }
         try reader.end()
-        return CompileRequest(sourcePath: sourcePath, source: source, frontendTriple: triple, arguments: arguments, virtualFiles: files,
-                              dialect: dialect, syscallPrefix: syscallPrefix, cpu: BPFCPU(rawValue: cpuName), precompiledHeaders: settings.isEmpty ? nil : PrecompiledHeaderSettings(directory: settings[0], headerIdentity: settings[1]))
+        var request = CompileRequest(sourcePath: sourcePath, source: source, frontendTriple: triple, arguments: arguments, virtualFiles: files,
+                                     dialect: dialect, syscallPrefix: syscallPrefix, cpu: BPFCPU(rawValue: cpuName), precompiledHeaders: settings.isEmpty ? nil : PrecompiledHeaderSettings(directory: settings[0], headerIdentity: settings[1]))
+        request.headerImage = image
+        return request
     }
 
     /// What `kprobe-run-bcc` answers: the rewritten program as a request for `kprobe-run-cc`
@@ -134,6 +166,11 @@ public enum WorkerProtocol {
 
         mutating func count(_ value: Int) { uint32(UInt32(value)) }
 
+        mutating func uint64(_ value: UInt64) {
+            uint32(UInt32(truncatingIfNeeded: value))
+            uint32(UInt32(truncatingIfNeeded: value >> 32))
+        }
+
         mutating func bytes(_ value: [UInt8]) {
             count(value.count)
             bytes.append(contentsOf: value)
@@ -178,6 +215,13 @@ public enum WorkerProtocol {
         }
 
         mutating func count() throws(MalformedMessage) -> Int { Int(try uint32()) }
+
+        mutating func uint64() throws(MalformedMessage) -> UInt64 {
+            let low = UInt64(try uint32())
+            return low | UInt64(try uint32()) << 32
+        }
+
+        var remaining: Int { data.count - offset }
 
         mutating func bytes() throws(MalformedMessage) -> [UInt8] {
             let length = try count()

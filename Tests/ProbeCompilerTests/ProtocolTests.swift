@@ -16,6 +16,15 @@ import KprobeSupport
         var withCPU = request
         withCPU.cpu = .v3
         #expect(try WorkerProtocol.decodeRequest(WorkerProtocol.encode(withCPU)) == withCPU)
+        var withImage = request
+        withImage.headerImage = HeaderImage(root: "/c/headers/6.1-abc", descriptor: HeaderImage.workerDescriptor, size: 1 << 33,
+                                            files: [.init(path: "include/a.h", offset: 0, size: 5), .init(path: "b.h", offset: 1 << 32, size: 7)],
+                                            lockPath: "/c/headers/.lock")
+        #expect(try WorkerProtocol.decodeRequest(WorkerProtocol.encode(withImage)) == withImage)
+        // A file outside the image is refused rather than mapped.
+        var outside = withImage
+        outside.headerImage!.files.append(.init(path: "c.h", offset: (1 << 33) - 2, size: 3))
+        #expect(throws: WorkerProtocol.MalformedMessage.self) { try WorkerProtocol.decodeRequest(WorkerProtocol.encode(outside)) }
     }
 
     @Test func responseRoundTrip() throws {

@@ -43,6 +43,12 @@ typedef struct clang_bpf_input {
        maps to values[i]. Returns the JSON for the `.kprobe_run.meta` section as a malloc'd
        string (the compiler frees it), or NULL for none. NULL: no metadata is added. */
     char *(*write_metadata)(const char *const *tables, const char *const *keys, const char *const *values, size_t count);
+    /* A header tree served from memory below tree_root (no slash at its end), in front of the
+       real filesystem and behind `files`: each file's path is relative to tree_root and its
+       contents must be followed by a NUL byte (not counted in length). tree_root NULL: none. */
+    const char *tree_root;
+    const clang_bpf_file *tree_files;
+    size_t tree_file_count;
 } clang_bpf_input;
 
 /* Buffers are malloc'd; release them with clang_bpf_result_dispose. */

@@ -5,51 +5,45 @@ import KprobeSupport
 import Glibc
 #endif
 
-/// Decompresses an xz stream on a thread of its own and hands the tar stream over in chunks,
-/// so that decompression overlaps the creation of files (as `tar -xJf` gets from running `xz -d`
-/// beside it).
+/// Decompresses an xz stream on a thread of its own into an `ArchiveImage` and hands the tar
+/// stream over as it grows, so that decompression overlaps the parsing and the creation of
+/// files (as `tar -xJf` gets from running `xz -d` beside it).
 ///
-/// The producer fills at most `chunkCount` chunks ahead of the consumer and stops after
-/// `maxBytes` of output, so neither a slow consumer nor a decompression bomb makes it run away.
+/// The producer stops after `image.capacity` bytes of output, so a decompression bomb cannot
+/// run away; the consumer reads the image in place, so nothing is copied between the two.
 ///
-/// `@unchecked Sendable`: the only state the two threads share (`ready`, `free`, `finished`,
-/// `failure`, `cancelled`) is read and written with `mutex` held; a chunk's bytes belong to the
-/// producer while it is on the free list or being filled and to the consumer from the moment it
-/// is taken off `ready` until the consumer's next `next` call puts it back, and the handover
-/// happens under the mutex. The input bytes are only read, and the owner keeps them alive until
-/// `stop` has joined the thread.
+/// `@unchecked Sendable`: the only state the two threads share (`available`, `finished`,
+/// `failure`, `cancelled`) is read and written with `mutex` held; bytes below `available` are
+/// never written again, and the owner keeps the input and the image alive until `stop` has
+/// joined the thread.
 final class DecompressionPipe: @unchecked Sendable {
+    /// How much the producer decompresses before it tells the consumer.
     static let chunkSize = 1 << 18
-    static let chunkCount = 8
 
+    let image: ArchiveImage
     private let input: UnsafeRawBufferPointer
     private let archiveName: String
-    private let maxBytes: Int64
-    private let storage: UnsafeMutableRawPointer
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let changed: UnsafeMutablePointer<pthread_cond_t>
 
-    private var ready: [(chunk: Int, count: Int)] = []
-    private var free: [Int]
+    private var available = 0
     private var finished = false
     private var cancelled = false
     private var failure: HeaderError?
 
-    /// Consumer only: the chunk libarchive is reading until it asks for the next one.
-    private var lent: Int?
+    /// Consumer only: how far the consumer has been handed the stream.
+    private var consumed = 0
     private var thread: pthread_t?
 
     /// Starts decompressing `input`, which must stay valid until `stop` returns.
     init(_ input: UnsafeRawBufferPointer, archiveName: String, maxBytes: Int64) throws(HeaderError) {
         self.input = input
         self.archiveName = archiveName
-        self.maxBytes = maxBytes
-        storage = UnsafeMutableRawPointer.allocate(byteCount: Self.chunkSize * Self.chunkCount, alignment: 64)
+        image = try ArchiveImage(capacity: ArchiveImage.capacity(for: maxBytes), archiveName: archiveName)
         mutex = .allocate(capacity: 1)
         changed = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(changed, nil)
-        free = Array((0..<Self.chunkCount).reversed())
 
         var id = pthread_t()
         let context = Unmanaged.passRetained(self)
@@ -70,7 +64,6 @@ final class DecompressionPipe: @unchecked Sendable {
         pthread_mutex_destroy(mutex)
         changed.deallocate()
         mutex.deallocate()
-        storage.deallocate()
     }
 
     /// The producer's error, if it stopped on one.
@@ -85,30 +78,23 @@ final class DecompressionPipe: @unchecked Sendable {
         guard let id = thread else { return }
         pthread_mutex_lock(mutex)
         cancelled = true
-        pthread_cond_broadcast(changed)
         pthread_mutex_unlock(mutex)
         pthread_join(id, nil)
         thread = nil
     }
 
     /// The next piece of the tar stream for libarchive: its length, 0 at the end, -1 after an
-    /// error (then `error` says which). `buffer` stays valid until the following call.
+    /// error (then `error` says which). The bytes stay valid as long as the image.
     func next(_ buffer: UnsafeMutablePointer<UnsafeRawPointer?>) -> Int {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        if let lent {
-            free.append(lent)
-            self.lent = nil
-            pthread_cond_broadcast(changed)
-        }
-        while ready.isEmpty, !finished {
+        while available == consumed, !finished {
             pthread_cond_wait(changed, mutex)
         }
-        guard !ready.isEmpty else { return failure == nil ? 0 : -1 }
-        let (chunk, count) = ready.removeFirst()
-        lent = chunk
-        buffer.pointee = UnsafeRawPointer(storage + chunk * Self.chunkSize)
-        return count
+        guard available > consumed else { return failure == nil ? 0 : -1 }
+        buffer.pointee = UnsafeRawPointer(image.base + consumed)
+        defer { consumed = available }
+        return available - consumed
     }
 
     /// Reads the rest of the stream (what follows the tar's end-of-archive blocks), so that xz's
@@ -130,26 +116,19 @@ final class DecompressionPipe: @unchecked Sendable {
         let outcome = Result { () throws(HeaderError) in try decompress() }
         pthread_mutex_lock(mutex)
         if case .failure(let error) = outcome { failure = error }
+        image.count = available
         finished = true
         pthread_cond_broadcast(changed)
         pthread_mutex_unlock(mutex)
     }
 
-    /// A chunk to fill, or nil once the consumer has stopped.
-    private func takeFree() -> Int? {
+    /// Whether the consumer has stopped; otherwise makes `total` bytes available to it.
+    private func publish(_ total: Int) -> Bool {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        while free.isEmpty, !cancelled {
-            pthread_cond_wait(changed, mutex)
-        }
-        return cancelled ? nil : free.removeLast()
-    }
-
-    private func publish(_ chunk: Int, count: Int) {
-        pthread_mutex_lock(mutex)
-        ready.append((chunk, count))
+        available = total
         pthread_cond_broadcast(changed)
-        pthread_mutex_unlock(mutex)
+        return cancelled
     }
 
     private func decompress() throws(HeaderError) {
@@ -168,26 +147,17 @@ final class DecompressionPipe: @unchecked Sendable {
         guard archive_read_next_header(reader, &entry) == ARCHIVE_OK else {
             throw SecureExtractor.corrupt(archiveName, reader)
         }
-        var total: Int64 = 0
-        while let chunk = takeFree() {
-            let base = storage + chunk * Self.chunkSize
-            var count = 0
-            var ended = false
-            while count < Self.chunkSize {
-                let n = archive_read_data(reader, base + count, Self.chunkSize - count)
-                if n == 0 {
-                    ended = true
-                    break
-                }
-                guard n > 0 else { throw SecureExtractor.corrupt(archiveName, reader) }
-                count += n
+        var total = 0
+        while true {
+            let room = min(Self.chunkSize, image.capacity - total)
+            guard room > 0 else {
+                throw HeaderError("refusing \(archiveName): its tar stream decompresses to more than \(image.capacity) bytes, more than the limits on unpacked size and members allow; nothing was unpacked from it. Use the kernel's own kheaders archive or another --headers source")
             }
-            total += Int64(count)
-            guard total <= maxBytes else {
-                throw HeaderError("refusing \(archiveName): its tar stream decompresses to more than \(maxBytes) bytes, more than the limits on unpacked size and members allow; nothing was unpacked from it. Use the kernel's own kheaders archive or another --headers source")
-            }
-            if count > 0 { publish(chunk, count: count) }
-            if ended { return }
+            let n = archive_read_data(reader, image.base + total, room)
+            if n == 0 { return }
+            guard n > 0 else { throw SecureExtractor.corrupt(archiveName, reader) }
+            total += n
+            if publish(total) { return }
         }
     }
 }

@@ -34,6 +34,7 @@ struct ArchiveBytes: Sendable {
     /// For messages: the file or member it came from.
     var name: String
 
+    /// Computed once per unpack (4 MiB take ~30 ms): `install` is given it when it is known.
     var digest: String { SHA256.hex(bytes) }
 }
 
@@ -96,84 +97,162 @@ struct HeaderCache {
 
     /// The running kernel's entry: reused if it verifies, otherwise unpacked from what `obtain`
     /// returns (called only under the lock and only if no other process unpacked it meanwhile).
-    func kernelEntry(_ key: KernelKey, limits: ExtractionLimits, progress: ExtractionProgress?,
-                     obtain: () throws(HeaderError) -> ArchiveBytes) throws(HeaderError) -> CacheEntry {
+    /// With `inBackground`, an entry that must be unpacked is written on a thread of its own and
+    /// comes back with its `PendingHeaders` (see there).
+    func kernelEntry(_ key: KernelKey, limits: ExtractionLimits, progress: ExtractionProgress?, inBackground: Bool = false,
+                     obtain: () throws(HeaderError) -> ArchiveBytes) throws(HeaderError) -> (CacheEntry, PendingHeaders?) {
         let name = key.entryName
-        return try install(limits: limits, progress: progress, fallbackRelease: key.release, key: .kernel,
-                           lookup: { path, fd in verifiedEntry(name, dirPath: path, dirFD: fd) },
+        return try install(limits: limits, progress: progress, fallbackRelease: key.release, key: .kernel, inBackground: inBackground,
+                           knownDigest: nil, lookup: { path, fd in verifiedEntry(name, dirPath: path, dirFD: fd) },
                            obtain: obtain, name: { _, _ in name })
     }
 
     /// The entry for an archive given directly: named `<release from the archive>-<digest12>`,
     /// so the same archive from a .tar.xz and a .ko lands in one entry.
-    func archiveEntry(_ archive: ArchiveBytes, limits: ExtractionLimits,
-                      progress: ExtractionProgress?) throws(HeaderError) -> CacheEntry {
+    func archiveEntry(_ archive: ArchiveBytes, limits: ExtractionLimits, progress: ExtractionProgress?,
+                      inBackground: Bool = false) throws(HeaderError) -> (CacheEntry, PendingHeaders?) {
         let digest = archive.digest
-        return try install(limits: limits, progress: progress, fallbackRelease: "unknown", key: .archive,
-                           lookup: { path, fd in entry(forDigest: digest, dirPath: path, dirFD: fd) },
+        return try install(limits: limits, progress: progress, fallbackRelease: "unknown", key: .archive, inBackground: inBackground,
+                           knownDigest: digest, lookup: { path, fd in entry(forDigest: digest, dirPath: path, dirFD: fd) },
                            obtain: { archive }, name: { release, _ in "\(release)-\(digest.prefix(12))" })
     }
 
+    /// The header lock, held by a value that can move to the thread that writes an entry.
+    private final class HeldLock: @unchecked Sendable {
+        let lock: CacheLock
+        init(_ lock: consuming CacheLock) { self.lock = lock }
+    }
+
     private func install(limits: ExtractionLimits, progress: ExtractionProgress?, fallbackRelease: String,
-                         key: Manifest.Key,
+                         key: Manifest.Key, inBackground: Bool, knownDigest: String?,
                          lookup: (String, Int32) -> CacheEntry?,
                          obtain: () throws(HeaderError) -> ArchiveBytes,
-                         name: (String, String) -> String) throws(HeaderError) -> CacheEntry {
+                         name: (String, String) -> String) throws(HeaderError) -> (CacheEntry, PendingHeaders?) {
         let headers = try openHeaders()
         let (dirPath, dirFD) = (headers.path, headers.fd)
-        if let entry = lookup(dirPath, dirFD) { return entry }
+        if let entry = lookup(dirPath, dirFD) { return (entry, nil) }
 
-        let lock = try CacheLock(HeaderCache.lockName, in: dirFD, display: dirPath + "/" + HeaderCache.lockName, log: log)
-        defer { lock.held() }
+        let lock = HeldLock(try CacheLock(HeaderCache.lockName, in: dirFD, display: dirPath + "/" + HeaderCache.lockName, log: log))
+        defer { withExtendedLifetime(lock) {} }
         if let entry = lookup(dirPath, dirFD) {
             log("another kprobe-run unpacked \(entry.path) meanwhile; using it")
-            return entry
+            return (entry, nil)
         }
         removeLeftovers(dirFD: dirFD, dirPath: dirPath)
 
         let archive = try obtain()
-        let digest = archive.digest
+        let digest = knownDigest ?? archive.digest
         let temporary = "\(HeaderCache.temporaryPrefix)\(getpid())-\(TreeOps.token())"
         guard mkdirat(dirFD, temporary, 0o700) == 0 else {
             throw HeaderError("cannot create \(dirPath)/\(temporary): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
         }
-        let tempDirectory: FileDescriptor
-        do {
-            tempDirectory = try FileDescriptor.openDirectory(temporary, relativeTo: dirFD)
-        } catch {
-            TreeOps.remove(temporary, in: dirFD)
-            throw HeaderError("cannot open \(dirPath)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
+        let started = MonotonicClock.now
+        if inBackground, let (entry, pending) = try pendingEntry(archive, digest: digest, limits: limits, key: key,
+                                                                   fallbackRelease: fallbackRelease, temporary: temporary,
+                                                                   headersFD: dirFD, headersPath: dirPath, lock: lock, name: name) {
+            log("compiling from \(archive.name) in memory (decompressed in \(MonotonicClock.milliseconds(since: started)) ms) while \(entry.path) is written")
+            return (entry, pending)
         }
         do throws(HeaderError) {
-            let tempFD = tempDirectory.rawValue
-            let started = MonotonicClock.now
-            // No writeback per file (a sync_file_range each, ~6,400 calls): one syncfs below
-            // writes the whole tree back at once, before the manifest says it is there.
-            var members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempFD,
+            let tempDirectory = try Self.openTemporary(temporary, in: dirFD, path: dirPath)
+            let members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempDirectory.rawValue,
                                                       limits: limits, progress: progress)
-            try Self.requireKheadersFiles(members, archiveName: archive.name)
-            members.append(try KernelFlags.writeAsmWorkarounds(into: tempFD, display: dirPath + "/" + temporary))
-            let release = KernelFlags.release(ofTreeAt: tempFD) ?? fallbackRelease
-            let manifest = Manifest(key: key, archiveDigest: digest, release: release, members: members)
-            // Flush the unpacked files before the manifest says they are there.
-            _ = kprobe_run_syncfs(tempFD)
-            do {
-                try TreeOps.writeAtomically(manifest.encoded(), name: Manifest.fileName, in: tempFD)
-            } catch {
-                throw HeaderError("cannot write the manifest in \(dirPath)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
-            }
-            let entryName = name(release, digest)
-            discard(entryName, dirFD: dirFD)
-            guard renameat(dirFD, temporary, dirFD, entryName) == 0 else {
-                throw HeaderError("cannot move the unpacked headers into \(dirPath)/\(entryName): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
-            }
-            fsync(dirFD)
-            log("unpacked \(archive.name) (\(members.count) files, \(manifest.totalBytes / 1024) KiB) into \(dirPath)/\(entryName) in \(MonotonicClock.milliseconds(since: started)) ms")
-            return CacheEntry(name: entryName, path: dirPath + "/" + entryName, manifest: manifest)
+            try Self.requireKheadersFiles(Set(members.map(\.path)), archiveName: archive.name)
+            let release = KernelFlags.release(ofTreeAt: tempDirectory.rawValue) ?? fallbackRelease
+            let entry = try complete(members: members, temporary: temporary, tempFD: tempDirectory.rawValue, headersFD: dirFD,
+                                     headersPath: dirPath, manifest: Manifest(key: key, archiveDigest: digest, release: release, members: []),
+                                     entryName: name(release, digest))
+            log("unpacked \(archive.name) (\(entry.manifest.members.count) files, \(entry.manifest.totalBytes / 1024) KiB) into \(entry.path) in \(MonotonicClock.milliseconds(since: started)) ms")
+            return (entry, nil)
         } catch {
             TreeOps.remove(temporary, in: dirFD)
             throw error
         }
+    }
+
+    /// Checks the archive and starts writing it into `temporary` on a thread of its own, which
+    /// then holds `lock`; nil when the tree cannot be served from memory (a symlink to a
+    /// directory, no memfd), and the caller unpacks it as usual.
+    private func pendingEntry(_ archive: ArchiveBytes, digest: String, limits: ExtractionLimits, key: Manifest.Key,
+                              fallbackRelease: String, temporary: String, headersFD: Int32, headersPath: String,
+                              lock: HeldLock, name: (String, String) -> String) throws(HeaderError) -> (CacheEntry, PendingHeaders)? {
+        let plan: ArchivePlan
+        do {
+            plan = try SecureExtractor.plan(archive.bytes, archiveName: archive.name, limits: limits)
+            try Self.requireKheadersFiles(Set(plan.files.keys), archiveName: archive.name)
+        } catch {
+            TreeOps.remove(temporary, in: headersFD)
+            throw error
+        }
+        guard plan.image.fd >= 0, var files = plan.servedFiles() else { return nil }
+        let workarounds = Array(KernelFlags.asmWorkarounds.utf8)
+        guard let offset = plan.image.append(workarounds) else { return nil }
+        files.append((KernelFlags.asmWorkaroundsPath, offset, workarounds.count))
+
+        let release = plan.contents(of: KernelFlags.utsReleasePath).flatMap(KernelFlags.parseRelease) ?? fallbackRelease
+        let entryName = name(release, digest)
+        let manifest = Manifest(key: key, archiveDigest: digest, release: release, members: [])
+        let entry = CacheEntry(name: entryName, path: headersPath + "/" + entryName, manifest: manifest)
+        let pending = PendingHeaders(plan: plan, root: entry.path, files: files,
+                                     lockPath: headersPath + "/" + HeaderCache.lockName)
+        let duplicated = dup(headersFD)
+        guard duplicated >= 0 else { return nil }
+        let headersCopy = HeldDirectory(FileDescriptor(owning: duplicated))
+        let archiveName = archive.name
+        let log = self.log
+        let started = MonotonicClock.now
+        try pending.start { () throws(HeaderError) in
+            let headersFD = headersCopy.descriptor.rawValue
+            do throws(HeaderError) {
+                let tempDirectory = try Self.openTemporary(temporary, in: headersFD, path: headersPath)
+                let members = try plan.write(into: tempDirectory.rawValue)
+                let written = try self.complete(members: members, temporary: temporary, tempFD: tempDirectory.rawValue,
+                                                headersFD: headersFD, headersPath: headersPath, manifest: manifest, entryName: entryName)
+                log("wrote \(archiveName) (\(written.manifest.members.count) files, \(written.manifest.totalBytes / 1024) KiB) into \(written.path) in \(MonotonicClock.milliseconds(since: started)) ms")
+            } catch {
+                TreeOps.remove(temporary, in: headersFD)
+                throw error
+            }
+            withExtendedLifetime(lock) {}
+        }
+        return (entry, pending)
+    }
+
+    private static func openTemporary(_ temporary: String, in headersFD: Int32, path: String) throws(HeaderError) -> FileDescriptor {
+        do {
+            return try FileDescriptor.openDirectory(temporary, relativeTo: headersFD)
+        } catch {
+            throw HeaderError("cannot open \(path)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
+        }
+    }
+
+    /// A directory descriptor that can move to the writer thread.
+    private final class HeldDirectory: @unchecked Sendable {
+        let descriptor: FileDescriptor
+        init(_ descriptor: consuming FileDescriptor) { self.descriptor = descriptor }
+    }
+
+    /// The end of every unpack: the forced-include header, one flush of the whole tree, then the
+    /// MANIFEST, the rename into place and the directory's fsync.
+    private func complete(members: [TreeMember], temporary: String, tempFD: Int32, headersFD: Int32, headersPath: String,
+                          manifest: Manifest, entryName: String) throws(HeaderError) -> CacheEntry {
+        var manifest = manifest
+        manifest.members = members
+        manifest.members.append(try KernelFlags.writeAsmWorkarounds(into: tempFD, display: headersPath + "/" + temporary))
+        // No writeback per file (a sync_file_range each, ~6,400 calls): one syncfs writes the
+        // whole tree back at once, before the manifest says it is there.
+        _ = kprobe_run_syncfs(tempFD)
+        do {
+            try TreeOps.writeAtomically(manifest.encoded(), name: Manifest.fileName, in: tempFD)
+        } catch {
+            throw HeaderError("cannot write the manifest in \(headersPath)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
+        }
+        discard(entryName, dirFD: headersFD)
+        guard renameat(headersFD, temporary, headersFD, entryName) == 0 else {
+            throw HeaderError("cannot move the unpacked headers into \(headersPath)/\(entryName): \(Errno.current); set KPROBE_RUN_CACHE_DIR to a writable directory")
+        }
+        fsync(headersFD)
+        return CacheEntry(name: entryName, path: headersPath + "/" + entryName, manifest: manifest)
     }
 
     /// Files every kheaders archive holds (kernel/gen_kheaders.sh copies include/ of the source
@@ -181,8 +260,7 @@ struct HeaderCache {
     /// and lacks them; cached, it would fail every compile with "kconfig.h file not found".
     static let requiredFiles = ["include/linux/kconfig.h", "include/generated/autoconf.h"]
 
-    static func requireKheadersFiles(_ members: [TreeMember], archiveName: String) throws(HeaderError) {
-        let paths = Set(members.map(\.path))
+    static func requireKheadersFiles(_ paths: Set<String>, archiveName: String) throws(HeaderError) {
         let missing = requiredFiles.filter { !paths.contains($0) }
         guard missing.isEmpty else {
             throw HeaderError("\(archiveName.escapingControlCharacters) is incomplete: it lacks \(missing.joined(separator: " and ")), which every kheaders archive holds (it was cut short, or is not a kheaders archive); nothing was cached. Fetch the archive again or use another --headers source")

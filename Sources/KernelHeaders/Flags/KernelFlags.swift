@@ -81,13 +81,20 @@ enum KernelFlags {
 
     /// The architectures a tree has headers for (a kheaders archive holds exactly one).
     static func architectures(inTree root: String) -> [KernelArch] {
-        KernelArch.allCases.filter { FileSystem.isDirectory("\(root)/arch/\($0.rawValue)/include") }
+        architectures { FileSystem.isDirectory(root + "/" + $0) }
+    }
+
+    /// `isDirectory` answers for a path relative to the tree's root.
+    static func architectures(isDirectory: (String) -> Bool) -> [KernelArch] {
+        KernelArch.allCases.filter { isDirectory("arch/\($0.rawValue)/include") }
     }
 
     /// Picks the architecture: the override if the tree has it, the tree's only one, or the
-    /// machine's among several.
-    static func architecture(ofTree root: String, override: KernelArch?, description: String) throws(HeaderError) -> KernelArch {
-        let present = architectures(inTree: root)
+    /// machine's among several. `isDirectory` answers for a path relative to the tree's root
+    /// (a tree still in memory: `ArchivePlan`).
+    static func architecture(ofTree root: String, override: KernelArch?, description: String,
+                             isDirectory: ((String) -> Bool)? = nil) throws(HeaderError) -> KernelArch {
+        let present = isDirectory.map { architectures(isDirectory: $0) } ?? architectures(inTree: root)
         if let override {
             guard present.contains(override) else {
                 throw HeaderError("\(description) has no headers for \(override.rawValue) (arch/\(override.rawValue)/include is missing; it has: \(present.map(\.rawValue).joined(separator: ", ")))); use headers built for the target device")
@@ -124,15 +131,17 @@ enum KernelFlags {
     }
 
     /// UTS_RELEASE from include/generated/utsrelease.h, made safe for a file name.
+    static let utsReleasePath = "include/generated/utsrelease.h"
+
     static func release(ofTreeAt fd: Int32) -> String? {
-        TreeOps.read("include/generated/utsrelease.h", in: fd, limit: 4096).flatMap(parseRelease)
+        TreeOps.read(utsReleasePath, in: fd, limit: 4096).flatMap(parseRelease)
     }
 
     static func release(ofTree path: String) -> String? {
         (try? FileSystem.read(path + "/include/generated/utsrelease.h")).flatMap(parseRelease)
     }
 
-    private static func parseRelease(_ bytes: [UInt8]) -> String? {
+    static func parseRelease(_ bytes: [UInt8]) -> String? {
         let text = String(decoding: bytes, as: UTF8.self)
         guard let range = text.firstRange(of: "UTS_RELEASE \"") else { return nil }
         let value = text[range.upperBound...].prefix { $0 != "\"" && $0 != "\n" }
