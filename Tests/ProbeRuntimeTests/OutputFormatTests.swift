@@ -277,4 +277,17 @@ import Testing
         abandoned.abandon()
         #expect(access(marker, F_OK) != 0, "an abandoned command must not run")
     }
+
+    /// Numbers from the kernel's tables: one per architecture's own range, then the unified range.
+    @Test func syscallNamesFollowEachArchitecturesNumbers() throws {
+        let x86 = try #require(SyscallNames.table(machine: "x86_64"))
+        let arm = try #require(SyscallNames.table(machine: "aarch64"))
+        #expect(x86[0] == "read" && x86[257] == "openat" && x86[334] == "rseq")
+        #expect(arm[56] == "openat" && arm[63] == "read" && arm[293] == "rseq")
+        for table in [x86, arm] {
+            #expect(table[424] == "pidfd_send_signal" && table[450] == "set_mempolicy_home_node")
+            #expect(table[451] == "cachestat" && table[462] == "mseal" && table[469] == "file_setattr")
+        }
+        #expect(SyscallNames.table(machine: "riscv64") == nil)
+    }
 }

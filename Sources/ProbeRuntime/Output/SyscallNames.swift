@@ -3,8 +3,8 @@ import Glibc
 /// Syscall numbers → names, to print map keys that hold a syscall number (syscount's) by name as
 /// libbpf-tools' syscall_helpers do. The numbers are the kernel's UAPI, taken from Debian 12's
 /// linux-libc-dev (Linux 6.1): x86_64 from asm/unistd_64.h, arm64 from asm-generic/unistd.h as
-/// arm64's asm/unistd.h configures it. On other machines, and for numbers newer than the table,
-/// the number prints.
+/// arm64's asm/unistd.h configures it; `unified` adds the later ones. On other machines, and for
+/// numbers newer than the table, the number prints.
 enum SyscallNames {
     /// The name of syscall `number` on the machine this process runs on.
     static func name(_ number: Int128) -> String? {
@@ -72,12 +72,8 @@ enum SyscallNames {
         "io_pgetevents", "rseq", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
         "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
         "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
-        "", "", "", "", "", "", "", "", "", "", "", "", "", "", "pidfd_send_signal", "io_uring_setup",
-        "io_uring_enter", "io_uring_register", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-        "pidfd_open", "clone3", "close_range", "openat2", "pidfd_getfd", "faccessat2", "process_madvise",
-        "epoll_pwait2", "mount_setattr", "quotactl_fd", "landlock_create_ruleset", "landlock_add_rule",
-        "landlock_restrict_self", "memfd_secret", "process_mrelease", "futex_waitv", "set_mempolicy_home_node"
-    ]
+        "", "", "", "", "", "", "", "", "", "", "", "", "", ""
+    ] + unified
 
     static let arm64: [String] = [
         "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "setxattr", "lsetxattr", "fsetxattr",
@@ -120,10 +116,19 @@ enum SyscallNames {
         "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
         "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
         "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
-        "", "", "", "", "", "", "", "", "", "", "", "", "", "", "pidfd_send_signal", "io_uring_setup",
-        "io_uring_enter", "io_uring_register", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-        "pidfd_open", "clone3", "close_range", "openat2", "pidfd_getfd", "faccessat2", "process_madvise",
-        "epoll_pwait2", "mount_setattr", "quotactl_fd", "landlock_create_ruleset", "landlock_add_rule",
-        "landlock_restrict_self", "memfd_secret", "process_mrelease", "futex_waitv", "set_mempolicy_home_node"
+        "", "", "", "", "", "", "", "", "", "", "", "", "", ""
+    ] + unified
+
+    /// From 424 on every architecture has the same numbers (Linux 5.1 unified them). The names after
+    /// set_mempolicy_home_node (450) are those of Linux 6.2 to 6.17's syscall tables.
+    static let unified: [String] = [
+        "pidfd_send_signal", "io_uring_setup", "io_uring_enter", "io_uring_register", "open_tree", "move_mount",
+        "fsopen", "fsconfig", "fsmount", "fspick", "pidfd_open", "clone3", "close_range", "openat2", "pidfd_getfd",
+        "faccessat2", "process_madvise", "epoll_pwait2", "mount_setattr", "quotactl_fd", "landlock_create_ruleset",
+        "landlock_add_rule", "landlock_restrict_self", "memfd_secret", "process_mrelease", "futex_waitv",
+        "set_mempolicy_home_node", "cachestat", "fchmodat2", "map_shadow_stack", "futex_wake", "futex_wait",
+        "futex_requeue", "statmount", "listmount", "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules",
+        "mseal", "setxattrat", "getxattrat", "listxattrat", "removexattrat", "open_tree_attr", "file_getattr",
+        "file_setattr"
     ]
 }
