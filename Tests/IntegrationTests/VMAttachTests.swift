@@ -6,7 +6,7 @@ extension EmulatedKernel {
     /// Kprobe wildcards and kprobe listing need a kernel with kprobes: the test VM's.
     @Suite(.serialized, .enabled(if: isRoot && VM.available, "needs root and ../shared/testkernel with qemu-system-x86"))
     struct VMAttachTests {
-        @Test(.timeLimit(.minutes(10)))
+        @Test(.timeLimit(.minutes(20)))
         func kprobeWildcardAttachesAtEveryMatch() throws {
             let scratch = try ScratchDirectory()
             let object = Tool.packageRoot + "/.build/vm-kprobe-wildcard.o"

@@ -16,7 +16,7 @@ extension EmulatedKernel {
 
         /// BCC tools' programs compiled here, unchanged, against the test kernel's headers; run there
         /// with the attach points their Python code would give.
-        @Test(.timeLimit(.minutes(10)))
+        @Test(.timeLimit(.minutes(20)))
         func bccKprobeToolsRunUnchanged() throws {
             let objects = Tool.packageRoot + "/.build/vm-bcc-objects"
             try FileManager.default.createDirectory(atPath: objects, withIntermediateDirectories: true)
@@ -63,7 +63,7 @@ enum VM {
     /// under software emulation on a loaded host a guest CPU can stop getting timer interrupts
     /// (its console fills with RCU stall reports and everything waiting for a grace period hangs),
     /// which says nothing about the command. A command that hangs hangs twice and still fails.
-    static func run(_ command: [String], timeout: Int = 720, launcher: String = runVM) throws -> (status: Int32, output: String) {
+    static func run(_ command: [String], timeout: Int = 540, launcher: String = runVM) throws -> (status: Int32, output: String) {
         let arguments = [launcher, "--timeout", String(timeout), "--work", Tool.packageRoot, "--"] + command
         let first = try runCollecting(arguments, directory: Tool.packageRoot)
         guard first.status == 124 || first.status == 125 else { return first }
