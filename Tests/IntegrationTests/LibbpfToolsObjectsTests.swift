@@ -1,4 +1,6 @@
+import CLibELF
 import Foundation
+import KprobeSupport
 import Testing
 import TestSupport
 
@@ -44,9 +46,8 @@ extension HostKernel {
 
 /// The BPF objects inside the installed libbpf-tools binaries.
 enum LibbpfToolsObjects {
-    /// ELF header fields: 64-bit little-endian, machine EM_BPF (247).
+    /// The start of a 64-bit little-endian ELF header.
     static let magic: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 2, 1]
-    static let emBPF: UInt16 = 247
 
     static func extract(into directory: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -54,9 +55,8 @@ enum LibbpfToolsObjects {
         var written: [String] = []
         for path in listing.split(separator: "\n").map(String.init) where path.hasPrefix("/usr/sbin/") {
             guard let data = FileManager.default.contents(atPath: path) else { continue }
-            let bytes = [UInt8](data)
-            // A skeleton holds one object; the first ELF after the binary's own header is it.
-            if let object = embeddedObject(in: bytes) {
+            // A skeleton holds one object; the first BPF ELF after the binary's own header is it.
+            if let object = embeddedObject(in: [UInt8](data)) {
                 let output = directory + "/" + (path as NSString).lastPathComponent + ".bpf.o"
                 try Data(object).write(to: URL(fileURLWithPath: output))
                 written.append(output)
@@ -66,17 +66,18 @@ enum LibbpfToolsObjects {
     }
 
     static func embeddedObject(in bytes: [UInt8]) -> ArraySlice<UInt8>? {
-        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
-        func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(bytes[at + $1]) << (8 * $1) } }
-        var start = 1
-        while start + 64 <= bytes.count {
-            guard let found = bytes[start...].firstRange(of: magic)?.lowerBound else { return nil }
-            start = found + 1
-            guard found + 64 <= bytes.count, u16(found + 18) == Int(emBPF) else { continue }
-            // The section header table ends the object.
-            let end = found + u64(found + 0x28) + u16(found + 0x3A) * u16(found + 0x3C)
-            if end > found, end <= bytes.count { return bytes[found..<end] }
+        var copy = bytes
+        return copy.withUnsafeMutableBytes { memory -> ArraySlice<UInt8>? in
+            var start = 1
+            while let found = bytes[start...].firstRange(of: magic)?.lowerBound {
+                start = found + 1
+                // libelf reads the header; the section header table ends the object.
+                guard let image = ELFImage(memory: UnsafeMutableRawBufferPointer(rebasing: memory[found...])),
+                      let header = image.header, header.e_machine == UInt16(EM_BPF) else { continue }
+                let end = found + Int(header.e_shoff) + Int(header.e_shentsize) * Int(header.e_shnum)
+                if end > found, end <= bytes.count { return bytes[found..<end] }
+            }
+            return nil
         }
-        return nil
     }
 }
