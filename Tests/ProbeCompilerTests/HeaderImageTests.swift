@@ -65,6 +65,41 @@ import TestSupport
         #expect(compiled.dependencies.contains(root + "/include/exact.h"))
     }
 
+    /// Paths resolve in the image as in the written tree: a directory that only the image has
+    /// (its files imply it) is an include directory, `..` is resolved, and a path the image does
+    /// not have is looked for on disk.
+    @Test func pathsResolveAsInTheWrittenTree() throws {
+        let scratch = try ScratchDirectory()
+        let root = scratch.path + "/headers/entry"
+        let (bytes, files) = Self.image()
+        let imagePath = scratch.path + "/image"
+        try Data(bytes).write(to: URL(fileURLWithPath: imagePath))
+        let fd = open(imagePath, O_RDONLY | O_CLOEXEC)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        let probe = """
+            #include <../include/small.h>
+            #include "\(root)/include/./exact.h"
+            #if __has_include(<missing.h>)
+            #error missing.h is not in the image
+            #endif
+            char LICENSE[] SEC("license") = "GPL";
+            struct small global_small;
+            SEC("tracepoint/syscalls/sys_enter_openat")
+            int on_openat(void *ctx)
+            {
+                global_small.a = EXACT;
+                return 0;
+            }
+            """
+        var request = try probeRequest(probe, arguments: ["-I" + root + "/include"])
+        request.headerImage = HeaderImage(root: root, descriptor: fd, size: bytes.count, files: files,
+                                          lockPath: scratch.path + "/headers/.lock")
+        let compiled = try builtWorker().compile(request)
+        #expect(!compiled.elf.isEmpty)
+        #expect(compiled.dependencies.contains { $0.hasSuffix("small.h") })
+    }
+
     /// The precompiled-header builder of a first run waits for the entry's writer (it holds the
     /// header lock), and builds only from a complete entry.
     @Test func builderWaitsForTheEntry() throws {
