@@ -771,6 +771,8 @@ private:
     clang::ASTConsumer *codegen;
     const clang_bpf_input *input;
     std::vector<clang::FunctionDecl *> functions;
+    bool hasMetadata = false;
+    clang::Sema *sema = nullptr;
 
     // Function bodies a function refers to (calls, or takes the address of).
     struct Callees : public clang::RecursiveASTVisitor<Callees> {
@@ -821,8 +823,6 @@ private:
         }
         return ordered;
     }
-    bool hasMetadata = false;
-    clang::Sema *sema = nullptr;
 
     void emitMetadata(clang::ASTContext &context, const std::vector<std::pair<std::string, clang::QualType>> &found,
                       const MapFacts &facts) {

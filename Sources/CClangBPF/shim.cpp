@@ -305,8 +305,8 @@ void copyDependencies(clang_bpf_result *result, const AllDependencies &collector
 // opens a file. Mapping the whole image instead would put all of it in the worker's resident
 // set: the kernel maps 64 KiB around every read fault of a shared memory mapping, so reading a
 // few hundred headers maps nearly all 30 MiB. Paths resolve as InMemoryFileSystem resolves them
-// (absolute against the working directory, `.` and `..` removed), and statuses say what its
-// did, so that the object is the same as compiled from the written files.
+// (absolute against the working directory, `.` and `..` removed) and statuses are the ones it
+// gave, so that the object is the same as the one compiled from the written files.
 class HeaderTreeFileSystem : public llvm::vfs::FileSystem {
     struct Entry {
         bool directory;

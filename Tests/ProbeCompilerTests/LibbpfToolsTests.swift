@@ -70,13 +70,11 @@ import TestSupport
         var request = try probeRequest("""
             #include "wrappers.h"
             char LICENSE[] SEC("license") = "GPL";
-            SEC("tracepoint/syscalls/sys_enter_execve")
+            SEC("tracepoint/sched/sched_process_exec")
             int on_exec(void *ctx)
             {
                 struct event *e = reserve_buf(sizeof(*e));
-                if (!e) return 0;
-                e->pid = bpf_get_current_pid_tgid() >> 32;
-                submit_buf(e);
+                if (e) submit_buf(e);
                 return 0;
             }
             """, arguments: ["-I/kprobe-run-test"])
