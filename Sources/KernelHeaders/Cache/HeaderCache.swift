@@ -232,9 +232,9 @@ struct HeaderCache {
         init(_ descriptor: consuming FileDescriptor) { self.descriptor = descriptor }
     }
 
-    /// The end of every unpack (its files written, their writeback started): the forced-include
-    /// header and the MANIFEST, one flush of the whole tree, then the rename into place and the
-    /// directory's fsync.
+    /// The end of every unpack (its files written, most of them already flushed by `Writeback`):
+    /// the forced-include header and the MANIFEST, one flush of the whole tree, then the rename
+    /// into place and the directory's fsync.
     ///
     /// Nothing inside the temporary directory is ever used, so the MANIFEST is written there
     /// without an fsync of its own: the syncfs makes it durable together with every file it

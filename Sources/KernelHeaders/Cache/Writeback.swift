@@ -20,7 +20,7 @@ import Glibc
 /// thread and so inherits its nice value (the background writer of a first run stays behind
 /// the compile); it keeps the object alive until `finish`, which its owner (`TreeWriter`) calls.
 ///
-/// `@unchecked Sendable`: `written`, `finishing` and `waiting` are read and written with `mutex`
+/// `@unchecked Sendable`: the counters, `finishing` and `waiting` are read and written with `mutex`
 /// held; the thread id only by the owner.
 final class Writeback: @unchecked Sendable {
     /// Bytes written between two flushes: about 25 flushes for the test kernel's 25 MiB (each
@@ -35,6 +35,8 @@ final class Writeback: @unchecked Sendable {
     private let changed: UnsafeMutablePointer<pthread_cond_t>
     /// Bytes written so far, each file rounded up to a page (a small file costs a page too).
     private var written = 0
+    /// `written` when the thread last started a flush.
+    private var flushed = 0
     private var finishing = false
     /// The thread sleeps on `changed`: only then does `wrote` need to wake it.
     private var waiting = false
@@ -71,12 +73,11 @@ final class Writeback: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    /// A file of `size` bytes was written (and closed) below the root.
+    /// A file of `size` bytes was written below the root.
     func wrote(_ size: Int) {
         pthread_mutex_lock(mutex)
-        let before = written / Self.batchBytes
         written += (size + 4095) & ~4095
-        let wake = waiting && written / Self.batchBytes != before
+        let wake = waiting && written - flushed >= Self.batchBytes
         pthread_mutex_unlock(mutex)
         if wake { pthread_cond_signal(changed) }
     }
@@ -100,7 +101,6 @@ final class Writeback: @unchecked Sendable {
     }
 
     private func run() {
-        var flushed = 0
         pthread_mutex_lock(mutex)
         while true {
             while written - flushed < Self.batchBytes, !finishing {
