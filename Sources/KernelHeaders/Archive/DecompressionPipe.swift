@@ -13,7 +13,7 @@ import Glibc
 /// run away; the consumer reads the image in place, so nothing is copied between the two.
 ///
 /// `@unchecked Sendable`: the only state the two threads share (`available`, `finished`,
-/// `failure`, `cancelled`) is read and written with `mutex` held; bytes below `available` are
+/// `failure`, `cancelled`) is read and written with `changed` held; bytes below `available` are
 /// never written again, and the owner keeps the input and the image alive until `stop` has
 /// joined the thread.
 final class DecompressionPipe: @unchecked Sendable {
@@ -23,8 +23,7 @@ final class DecompressionPipe: @unchecked Sendable {
     let image: ArchiveImage
     private let input: UnsafeRawBufferPointer
     private let archiveName: String
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let changed: UnsafeMutablePointer<pthread_cond_t>
+    private let changed = ConditionLock()
 
     private var available = 0
     private var finished = false
@@ -33,63 +32,38 @@ final class DecompressionPipe: @unchecked Sendable {
 
     /// Consumer only: how far the consumer has been handed the stream.
     private var consumed = 0
-    private var thread: pthread_t?
+    private var thread: NativeThread?
 
     /// Starts decompressing `input`, which must stay valid until `stop` returns.
     init(_ input: UnsafeRawBufferPointer, archiveName: String, maxBytes: Int64) throws(HeaderError) {
         self.input = input
         self.archiveName = archiveName
         image = try ArchiveImage(capacity: ArchiveImage.capacity(for: maxBytes), archiveName: archiveName)
-        mutex = .allocate(capacity: 1)
-        changed = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(changed, nil)
-
-        var id = pthread_t()
-        let context = Unmanaged.passRetained(self)
-        let status = pthread_create(&id, nil, { context in
-            let pipe = Unmanaged<DecompressionPipe>.fromOpaque(context!).takeRetainedValue()
-            pipe.produce()
-            return nil
-        }, context.toOpaque())
-        guard status == 0 else {
-            context.release()
-            throw HeaderError("cannot start a thread to decompress \(archiveName): \(Errno(status))", kind: .internal)
+        do throws(Errno) {
+            thread = try NativeThread.start { [self] in produce() }
+        } catch {
+            throw HeaderError("cannot start a thread to decompress \(archiveName): \(error)", kind: .internal)
         }
-        thread = id
-    }
-
-    deinit {
-        pthread_cond_destroy(changed)
-        pthread_mutex_destroy(mutex)
-        changed.deallocate()
-        mutex.deallocate()
     }
 
     /// The producer's error, if it stopped on one.
-    var error: HeaderError? {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return failure
-    }
+    var error: HeaderError? { changed.withLock { failure } }
 
     /// Tells the producer to stop and waits for it. Safe to call more than once.
     func stop() {
-        guard let id = thread else { return }
-        pthread_mutex_lock(mutex)
-        cancelled = true
-        pthread_mutex_unlock(mutex)
-        pthread_join(id, nil)
-        thread = nil
+        guard let thread else { return }
+        changed.withLock { cancelled = true }
+        thread.join()
+        self.thread = nil
     }
 
     /// The next piece of the tar stream for libarchive: its length, 0 at the end, -1 after an
     /// error (then `error` says which). The bytes stay valid as long as the image.
     func next(_ buffer: UnsafeMutablePointer<UnsafeRawPointer?>) -> Int {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        changed.lock()
+        defer { changed.unlock() }
         while available == consumed, !finished {
-            pthread_cond_wait(changed, mutex)
+            changed.wait()
         }
         guard available > consumed else { return failure == nil ? 0 : -1 }
         buffer.pointee = UnsafeRawPointer(image.base + consumed)
@@ -114,21 +88,21 @@ final class DecompressionPipe: @unchecked Sendable {
 
     private func produce() {
         let outcome = Result { () throws(HeaderError) in try decompress() }
-        pthread_mutex_lock(mutex)
-        if case .failure(let error) = outcome { failure = error }
-        image.count = available
-        finished = true
-        pthread_cond_broadcast(changed)
-        pthread_mutex_unlock(mutex)
+        changed.withLock {
+            if case .failure(let error) = outcome { failure = error }
+            image.count = available
+            finished = true
+            changed.broadcast()
+        }
     }
 
     /// Whether the consumer has stopped; otherwise makes `total` bytes available to it.
     private func publish(_ total: Int) -> Bool {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        available = total
-        pthread_cond_broadcast(changed)
-        return cancelled
+        changed.withLock {
+            available = total
+            changed.broadcast()
+            return cancelled
+        }
     }
 
     private func decompress() throws(HeaderError) {

@@ -37,7 +37,7 @@ public final class PendingHeaders: @unchecked Sendable {
     private let plan: Mutex<ArchivePlan?>
     private let index: [String: (offset: Int, size: Int)]
     private let finished = Mutex(false)
-    private let state = Mutex<(thread: pthread_t?, tid: pid_t, failure: HeaderError?)>((nil, 0, nil))
+    private let state = Mutex<(thread: NativeThread?, tid: pid_t, failure: HeaderError?)>((nil, 0, nil))
 
     /// The writer's nice value while the run goes on: on a machine with few cores it would
     /// otherwise take CPU time from the compile, which the first run waits for (the ~6,400
@@ -71,34 +71,23 @@ public final class PendingHeaders: @unchecked Sendable {
 
     /// Runs `write` on a new thread; registered so that the process waits for it at exit.
     func start(_ write: @escaping @Sendable () throws(HeaderError) -> Void) throws(HeaderError) {
-        final class Job {
-            let write: @Sendable () throws(HeaderError) -> Void
-            let owner: PendingHeaders
-            init(_ write: @escaping @Sendable () throws(HeaderError) -> Void, _ owner: PendingHeaders) {
-                self.write = write
-                self.owner = owner
+        let thread: NativeThread
+        do throws(Errno) {
+            thread = try NativeThread.start { [self] in
+                let tid = pid_t(kprobe_run_gettid())
+                state.withLock { $0.tid = tid }
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), PendingHeaders.writerNice)
+                do throws(HeaderError) {
+                    try write()
+                } catch {
+                    state.withLock { $0.failure = error }
+                }
+                finished.withLock { $0 = true }
             }
+        } catch {
+            throw HeaderError("cannot start a thread to write the header cache: \(error)", kind: .internal)
         }
-        let context = Unmanaged.passRetained(Job(write, self))
-        var id = pthread_t()
-        let status = pthread_create(&id, nil, { context in
-            let job = Unmanaged<Job>.fromOpaque(context!).takeRetainedValue()
-            let tid = pid_t(kprobe_run_gettid())
-            job.owner.state.withLock { $0.tid = tid }
-            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), PendingHeaders.writerNice)
-            do throws(HeaderError) {
-                try job.write()
-            } catch {
-                job.owner.state.withLock { $0.failure = error }
-            }
-            job.owner.finished.withLock { $0 = true }
-            return nil
-        }, context.toOpaque())
-        guard status == 0 else {
-            context.release()
-            throw HeaderError("cannot start a thread to write the header cache: \(Errno(status))", kind: .internal)
-        }
-        state.withLock { $0.thread = id }
+        state.withLock { $0.thread = thread }
         PendingHeaders.register(self)
     }
 
@@ -106,7 +95,7 @@ public final class PendingHeaders: @unchecked Sendable {
     /// not in the cache, and the next run unpacks again).
     @discardableResult
     public func wait() -> HeaderError? {
-        let (thread, tid) = state.withLock { state -> (pthread_t?, pid_t) in
+        let (thread, tid) = state.withLock { state -> (NativeThread?, pid_t) in
             defer { state.thread = nil }
             return (state.thread, state.tid)
         }
@@ -114,7 +103,7 @@ public final class PendingHeaders: @unchecked Sendable {
         // Someone waits for it now: back to the process's own priority where that is allowed
         // (root; others keep the writer's nice value).
         if tid != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)) }
-        pthread_join(thread, nil)
+        thread.join()
         return state.withLock { $0.failure }
     }
 

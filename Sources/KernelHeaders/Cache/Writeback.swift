@@ -20,7 +20,7 @@ import Glibc
 /// thread and so inherits its nice value (the background writer of a first run stays behind
 /// the compile); it keeps the object alive until `finish`, which its owner (`TreeWriter`) calls.
 ///
-/// `@unchecked Sendable`: the counters, `finishing` and `waiting` are read and written with `mutex`
+/// `@unchecked Sendable`: the counters, `finishing` and `waiting` are read and written with `changed`
 /// held; the thread id only by the owner.
 final class Writeback: @unchecked Sendable {
     /// Bytes written between two flushes: about 25 flushes for the test kernel's 25 MiB (each
@@ -31,8 +31,7 @@ final class Writeback: @unchecked Sendable {
     /// file (since Linux 5.8), so flushing through the owner's would hide an error from the
     /// owner's last flush, which decides whether the entry is kept.
     private let root: FileDescriptor
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let changed: UnsafeMutablePointer<pthread_cond_t>
+    private let changed = ConditionLock()
     /// Bytes written so far, each file rounded up to a page (a small file costs a page too).
     private var written = 0
     /// `written` when the thread last started a flush.
@@ -40,7 +39,7 @@ final class Writeback: @unchecked Sendable {
     private var finishing = false
     /// The thread sleeps on `changed`: only then does `wrote` need to wake it.
     private var waiting = false
-    private var thread: pthread_t?
+    private var thread: NativeThread?
     /// Flushes made so far.
     private var flushCount = 0
 
@@ -49,74 +48,50 @@ final class Writeback: @unchecked Sendable {
     init?(flushing rootFD: Int32) {
         guard let root = try? FileDescriptor.openDirectory(".", relativeTo: rootFD) else { return nil }
         self.root = root
-        mutex = .allocate(capacity: 1)
-        changed = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(changed, nil)
-        var id = pthread_t()
-        let context = Unmanaged.passRetained(self)
-        let status = pthread_create(&id, nil, { context in
-            Unmanaged<Writeback>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, context.toOpaque())
-        guard status == 0 else {
-            context.release()
-            return nil
-        }
-        thread = id
-    }
-
-    deinit {
-        pthread_cond_destroy(changed)
-        pthread_mutex_destroy(mutex)
-        changed.deallocate()
-        mutex.deallocate()
+        guard let thread = try? NativeThread.start({ [self] in run() }) else { return nil }
+        self.thread = thread
     }
 
     /// A file of `size` bytes was written below the root.
     func wrote(_ size: Int) {
-        pthread_mutex_lock(mutex)
-        written += (size + 4095) & ~4095
-        let wake = waiting && written - flushed >= Self.batchBytes
-        pthread_mutex_unlock(mutex)
-        if wake { pthread_cond_signal(changed) }
+        let wake = changed.withLock {
+            written += (size + 4095) & ~4095
+            return waiting && written - flushed >= Self.batchBytes
+        }
+        if wake { changed.broadcast() }
     }
 
     /// How many times the thread has flushed the tree.
-    var flushes: Int {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return flushCount
-    }
+    var flushes: Int { changed.withLock { flushCount } }
 
     /// Stops the thread, waiting for a flush under way. Safe to call more than once.
     func finish() {
-        guard let id = thread else { return }
-        pthread_mutex_lock(mutex)
-        finishing = true
-        pthread_cond_signal(changed)
-        pthread_mutex_unlock(mutex)
-        pthread_join(id, nil)
-        thread = nil
+        guard let thread else { return }
+        changed.withLock {
+            finishing = true
+            changed.broadcast()
+        }
+        thread.join()
+        self.thread = nil
     }
 
     private func run() {
-        pthread_mutex_lock(mutex)
+        changed.lock()
         while true {
             while written - flushed < Self.batchBytes, !finishing {
                 waiting = true
-                pthread_cond_wait(changed, mutex)
+                changed.wait()
                 waiting = false
             }
             // The owner flushes once more anyway, with the MANIFEST.
             if finishing { break }
             flushed = written
             flushCount += 1
-            pthread_mutex_unlock(mutex)
+            changed.unlock()
             // An error here only means the final flush meets it again and reports it.
             _ = kprobe_run_syncfs(root.rawValue)
-            pthread_mutex_lock(mutex)
+            changed.lock()
         }
-        pthread_mutex_unlock(mutex)
+        changed.unlock()
     }
 }

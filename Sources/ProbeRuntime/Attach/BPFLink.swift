@@ -1,5 +1,6 @@
 import CLibBPF
 import Glibc
+import KprobeSupport
 
 /// One attachment (`struct bpf_link *`), owned by the `Attacher` until `destroy`, which detaches
 /// the program and closes what libbpf opened for it (perf event, uprobe or kprobe event).
@@ -21,23 +22,16 @@ struct BPFLink {
             for link in links { link.destroy() }
             return
         }
-        var started: [pthread_t] = []
+        var started: [NativeThread] = []
         for group in 0..<groups {
             let batch = Batch(stride(from: group, to: links.count, by: groups).map { links[$0] })
-            var thread = pthread_t()
-            let context = Unmanaged.passRetained(batch)
-            let status = pthread_create(&thread, nil, { context in
-                Unmanaged<Batch>.fromOpaque(context!).takeRetainedValue().destroyAll()
-                return nil
-            }, context.toOpaque())
-            if status == 0 {
+            if let thread = try? NativeThread.start({ batch.destroyAll() }) {
                 started.append(thread)
             } else {
-                context.release()
                 batch.destroyAll()
             }
         }
-        for thread in started { pthread_join(thread, nil) }
+        for thread in started { thread.join() }
     }
 
     /// The links one thread destroys; handed to that thread alone.

@@ -88,7 +88,7 @@ public enum SystemChecks {
         let id = btf__find_by_name_kind(vmlinux, target, 12)
         guard id > 0 else { return DoctorCheck("fentry", .missing, "\(target) is not in the kernel's BTF", fix: "use kprobes") }
         var options = bpf_prog_load_opts()
-        withUnsafeMutableBytes(of: &options) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
+        _ = withUnsafeMutableBytes(of: &options) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
         options.sz = MemoryLayout<bpf_prog_load_opts>.size
         options.expected_attach_type = BPF_TRACE_FENTRY
         options.attach_btf_id = UInt32(id)
