@@ -97,12 +97,17 @@ public final class ProbeSession {
         var fds: [pollfd] = [pollfd(fd: signals.readFD, events: Int16(POLLIN), revents: 0)]
         if let tracePipe = run.tracePipe { fds.append(pollfd(fd: tracePipe.fd, events: Int16(POLLIN), revents: 0)) }
         for fd in buffers.pollFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+        // stdout, while output waits for the reader to make room (a negative fd is not polled:
+        // a pipe whose reader has gone would report POLLERR at every turn).
+        let output = fds.count
+        fds.append(pollfd(fd: -1, events: Int16(POLLOUT), revents: 0))
         // The last turn read records.
         var streaming = false
 
         while true {
-            run.sink.flush()
+            run.sink.send()
             if run.sink.closed || run.reporter.limitReached { break }
+            fds[output].fd = run.sink.waiting ? run.sink.fd : -1
             let now = MonotonicClock.seconds
             if let pid = rememberTarget, now >= nextRemember {
                 run.stacks.user.remember(pid: pid)
