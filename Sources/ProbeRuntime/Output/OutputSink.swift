@@ -2,8 +2,8 @@ import CLibBPF
 import Glibc
 import KprobeSupport
 
-/// Line-oriented stdout: lines collect in a buffer that is handed to write(2) at every poll
-/// wake-up (`send`) or when 256 KiB have collected, so `| head` and scripts see records promptly
+/// Line-oriented stdout: lines collect in a buffer that is handed to write(2) (`send`) before the
+/// poll loop waits or naps, or when 256 KiB have collected, so `| head` and scripts see records promptly
 /// without a syscall per record, and a stream of records leaves in large writes. A closed pipe
 /// ends the run instead of killing the process (SIGPIPE is ignored).
 ///
