@@ -273,6 +273,8 @@ def measure(bench):
     generator = bench.path(COMM.decode())
     subprocess.run(["clang-14", "-O2", "-o", generator, os.path.join(PROBES, "events_gen.c")], check=True)
     bench.events = {}
+    # The consumers' figures depend on what else runs on the machine: the report says how busy it was.
+    bench.events_load = [os.getloadavg()[0]]
     # The kprobe-run probe is compiled (and cached) before anything is timed.
     for defines in [[], ["-D", "PERF_BUFFER"]]:
         subprocess.run([bench.kprobe_run, "compile"] + defines + [os.path.join(PROBES, "events.bpf.c"), "-o", bench.path("events.o")],
@@ -284,6 +286,7 @@ def measure(bench):
             print(f"(f) {consumer.name} to {sink}", file=sys.stderr)
             bench.events[(consumer.name, sink)] = measure_row(generator, consumer, sink)
             bench.events[(consumer.name, sink)]["command"] = consumer.command
+    bench.events_load.append(os.getloadavg()[0])
 
 
 def markdown(bench):
@@ -306,7 +309,9 @@ def markdown(bench):
              .replace("SECONDS_PER_STEP", f"{SECONDS_PER_STEP:g}"), "",
              f"Burst {BURST} records per call; lowest rate tried {LOWEST_RATE:,}/s; flat out: {SATURATION_SECONDS:g} s. "
              "Probes: `bench/probes/events.bpf.c`, `events_bcc.py`, `events.bt`; generator `events_gen.c`. The targets "
-             "compare json to a pipe (every line reaches a reader), each consumer's better buffer.", "",
+             "compare json to a pipe (every line reaches a reader), each consumer's better buffer. Load average "
+             f"(1 minute) when this section started and ended: {' and '.join(f'{x:.1f}' for x in getattr(bench, 'events_load', []))} "
+             f"on {os.cpu_count()} CPUs.", "",
              "| target | result | measured |", "|---|---|---|"]
     for label, prefix, ratio in [("≥ 10× BCC's Python consumer", "BCC", 10), ("≥ 2× bpftrace's", "bpftrace", 2)]:
         other, other_limited, name, sink = best(prefix, "json")
