@@ -22,10 +22,10 @@ counted and has no row.
 
 bpftrace 0.17 opens its perf buffer with wakeup_events = 1: every record raises a wake-up (an
 irq_work interrupt) on the traced task's CPU, which holds this generator to the flat-out rate in
-bpftrace's rows (about 140,000 records/s on this machine when idle) whatever bpftrace's own speed, and no option of bpftrace 0.17 changes it
-(BPFTRACE_PERF_RB_PAGES sizes the buffer only). That rate is then the most bpftrace can receive
-of this event here, so the "≥ 2× bpftrace" target compares against it; its CPU time per record
-says how fast its reader would be without that limit.
+bpftrace's rows (about 140,000 records/s on this machine when idle) whatever bpftrace's own
+speed, and no option of bpftrace 0.17 changes it (BPFTRACE_PERF_RB_PAGES sizes the buffer only).
+That rate is then the most bpftrace can receive of this event here, so the "≥ 2× bpftrace" target
+compares against it; its CPU time per record says how fast its reader would be without that limit.
 """
 import fcntl
 import json
