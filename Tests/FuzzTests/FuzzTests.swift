@@ -134,7 +134,8 @@ import Testing
                 Issue.record("cannot make the extraction directory")
                 return
             }
-            if (try? SecureExtractor.extract(archive, archiveName: "fuzzed", into: out.rawValue, limits: limits, progress: nil)) != nil {
+            if (try? SecureExtractor.extract(archive, archiveName: "fuzzed", into: out.rawValue, limits: limits, progress: nil,
+                                                flushing: false)) != nil {
                 unpacked += 1
             }
             if DirectoryListing.names(in: scratch.rawValue) != ["out"] { escapes += 1 }

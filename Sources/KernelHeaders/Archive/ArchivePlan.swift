@@ -143,9 +143,10 @@ final class ArchivePlan: @unchecked Sendable {
 
     func isDirectory(_ path: String) -> Bool { directories.contains(path) }
 
-    /// Writes the tree below the directory open at `rootFD`; returns what the manifest lists.
+    /// Writes the tree below the directory open at `rootFD`, flushing it to disk as it goes
+    /// (`Writeback`); returns what the manifest lists.
     func write(into rootFD: Int32) throws(HeaderError) -> [TreeMember] {
-        let writer = TreeWriter(rootFD: rootFD, archiveName: archiveName)
+        let writer = TreeWriter(rootFD: rootFD, archiveName: archiveName, writeback: Writeback(flushing: rootFD))
         for step in steps { try writer.write(step, image: image) }
         try writer.createLinks(links)
         return writer.members
@@ -164,15 +165,22 @@ final class TreeWriter {
 
     private let rootFD: Int32
     private let archiveName: String
+    /// Told of each file written, to flush the tree as it grows (a cache entry's); nil for a
+    /// plain directory.
+    private let writeback: Writeback?
     private var directories: [String: Int32] = [:]
     private(set) var members: [TreeMember] = []
 
-    init(rootFD: Int32, archiveName: String) {
+    init(rootFD: Int32, archiveName: String, writeback: Writeback? = nil) {
         self.rootFD = rootFD
         self.archiveName = archiveName
+        self.writeback = writeback
     }
 
-    deinit { closeDirectories() }
+    deinit {
+        closeDirectories()
+        writeback?.finish()
+    }
 
     private func refuse(_ member: String, _ why: String) -> HeaderError { SecureExtractor.refuse(archiveName, member, why) }
 
@@ -228,6 +236,7 @@ final class TreeWriter {
         } catch {
             throw HeaderError("cannot write '\(member.escapingControlCharacters)' while unpacking \(archiveName): \(error)")
         }
+        writeback?.wrote(bytes.count)
         members.append(TreeMember(path: ArchivePlan.path(components), kind: .file(size: Int64(bytes.count))))
     }
 

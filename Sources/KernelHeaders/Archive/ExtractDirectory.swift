@@ -49,7 +49,8 @@ enum ExtractDirectory {
         do throws(HeaderError) {
             let tempFD = tempDirectory.rawValue
             // Like tar, no durability is promised here.
-            _ = try SecureExtractor.extract(archive.bytes, archiveName: name, into: tempFD, limits: limits, progress: nil)
+            _ = try SecureExtractor.extract(archive.bytes, archiveName: name, into: tempFD, limits: limits, progress: nil,
+                                       flushing: false)
             fchmod(tempFD, 0o755)
             if replaceEmpty { unlinkat(parentFD, base, AT_REMOVEDIR) }
             guard renameat(parentFD, temporary, parentFD, base) == 0 else {

@@ -46,10 +46,12 @@ final class SecureExtractor {
 
     /// Unpacks `archive` (xz-compressed tar) into the directory open at `rootFD`; returns the
     /// regular files and symlinks written. On error the caller removes the directory.
-    /// Nothing is flushed here: the cache flushes the whole tree at once (syncfs) afterwards.
+    /// Nothing is made durable here: the cache flushes the whole tree at once (syncfs)
+    /// afterwards; with `flushing` the tree is also flushed as it grows (`Writeback`), so that
+    /// the last flush finds little left.
     static func extract(_ archive: [UInt8], archiveName: String, into rootFD: Int32, limits: ExtractionLimits,
-                        progress: ExtractionProgress?) throws(HeaderError) -> [TreeMember] {
-        let writer = TreeWriter(rootFD: rootFD, archiveName: archiveName)
+                        progress: ExtractionProgress?, flushing: Bool) throws(HeaderError) -> [TreeMember] {
+        let writer = TreeWriter(rootFD: rootFD, archiveName: archiveName, writeback: flushing ? Writeback(flushing: rootFD) : nil)
         let plan = try run(archive, archiveName: archiveName, limits: limits, progress: progress, writer: writer)
         try writer.createLinks(plan.links)
         return writer.members

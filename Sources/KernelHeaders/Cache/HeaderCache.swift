@@ -156,7 +156,7 @@ struct HeaderCache {
         do throws(HeaderError) {
             let tempDirectory = try Self.openTemporary(temporary, in: dirFD, path: dirPath)
             let members = try SecureExtractor.extract(archive.bytes, archiveName: archive.name, into: tempDirectory.rawValue,
-                                                      limits: limits, progress: progress)
+                                                      limits: limits, progress: progress, flushing: true)
             try Self.requireKheadersFiles(Set(members.map(\.path)), archiveName: archive.name)
             let release = KernelFlags.release(ofTreeAt: tempDirectory.rawValue) ?? fallbackRelease
             let entry = try complete(members: members, temporary: temporary, tempFD: tempDirectory.rawValue, headersFD: dirFD,
@@ -232,20 +232,28 @@ struct HeaderCache {
         init(_ descriptor: consuming FileDescriptor) { self.descriptor = descriptor }
     }
 
-    /// The end of every unpack: the forced-include header, one flush of the whole tree, then the
-    /// MANIFEST, the rename into place and the directory's fsync.
+    /// The end of every unpack (its files written, most of them already flushed by `Writeback`):
+    /// the forced-include header and the MANIFEST, one flush of the whole tree, then the rename
+    /// into place and the directory's fsync.
+    ///
+    /// Nothing inside the temporary directory is ever used, so the MANIFEST is written there
+    /// without an fsync of its own: the syncfs makes it durable together with every file it
+    /// names, and only then does the rename make the entry visible. A power loss before the
+    /// rename is durable leaves the temporary directory (removed by the next unpack); after it,
+    /// an entry whose files and MANIFEST were all on disk before its name was.
     private func complete(members: [TreeMember], temporary: String, tempFD: Int32, headersFD: Int32, headersPath: String,
                           manifest: Manifest, entryName: String) throws(HeaderError) -> CacheEntry {
         var manifest = manifest
         manifest.members = members
         manifest.members.append(try KernelFlags.writeAsmWorkarounds(into: tempFD, display: headersPath + "/" + temporary))
-        // No writeback per file (a sync_file_range each, ~6,400 calls): one syncfs writes the
-        // whole tree back at once, before the manifest says it is there.
-        _ = kprobe_run_syncfs(tempFD)
         do {
-            try TreeOps.writeAtomically(manifest.encoded(), name: Manifest.fileName, in: tempFD)
+            try TreeOps.writeAtomically(manifest.encoded(), name: Manifest.fileName, in: tempFD, durable: false)
         } catch {
             throw HeaderError("cannot write the manifest in \(headersPath)/\(temporary): \(error); set KPROBE_RUN_CACHE_DIR to a writable directory")
+        }
+        // One syncfs for the whole tree instead of an fsync per file (~6,400 journal commits).
+        guard kprobe_run_syncfs(tempFD) == 0 else {
+            throw HeaderError("cannot flush the unpacked headers in \(headersPath)/\(temporary) to disk: \(Errno.current); nothing was cached. Check the disk, or set KPROBE_RUN_CACHE_DIR to a directory on another filesystem")
         }
         discard(entryName, dirFD: headersFD)
         guard renameat(headersFD, temporary, headersFD, entryName) == 0 else {

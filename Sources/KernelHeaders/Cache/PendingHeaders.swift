@@ -10,7 +10,7 @@ import Glibc
 /// compiles from the decompressed archive in memory (`image`, a memfd the compiler worker maps)
 /// instead of waiting for ~6,400 files to be created and flushed.
 ///
-/// The writer holds `headers/.lock` until the entry is complete (files, one syncfs, MANIFEST,
+/// The writer holds `headers/.lock` until the entry is complete (files, MANIFEST, one syncfs,
 /// rename, directory fsync), exactly as a synchronous unpack does, so every guarantee of the
 /// cache holds: a concurrent run waits for the lock and then finds the entry, an interrupted
 /// write leaves a temporary directory that the next unpack removes, and nothing is used without

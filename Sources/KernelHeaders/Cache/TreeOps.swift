@@ -33,9 +33,12 @@ enum TreeOps {
     }
 
     /// Writes `bytes` to `name` below `dirFD` through a uniquely named temp file, fsynced and
-    /// renamed into place, so readers never see a partial file.
-    static func writeAtomically(_ bytes: [UInt8], name: String, in dirFD: Int32, mode: mode_t = 0o644) throws(Errno) {
-        try AtomicFile.write(bytes, to: name, relativeTo: dirFD, mode: mode)
+    /// renamed into place, so readers never see a partial file. Without `durable` there is no
+    /// fsync: for the files of a temporary tree that one syncfs makes durable before the tree
+    /// is renamed into place.
+    static func writeAtomically(_ bytes: [UInt8], name: String, in dirFD: Int32, mode: mode_t = 0o644,
+                                durable: Bool = true) throws(Errno) {
+        try AtomicFile.write(bytes, to: name, relativeTo: dirFD, mode: mode, durable: durable)
     }
 
     /// The contents of `name` below `dirFD` (not through a symlink), or nil; nil too past `limit`.

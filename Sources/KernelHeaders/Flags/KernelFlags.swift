@@ -123,7 +123,8 @@ enum KernelFlags {
         }
         let bytes = Array(asmWorkarounds.utf8)
         do {
-            try TreeOps.writeAtomically(bytes, name: asmWorkaroundsFile, in: directory.rawValue)
+            // Inside a temporary tree: the cache's syncfs of the whole tree makes it durable.
+            try TreeOps.writeAtomically(bytes, name: asmWorkaroundsFile, in: directory.rawValue, durable: false)
         } catch {
             throw HeaderError("cannot write \(display)/\(asmWorkaroundsPath): \(error)")
         }
