@@ -67,4 +67,17 @@ static inline int kprobe_run_perf_event_open(struct perf_event_attr *attr, int p
                                              int group_fd, unsigned long flags) {
     return (int)syscall(SYS_perf_event_open, attr, pid, cpu, group_fd, flags);
 }
+
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
+
+/* write(2) that never waits for room: pwritev2(RWF_NOWAIT) at the file position (offset -1),
+ * which fails with EAGAIN where a plain write would block and with EOPNOTSUPP where the file
+ * does not support it (ttys; pipes on older kernels). Through syscall(): the glibc wrapper is
+ * declared only under _GNU_SOURCE. */
+static inline long kprobe_run_write_nowait(int fd, const void *bytes, size_t count) {
+    struct { void *base; size_t length; } vector = { (void *)bytes, count }; /* struct iovec */
+    return syscall(SYS_pwritev2, fd, &vector, 1, -1L, -1L, RWF_NOWAIT);
+}
 #endif
