@@ -576,8 +576,9 @@ def report(bench, output):
         lines += [
             "",
             f"(c) where kprobe-run's first run goes (medians of its -v lines): {parts['decompress']:.0f} ms decompressing "
-            f"the archive into memory, {parts['compile']:.0f} ms compiling (from memory: the cache entry's ~6,400 files "
-            f"are written and flushed on another thread meanwhile, and the process waits for that thread only when it "
+            f"the archive into memory, {parts['compile']:.0f} ms compiling (from memory, the worker reading each header "
+            f"the probe includes when clang opens it, while the cache entry's ~6,400 files are written and flushed on "
+            f"another thread, and the process waits for that thread only when it "
             f"exits), {parts['rest']:.0f} ms the rest (start, reading and hashing the archive, checking its members, "
             "load and attach). Measured on a disk that did not just delete trees (see bench.py, first_run).",
         ]

@@ -18,6 +18,7 @@
 #include <clang/Serialization/ASTWriter.h>
 #include <clang/Serialization/InMemoryModuleCache.h>
 #include <llvm/Bitstream/BitstreamWriter.h>
+#include <llvm/ADT/StringMap.h>
 #include <llvm/ADT/Triple.h>
 #include <llvm/IR/DiagnosticInfo.h>
 #include <llvm/IR/DebugInfoMetadata.h>
@@ -29,6 +30,7 @@
 #include <llvm/Support/ErrorHandling.h>
 #include <llvm/Support/Host.h>
 #include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/Path.h>
 #include <llvm/Support/SourceMgr.h>
 #include <llvm/Support/VirtualFileSystem.h>
 #include <llvm/Support/raw_ostream.h>
@@ -36,6 +38,7 @@
 #include <llvm/Target/TargetOptions.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -298,6 +301,172 @@ void copyDependencies(clang_bpf_result *result, const AllDependencies &collector
     result->dependencies_size = joined.size();
 }
 
+// The header tree of a first run, read from the decompressed archive (a memfd) when the compile
+// opens a file. Mapping the whole image instead would put all of it in the worker's resident
+// set: the kernel maps 64 KiB around every read fault of a shared memory mapping, so reading a
+// few hundred headers maps nearly all 30 MiB. Paths resolve as InMemoryFileSystem resolves them
+// (absolute against the working directory, `.` and `..` removed) and statuses are the ones it
+// gave, so that the object is the same as the one compiled from the written files.
+class HeaderTreeFileSystem : public llvm::vfs::FileSystem {
+    struct Entry {
+        bool directory;
+        uint64_t offset;
+        uint64_t length;
+        llvm::sys::fs::UniqueID id;
+    };
+
+public:
+    HeaderTreeFileSystem(const clang_bpf_input &input) : root(input.tree_root), fd(input.tree_fd) {
+        entries[""] = Entry{true, 0, 0, llvm::vfs::getNextVirtualUniqueID()};
+        for (size_t i = 0; i < input.tree_file_count; i++) {
+            const clang_bpf_tree_file &file = input.tree_files[i];
+            llvm::StringRef path(file.path);
+            entries[path] = Entry{false, file.offset, file.length, llvm::vfs::getNextVirtualUniqueID()};
+            for (llvm::StringRef parent = llvm::sys::path::parent_path(path); !parent.empty();
+                 parent = llvm::sys::path::parent_path(parent)) {
+                if (!entries.try_emplace(parent, Entry{true, 0, 0, llvm::vfs::getNextVirtualUniqueID()}).second) break;
+            }
+        }
+    }
+
+    llvm::ErrorOr<llvm::vfs::Status> status(const llvm::Twine &path) override {
+        const Entry *entry = find(path);
+        if (!entry) return std::make_error_code(std::errc::no_such_file_or_directory);
+        return statusOf(*entry, path.str());
+    }
+
+    llvm::ErrorOr<std::unique_ptr<llvm::vfs::File>> openFileForRead(const llvm::Twine &path) override {
+        std::string canonical;
+        const Entry *entry = find(path, &canonical);
+        if (!entry) return std::make_error_code(std::errc::no_such_file_or_directory);
+        if (entry->directory) return std::make_error_code(std::errc::invalid_argument);
+        return std::unique_ptr<llvm::vfs::File>(new TreeFile(statusOf(*entry, path.str()), fd, entry->offset, canonical));
+    }
+
+    llvm::vfs::directory_iterator dir_begin(const llvm::Twine &path, std::error_code &error) override {
+        std::string canonical;
+        const Entry *entry = find(path, &canonical);
+        if (!entry || !entry->directory) {
+            error = std::make_error_code(entry ? std::errc::not_a_directory : std::errc::no_such_file_or_directory);
+            return {};
+        }
+        llvm::StringRef relative = llvm::StringRef(canonical).drop_front(std::min(canonical.size(), root.size() + 1));
+        std::vector<llvm::vfs::directory_entry> children;
+        for (const auto &candidate : entries) {
+            llvm::StringRef key = candidate.getKey();
+            if (key.empty() || llvm::sys::path::parent_path(key) != relative) continue;
+            children.emplace_back(root + "/" + key.str(), candidate.getValue().directory ? llvm::sys::fs::file_type::directory_file
+                                                                                         : llvm::sys::fs::file_type::regular_file);
+        }
+        error = {};
+        return llvm::vfs::directory_iterator(std::make_shared<Listing>(std::move(children)));
+    }
+
+    llvm::ErrorOr<std::string> getCurrentWorkingDirectory() const override { return workingDirectory; }
+
+    std::error_code setCurrentWorkingDirectory(const llvm::Twine &path) override {
+        llvm::SmallString<256> absolute;
+        path.toVector(absolute);
+        if (!llvm::sys::path::is_absolute(absolute)) {
+            absolute = workingDirectory;
+            llvm::sys::path::append(absolute, path);
+        }
+        llvm::sys::path::remove_dots(absolute, true);
+        workingDirectory = std::string(absolute.str());
+        return {};
+    }
+
+    std::error_code getRealPath(const llvm::Twine &path, llvm::SmallVectorImpl<char> &output) const override {
+        std::string canonical;
+        if (!find(path, &canonical)) return std::make_error_code(std::errc::no_such_file_or_directory);
+        output.assign(canonical.begin(), canonical.end());
+        return {};
+    }
+
+private:
+    class TreeFile : public llvm::vfs::File {
+    public:
+        TreeFile(llvm::vfs::Status status, int fd, uint64_t offset, std::string name)
+            : fileStatus(std::move(status)), fd(fd), offset(offset), name(std::move(name)) {}
+
+        llvm::ErrorOr<llvm::vfs::Status> status() override { return fileStatus; }
+
+        // Read with pread rather than mapped, for the reason above; the buffer ends in a NUL.
+        llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> getBuffer(const llvm::Twine &, int64_t, bool, bool) override {
+            size_t length = fileStatus.getSize();
+            std::unique_ptr<llvm::WritableMemoryBuffer> buffer = llvm::WritableMemoryBuffer::getNewUninitMemBuffer(length, name);
+            if (!buffer) return std::make_error_code(std::errc::not_enough_memory);
+            size_t done = 0;
+            while (done < length) {
+                ssize_t n = pread(fd, buffer->getBufferStart() + done, length - done, off_t(offset + done));
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0) return std::error_code(errno, std::generic_category());
+                if (n == 0) return std::make_error_code(std::errc::io_error);
+                done += size_t(n);
+            }
+            return std::unique_ptr<llvm::MemoryBuffer>(std::move(buffer));
+        }
+
+        std::error_code close() override { return {}; }
+
+    private:
+        llvm::vfs::Status fileStatus;
+        int fd;
+        uint64_t offset;
+        std::string name;
+    };
+
+    struct Listing : llvm::vfs::detail::DirIterImpl {
+        explicit Listing(std::vector<llvm::vfs::directory_entry> children) : children(std::move(children)) { increment(); }
+
+        std::error_code increment() override {
+            CurrentEntry = next < children.size() ? children[next++] : llvm::vfs::directory_entry();
+            return {};
+        }
+
+        std::vector<llvm::vfs::directory_entry> children;
+        size_t next = 0;
+    };
+
+    // The entry at `path`, or null when it is not below the root; `canonical` gets its absolute path.
+    const Entry *find(const llvm::Twine &path, std::string *canonical = nullptr) const {
+        llvm::SmallString<256> absolute;
+        path.toVector(absolute);
+        if (!llvm::sys::path::is_absolute(absolute)) {
+            llvm::SmallString<256> relative = absolute;
+            absolute = workingDirectory;
+            llvm::sys::path::append(absolute, relative);
+        }
+        llvm::sys::path::remove_dots(absolute, true);
+        llvm::StringRef full = absolute.str();
+        llvm::StringRef key;
+        if (full == root) {
+            key = "";
+        } else if (full.startswith(root) && full.size() > root.size() && full[root.size()] == '/') {
+            key = full.drop_front(root.size() + 1);
+        } else {
+            return nullptr;
+        }
+        auto found = entries.find(key);
+        if (found == entries.end()) return nullptr;
+        if (canonical) *canonical = full.str();
+        return &found->getValue();
+    }
+
+    // As InMemoryFileSystem's nodes: modified at time 0, owner 0, readable and writable by all.
+    static llvm::vfs::Status statusOf(const Entry &entry, const std::string &name) {
+        using namespace llvm::sys::fs;
+        return llvm::vfs::Status(name, entry.id, llvm::sys::toTimePoint(0), 0, 0, entry.directory ? 0 : entry.length,
+                                 entry.directory ? file_type::directory_file : file_type::regular_file,
+                                 entry.directory ? perms(all_all | all_exe) : all_all);
+    }
+
+    std::string root;
+    int fd;
+    std::string workingDirectory = "/";
+    llvm::StringMap<Entry> entries;
+};
+
 // Everything a compile and a precompiled-header build share: the file system with the
 // virtual files, and the cc1 invocation the driver makes of the driver-style flags.
 struct Setup {
@@ -340,17 +509,7 @@ int prepare(const clang_bpf_input *input, llvm::raw_string_ostream &diagnostics,
     // Virtual files (and the probe itself, so that its name is the user's) over the real
     // filesystem; the overlay gives the in-memory layer the process's working directory.
     setup.overlay = new llvm::vfs::OverlayFileSystem(llvm::vfs::getRealFileSystem());
-    if (input->tree_root) {
-        // The header tree in memory, without a copy: the buffers point into the caller's mapping.
-        llvm::IntrusiveRefCntPtr<llvm::vfs::InMemoryFileSystem> tree(new llvm::vfs::InMemoryFileSystem());
-        const std::string root = input->tree_root;
-        for (size_t i = 0; i < input->tree_file_count; i++) {
-            const clang_bpf_file &file = input->tree_files[i];
-            std::string path = root + "/" + file.path;
-            tree->addFile(path, 0, llvm::MemoryBuffer::getMemBuffer(llvm::StringRef(file.contents, file.length), path, true));
-        }
-        setup.overlay->pushOverlay(tree);
-    }
+    if (input->tree_root) setup.overlay->pushOverlay(new HeaderTreeFileSystem(*input));
     llvm::IntrusiveRefCntPtr<llvm::vfs::InMemoryFileSystem> memory(new llvm::vfs::InMemoryFileSystem());
     setup.overlay->pushOverlay(memory);
     for (size_t i = 0; i < input->file_count; i++) {

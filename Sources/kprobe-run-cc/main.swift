@@ -19,43 +19,25 @@ struct CStrings {
     func release() { for pointer in pointers { free(pointer) } }
 }
 
-/// The header image (`HeaderImage`) mapped from the descriptor the parent gave, as the shim's
-/// file list. clang needs a NUL after a file's bytes: tar pads a file's data with zeros to a
-/// 512-byte block, so only a file that fills its last block exactly is copied.
-final class MappedHeaderImage {
-    let root: String
-    private let base: UnsafeMutableRawPointer
-    private let size: Int
-    private let paths: CStrings
-    private var copies: [UnsafeMutablePointer<CChar>] = []
-    private(set) var files: [clang_bpf_file] = []
+/// The header image (`HeaderImage`) as the shim's file table: the shim reads each file from the
+/// descriptor when clang opens it.
+struct HeaderTreeTable {
+    let root: CStrings
+    let paths: CStrings
+    let files: [clang_bpf_tree_file]
 
-    init?(_ image: HeaderImage) {
-        guard image.size > 0, let map = mmap(nil, image.size, PROT_READ, MAP_SHARED, image.descriptor, 0), map != MAP_FAILED else {
-            return nil
+    init(_ image: HeaderImage) {
+        let paths = CStrings(image.files.map(\.path))
+        root = CStrings([image.root])
+        files = zip(paths.pointers, image.files).map { path, file in
+            clang_bpf_tree_file(path: path, offset: UInt64(file.offset), length: file.size)
         }
-        root = image.root
-        base = map
-        size = image.size
-        paths = CStrings(image.files.map(\.path))
-        for (index, file) in image.files.enumerated() {
-            let start = UnsafeRawPointer(base + file.offset).assumingMemoryBound(to: CChar.self)
-            var contents = UnsafePointer(start)
-            if file.offset + file.size >= size || start[file.size] != 0 {
-                let copy = UnsafeMutablePointer<CChar>.allocate(capacity: file.size + 1)
-                copy.update(from: start, count: file.size)
-                copy[file.size] = 0
-                copies.append(copy)
-                contents = UnsafePointer(copy)
-            }
-            files.append(clang_bpf_file(path: paths.pointers[index], contents: contents, length: file.size))
-        }
+        self.paths = paths
     }
 
-    deinit {
-        munmap(base, size)
+    func release() {
+        root.release()
         paths.release()
-        for copy in copies { copy.deallocate() }
     }
 }
 
@@ -140,12 +122,8 @@ struct ShimBackend: ClangBackend {
             pchPath.release()
             cpu.release()
         }
-        let tree = request.headerImage.flatMap(MappedHeaderImage.init)
-        if request.headerImage != nil, tree == nil {
-            return failed("cannot map the kernel headers kprobe-run decompressed into memory: \(Errno.current)")
-        }
-        let treeRoot = CStrings(tree.map { [$0.root] } ?? [])
-        defer { treeRoot.release() }
+        let tree = request.headerImage.map(HeaderTreeTable.init)
+        defer { tree?.release() }
         let treeFiles = tree?.files ?? []
         var files: [clang_bpf_file] = []
         for index in request.virtualFiles.indices {
@@ -168,12 +146,13 @@ struct ShimBackend: ClangBackend {
                                         pch_path: pchPath.pointers.first.flatMap { $0 }.map { UnsafePointer($0) },
                                         cpu: cpu.pointers.first.flatMap { $0 }.map { UnsafePointer($0) },
                                         write_metadata: writeEventMetadata,
-                                        tree_root: treeRoot.pointers.first.flatMap { $0 }.map { UnsafePointer($0) },
+                                        tree_root: tree?.root.pointers.first.flatMap { $0 }.map { UnsafePointer($0) },
+                                        tree_fd: request.headerImage?.descriptor ?? -1,
                                         tree_files: nil, tree_file_count: 0)
                                     return treeFiles.withUnsafeBufferPointer { treePointers in
                                         input.tree_files = treePointers.baseAddress
                                         input.tree_file_count = treePointers.count
-                                        return withExtendedLifetime(tree) { body(&input, &result) }
+                                        return body(&input, &result)
                                     }
                                 }
                             }

@@ -155,6 +155,9 @@ let cannedELF: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1] + [UInt8](repeating: 
             ("truncated manifest", { try FileSystem.writeAtomically(Array(goodManifest.dropLast(3)), to: base + ".deps") }),
             ("garbage manifest", { try FileSystem.writeAtomically(Array("kprobe-run compile cache 1\nobject x\n".utf8), to: base + ".deps") }),
             ("empty manifest", { try FileSystem.writeAtomically([], to: base + ".deps") }),
+            // What a crash can leave of files written without fsync (`store` does not flush).
+            ("zeroed manifest", { try FileSystem.writeAtomically([UInt8](repeating: 0, count: goodManifest.count), to: base + ".deps") }),
+            ("zeroed object", { try FileSystem.writeAtomically([UInt8](repeating: 0, count: cannedELF.count), to: base + ".o") }),
         ]
         for (what, damage) in damages {
             try damage()

@@ -38,6 +38,20 @@ import TestSupport
                         .init(path: "include/exact.h", offset: exactOffset, size: exact.utf8.count)])
     }
 
+    /// `image()` in a file of `scratch`, opened for reading (the worker reads a memfd the same way).
+    static func openImage(in scratch: ScratchDirectory) throws -> Int32 {
+        let path = scratch.path + "/image"
+        try Data(image().bytes).write(to: URL(fileURLWithPath: path))
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CompileError("cannot open \(path): \(Errno.current)") }
+        return fd
+    }
+
+    static func headerImage(root: String, descriptor: Int32, scratch: ScratchDirectory) -> HeaderImage {
+        let (bytes, files) = image()
+        return HeaderImage(root: root, descriptor: descriptor, size: bytes.count, files: files, lockPath: scratch.path + "/headers/.lock")
+    }
+
     @Test func compileFromTheImageGivesTheObjectOfTheFiles() throws {
         let scratch = try ScratchDirectory()
         let root = scratch.path + "/headers/entry"
@@ -51,18 +65,43 @@ import TestSupport
         #expect(rename(root, root + ".written-later") == 0)
         #expect(throws: CompileError.self) { try builtWorker().compile(request) }
 
-        let (bytes, files) = Self.image()
-        let imagePath = scratch.path + "/image"
-        try Data(bytes).write(to: URL(fileURLWithPath: imagePath))
-        let fd = open(imagePath, O_RDONLY | O_CLOEXEC)
-        #expect(fd >= 0)
+        let fd = try Self.openImage(in: scratch)
         defer { close(fd) }
         var fromMemory = request
-        fromMemory.headerImage = HeaderImage(root: root, descriptor: fd, size: bytes.count, files: files,
-                                             lockPath: scratch.path + "/headers/.lock")
+        fromMemory.headerImage = Self.headerImage(root: root, descriptor: fd, scratch: scratch)
         let compiled = try builtWorker().compile(fromMemory)
         #expect(compiled.elf == fromFiles.elf)
         #expect(compiled.dependencies.contains(root + "/include/exact.h"))
+    }
+
+    /// Paths resolve in the image as in the written tree: a directory that only the image has
+    /// (its files imply it) is an include directory, `..` is resolved, and a path the image does
+    /// not have is looked for on disk.
+    @Test func pathsResolveAsInTheWrittenTree() throws {
+        let scratch = try ScratchDirectory()
+        let root = scratch.path + "/headers/entry"
+        let fd = try Self.openImage(in: scratch)
+        defer { close(fd) }
+        let probe = """
+            #include <../include/small.h>
+            #include "\(root)/include/./exact.h"
+            #if __has_include(<missing.h>)
+            #error missing.h is not in the image
+            #endif
+            char LICENSE[] SEC("license") = "GPL";
+            struct small global_small;
+            SEC("tracepoint/syscalls/sys_enter_openat")
+            int on_openat(void *ctx)
+            {
+                global_small.a = EXACT;
+                return 0;
+            }
+            """
+        var request = try probeRequest(probe, arguments: ["-I" + root + "/include"])
+        request.headerImage = Self.headerImage(root: root, descriptor: fd, scratch: scratch)
+        let compiled = try builtWorker().compile(request)
+        #expect(!compiled.elf.isEmpty)
+        #expect(compiled.dependencies.contains { $0.hasSuffix("small.h") })
     }
 
     /// The precompiled-header builder of a first run waits for the entry's writer (it holds the

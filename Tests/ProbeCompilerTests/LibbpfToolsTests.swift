@@ -51,6 +51,40 @@ import TestSupport
         #expect(ELFObject(bytes: btf).contains("comm") && ELFObject(bytes: btf).contains("args"))
     }
 
+    /// Only the probe's functions and those they reach are analyzed (not every inline function
+    /// of the headers): wrappers in an included header count through their callers, and a
+    /// header's function that no probe function reaches adds nothing.
+    @Test func recordTypesThroughWrappersOfAHeader() throws {
+        let header = """
+            struct event { int pid; char comm[16]; };
+            struct unused { long never; };
+            struct { __uint(type, 27); __uint(max_entries, 4096); } events SEC(".maps");
+            struct { __uint(type, 27); __uint(max_entries, 4096); } idle SEC(".maps");
+            static __always_inline void *reserve_buf(__u64 size) { return bpf_ringbuf_reserve(&events, size, 0); }
+            static __always_inline void submit_buf(void *buf) { bpf_ringbuf_submit(buf, 0); }
+            static __always_inline void never_called(void) {
+                struct unused *u = bpf_ringbuf_reserve(&idle, sizeof(*u), 0);
+                if (u) bpf_ringbuf_submit(u, 0);
+            }
+            """
+        var request = try probeRequest("""
+            #include "wrappers.h"
+            char LICENSE[] SEC("license") = "GPL";
+            SEC("tracepoint/sched/sched_process_exec")
+            int on_exec(void *ctx)
+            {
+                struct event *e = reserve_buf(sizeof(*e));
+                if (e) submit_buf(e);
+                return 0;
+            }
+            """, arguments: ["-I/kprobe-run-test"])
+        request.virtualFiles.append(VirtualFile(path: "/kprobe-run-test/wrappers.h", contents: header))
+        let object = try builtWorker().compile(request)
+        let section = try #require(ELFObject(bytes: object.elf).section(named: ProbeMetadata.sectionName))
+        let metadata = try JSONDecoder().decode(ProbeMetadata.self, from: Data(section.prefix { $0 != 0 }))
+        #expect(metadata.events == ["events": "struct event"])
+    }
+
     @Test func probeWithoutRecordsGetsNoMetadata() throws {
         let object = try builtWorker().compile(probeRequest(CompileTests.openat))
         #expect(ELFObject(bytes: object.elf).section(named: ProbeMetadata.sectionName) == nil)

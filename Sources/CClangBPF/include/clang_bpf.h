@@ -19,6 +19,13 @@ typedef struct clang_bpf_file {
     size_t length;
 } clang_bpf_file;
 
+/* A file of a header tree: its path below the tree's root and where its bytes are. */
+typedef struct clang_bpf_tree_file {
+    const char *path;
+    unsigned long long offset;
+    size_t length;
+} clang_bpf_tree_file;
+
 typedef struct clang_bpf_input {
     /* The probe text and the name diagnostics give it (as the user wrote it). */
     const char *source;
@@ -43,11 +50,13 @@ typedef struct clang_bpf_input {
        maps to values[i]. Returns the JSON for the `.kprobe_run.meta` section as a malloc'd
        string (the compiler frees it), or NULL for none. NULL: no metadata is added. */
     char *(*write_metadata)(const char *const *tables, const char *const *keys, const char *const *values, size_t count);
-    /* A header tree served from memory below tree_root (no slash at its end), in front of the
-       real filesystem and behind `files`: each file's path is relative to tree_root and its
-       contents must be followed by a NUL byte (not counted in length). tree_root NULL: none. */
+    /* A header tree served from a file (the decompressed archive's memfd) below tree_root (no
+       slash at its end), in front of the real filesystem and behind `files`: each file's path is
+       relative to tree_root and its bytes lie at offset in tree_fd. A file is read when the
+       compile opens it, so only the headers it includes take memory. tree_root NULL: none. */
     const char *tree_root;
-    const clang_bpf_file *tree_files;
+    int tree_fd;
+    const clang_bpf_tree_file *tree_files;
     size_t tree_file_count;
 } clang_bpf_input;
 
