@@ -6,9 +6,7 @@
 
 #include "csha256.h"
 
-#if defined(__x86_64__) || defined(__aarch64__)
-/* FIPS 180-4 §4.2.2: the round constants. */
-static const uint32_t round_constants[64] __attribute__((aligned(16))) = {
+const uint32_t csha256_round_constants[64] __attribute__((aligned(16))) = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -18,7 +16,6 @@ static const uint32_t round_constants[64] __attribute__((aligned(16))) = {
     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
-#endif
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -66,7 +63,7 @@ void csha256_compress(uint32_t state[8], const uint8_t *blocks, size_t count) {
                 words = _mm_sha256msg2_epu32(sum, w[(g + 3) % 4]);
             }
             w[g % 4] = words;
-            __m128i wk = _mm_add_epi32(words, _mm_load_si128((const __m128i *)&round_constants[4 * g]));
+            __m128i wk = _mm_add_epi32(words, _mm_load_si128((const __m128i *)&csha256_round_constants[4 * g]));
             __m128i next = _mm_sha256rnds2_epu32(cdgh, abef, wk);
             cdgh = abef;
             abef = next;
@@ -119,7 +116,7 @@ void csha256_compress(uint32_t state[8], const uint8_t *blocks, size_t count) {
                 words = vsha256su1q_u32(vsha256su0q_u32(w[g % 4], w[(g + 1) % 4]), w[(g + 2) % 4], w[(g + 3) % 4]);
             }
             w[g % 4] = words;
-            const uint32x4_t wk = vaddq_u32(words, vld1q_u32(&round_constants[4 * g]));
+            const uint32x4_t wk = vaddq_u32(words, vld1q_u32(&csha256_round_constants[4 * g]));
             const uint32x4_t abcd_before = abcd;
             abcd = vsha256hq_u32(abcd, efgh, wk);
             efgh = vsha256h2q_u32(efgh, abcd_before, wk);

@@ -1,5 +1,6 @@
 import Testing
 @testable import KprobeSupport
+import TestSupport
 
 @Suite struct SHA256Tests {
     /// Both block functions: the CPU's SHA-256 instructions (where this CPU has them) and the Swift rounds.
@@ -45,7 +46,7 @@ import Testing
     /// Random lengths 0…5000 in random update() chunks (raw buffers and byte sequences, so that
     /// blocks arrive split, buffered, and in multi-block runs): the same digest from both paths.
     @Test func randomInputsAgreeOnBothPaths() {
-        var random = SplitMix64(seed: 0x5348_4132_3536)
+        var random = SeededGenerator(seed: 0x5348_4132_3536)
         for _ in 0..<300 {
             let bytes = (0..<Int(random.next() % 5001)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
             var cuts = (0..<Int(random.next() % 6)).map { _ in bytes.isEmpty ? 0 : Int(random.next() % UInt64(bytes.count + 1)) }
@@ -75,18 +76,5 @@ import Testing
         chunked.update(bytes[3..<130])
         bytes[130...].withUnsafeBytes { chunked.update($0) }
         #expect(chunked.hexDigest() == SHA256.hex(bytes))
-    }
-}
-
-/// A seeded generator, so that a failure names inputs that can be produced again.
-private struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49eb_133b_111f
-        return z ^ (z >> 31)
     }
 }

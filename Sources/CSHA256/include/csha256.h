@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* FIPS 180-4 §4.2.2: the 64 round constants (also the Swift rounds' table). */
+extern const uint32_t csha256_round_constants[64];
+
 /* Whether this CPU (and this build's architecture) has the instructions csha256_compress uses.
    Cheap, but callers should ask once: it runs cpuid / reads the auxiliary vector. */
 bool csha256_hardware_available(void);
