@@ -85,11 +85,9 @@ void csha256_compress(uint32_t state[8], const uint8_t *blocks, size_t count) {
 #include <arm_neon.h>
 #include <sys/auxv.h>
 
-/* <asm/hwcap.h>'s bit, spelled out: the Android NDK and glibc headers do not all define it. */
-#define KPROBE_RUN_HWCAP_SHA2 (1ul << 6)
-
+/* The kernel's HWCAP_SHA2: the CPU has the SHA-256 instructions of the Crypto Extension. */
 bool csha256_hardware_available(void) {
-    return (getauxval(AT_HWCAP) & KPROBE_RUN_HWCAP_SHA2) != 0;
+    return (getauxval(AT_HWCAP) & HWCAP_SHA2) != 0;
 }
 
 /*
@@ -130,6 +128,7 @@ void csha256_compress(uint32_t state[8], const uint8_t *blocks, size_t count) {
 }
 
 #else
+/* Other architectures: SHA256 uses its Swift rounds only. */
 bool csha256_hardware_available(void) { return false; }
 
 void csha256_compress(uint32_t state[8], const uint8_t *blocks, size_t count) {
