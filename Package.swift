@@ -55,11 +55,14 @@ let package = Package(
                 .linkedLibrary("z"),
             ]
         ),
+        // SHA-256 block compression with the CPU's SHA-256 instructions (x86-64 SHA-NI, ARMv8
+        // Crypto Extension), chosen at run time; KprobeSupport.SHA256 falls back to Swift.
+        .target(name: "CSHA256", path: "Sources/CSHA256"),
 
         // Shared by every stage: errors and exit codes, digests, the secure cache root, and the
         // plumbing (owned descriptors, retryOnInterrupt, child processes, atomic files, locks,
         // kallsyms, ELF sections).
-        .target(name: "KprobeSupport", dependencies: ["CLibELF"]),
+        .target(name: "KprobeSupport", dependencies: ["CLibELF", "CSHA256"]),
         // Stage 1: find kernel headers or types and keep them in the cache.
         .target(name: "KernelHeaders", dependencies: ["KprobeSupport", "CLibArchive", "CLibELF", "CLibBPF"]),
         // Stage 2: the parent's side of compiling (requests, worker protocol). No LLVM here.

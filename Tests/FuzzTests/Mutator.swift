@@ -1,18 +1,13 @@
+import TestSupport
+
 /// A seeded mutator of byte strings for the fuzzing tests: the same seed gives the same inputs,
 /// so a failure is reproduced by its seed and iteration alone.
 struct Mutator: RandomNumberGenerator {
-    private var state: UInt64
+    private var generator: SeededGenerator
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
-    /// SplitMix64.
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     /// `input` with one to four random edits: bit flips, boundary values, truncation, a copied
     /// block, inserted or deleted bytes.
