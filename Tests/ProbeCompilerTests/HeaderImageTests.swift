@@ -121,7 +121,7 @@ import TestSupport
             guard let lock = try? FileLock(image.lockPath, relativeTo: AT_FDCWD) else { return }
             locked.signal()
             Thread.sleep(forTimeInterval: 0.3)
-            FileManager.default.createFile(atPath: root + "/MANIFEST", contents: Data())
+            _ = FileManager.default.createFile(atPath: root + "/MANIFEST", contents: Data())
             released.withLock { $0 = true }
             lock.held()
         }.start()
