@@ -34,7 +34,8 @@ struct ArchiveBytes: Sendable {
     /// For messages: the file or member it came from.
     var name: String
 
-    /// Computed once per unpack (4 MiB take ~30 ms): `install` is given it when it is known.
+    /// Computed once per unpack (4 MiB take ~2 ms with the CPU's SHA-256 instructions, ~15 ms
+    /// without): `install` is given it when it is known.
     var digest: String { SHA256.hex(bytes) }
 }
 
