@@ -50,15 +50,13 @@ final class ArchiveImage: @unchecked Sendable {
         if fd >= 0 { close(fd) }
     }
 
-    /// Adds `extra` after the stream (on a page of its own); its offset, nil when it does not fit.
+    /// Adds `extra` after the stream; its offset, nil when it does not fit. (The compiler worker
+    /// reads each file into a buffer of its own, which it terminates: nothing here needs a NUL.)
     func append(_ extra: [UInt8]) -> Int? {
-        let page = Int(getpagesize())
-        let offset = (count + page - 1) / page * page
-        guard offset <= capacity - extra.count - 1 else { return nil }
+        let offset = count
+        guard extra.count <= capacity - offset else { return nil }
         extra.withUnsafeBytes { (base + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        // A NUL after the text: clang reads a file's buffer up to one.
-        (base + offset + extra.count).storeBytes(of: 0, as: UInt8.self)
-        count = offset + extra.count + 1
+        count = offset + extra.count
         return offset
     }
 
