@@ -96,6 +96,10 @@ final class OutputSink {
     /// Output is waiting for the reader to make room (poll stdout for POLLOUT).
     var waiting: Bool { queuedBytes > 0 }
 
+    /// The descriptor to poll for room: the fd while output waits, else -1 (not polled: a pipe
+    /// whose reader has gone would report POLLERR at every turn).
+    var pollFD: Int32 { waiting ? fd : -1 }
+
     /// Hands what has collected to the reader: to a pipe or socket as much as it has room for
     /// now, the rest queued (waiting only while more than `queueLimit` bytes are queued);
     /// elsewhere all of it. Lines collected behind a queue stay in their chunk until it is full

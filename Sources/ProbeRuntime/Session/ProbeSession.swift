@@ -97,8 +97,7 @@ public final class ProbeSession {
         var fds: [pollfd] = [pollfd(fd: signals.readFD, events: Int16(POLLIN), revents: 0)]
         if let tracePipe = run.tracePipe { fds.append(pollfd(fd: tracePipe.fd, events: Int16(POLLIN), revents: 0)) }
         for fd in buffers.pollFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-        // stdout, while output waits for the reader to make room (a negative fd is not polled:
-        // a pipe whose reader has gone would report POLLERR at every turn).
+        // stdout, while output waits for the reader to make room (`OutputSink.pollFD`).
         let output = fds.count
         fds.append(pollfd(fd: -1, events: Int16(POLLOUT), revents: 0))
         // The last turn read records.
@@ -110,7 +109,7 @@ public final class ProbeSession {
             // which would wake the reader.
             if !streaming || fds[output].revents != 0 { run.sink.send() }
             if run.sink.closed || run.reporter.limitReached { break }
-            fds[output].fd = run.sink.waiting ? run.sink.fd : -1
+            fds[output].fd = run.sink.pollFD
             let now = MonotonicClock.seconds
             if let pid = rememberTarget, now >= nextRemember {
                 run.stacks.user.remember(pid: pid)
@@ -145,7 +144,7 @@ public final class ProbeSession {
                 // Records came in the last turn and none are waiting: rather than a wake-up per
                 // record (a context switch on both sides each), let the next ones collect.
                 run.sink.send()
-                fds[output].fd = run.sink.waiting ? run.sink.fd : -1
+                fds[output].fd = run.sink.pollFD
                 let nap = timeout < 0 ? Self.streamingNap : min(Self.streamingNap, Int(timeout) * 1000)
                 var pause = timespec(tv_sec: 0, tv_nsec: nap * 1000)
                 nanosleep(&pause, nil)
